@@ -1,0 +1,27 @@
+//! # aia — automatic image annotation on Burn
+//!
+//! A pure-Rust implementation of Salar & Ahmadi, *Improving loss function for deep convolutional
+//! neural network applied in automatic image annotation* (The Visual Computer, 2023):
+//!
+//! - [`model`]: the TResNet family (M, L, XL), loading timm's pretrained checkpoints;
+//! - [`loss`]: the asymmetric multi-label loss family (BCE, focal, ASL and the paper's loss),
+//!   with fused CPU and CubeCL kernels;
+//! - [`data`]: Corel-5k, IAPR TC-12, ESP Game, any folder laid out like them, and a synthetic set;
+//! - [`metrics`] and [`threshold`]: the field's per-class / per-image metrics and per-label
+//!   thresholds chosen by the Matthews correlation coefficient;
+//! - [`train`]: the paper's training recipe, with checkpoints, resume and reports.
+//!
+//! Everything is generic over a Burn [`Backend`](burn::tensor::backend::Backend); [`backend`]
+//! names the one picked by the crate's features (flex on the CPU by default).
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod data;
+pub mod error;
+pub mod loss;
+pub mod metrics;
+pub mod model;
+pub mod threshold;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Per-label thresholds chosen by the Matthews correlation coefficient (issue #5).
