@@ -25,7 +25,12 @@ pub type DefaultBackend = burn::backend::NdArray;
 pub type DefaultBackend = burn::backend::Flex;
 
 /// The training backend: [`DefaultBackend`] with automatic differentiation.
-#[cfg(any(feature = "cuda", feature = "wgpu", feature = "ndarray", feature = "flex"))]
+#[cfg(any(
+    feature = "cuda",
+    feature = "wgpu",
+    feature = "ndarray",
+    feature = "flex"
+))]
 pub type TrainBackend = burn::backend::Autodiff<DefaultBackend>;
 
 /// A short human-readable name of [`DefaultBackend`], for logs and reports.

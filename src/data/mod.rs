@@ -12,3 +12,7 @@ pub enum DataError {
         source: std::io::Error,
     },
 }
+
+mod batch;
+
+pub use batch::AnnotationBatch;
