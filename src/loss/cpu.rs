@@ -12,6 +12,8 @@ use super::params::LossParams;
 const CHUNK: usize = 16 * 1024;
 /// Lanes of the manual accumulator, so the reduction vectorises without reassociation.
 const LANES: usize = 16;
+/// Elements per inner block (the per-element losses of one block stay on the stack).
+const BLOCK: usize = 256;
 
 /// The reduced loss of `logits` against `targets` (flat, same length), and when `grad` is given,
 /// its gradient with respect to the logits written there (for an incoming gradient of 1).
@@ -118,11 +120,26 @@ fn run<P: Pow, const GRAD: bool, const MARGIN: bool>(
 ) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { run_avx512::<P, GRAD, MARGIN>(k, x, y, g) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe { run_avx2::<P, GRAD, MARGIN>(k, x, y, g) };
         }
     }
+    run_loop::<P, GRAD, MARGIN>(k, x, y, g)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_avx512<P: Pow, const GRAD: bool, const MARGIN: bool>(
+    k: &Elem<P>,
+    x: &[f32],
+    y: &[f32],
+    g: &mut [f32],
+) -> f64 {
     run_loop::<P, GRAD, MARGIN>(k, x, y, g)
 }
 
@@ -144,41 +161,62 @@ fn run_loop<P: Pow, const GRAD: bool, const MARGIN: bool>(
     y: &[f32],
     g: &mut [f32],
 ) -> f64 {
-    let n = x.len();
-    let full = n / LANES * LANES;
-    let mut acc = [0.0f32; LANES];
-    let mut start = 0;
-    while start < full {
-        let xs: &[f32; LANES] = x[start..start + LANES].try_into().unwrap();
-        let ys: &[f32; LANES] = y[start..start + LANES].try_into().unwrap();
-        let mut ls = [0.0f32; LANES];
-        let mut ds = [0.0f32; LANES];
-        for i in 0..LANES {
-            let (l, d) = k.elem::<GRAD, MARGIN>(xs[i], ys[i]);
-            ls[i] = l;
-            ds[i] = d;
+    // Plain element loops (which LLVM's loop vectoriser handles) write the per-element losses to
+    // a small buffer; a separate lane-wise sum reduces it without reassociating a float chain.
+    let mut buf = [0.0f32; BLOCK];
+    let mut sum = 0.0f64;
+    for start in (0..x.len()).step_by(BLOCK) {
+        let end = (start + BLOCK).min(x.len());
+        let (xs, ys) = (&x[start..end], &y[start..end]);
+        let ls = &mut buf[..end - start];
+        // Hard targets need only one of the two terms per element: half the transcendentals.
+        let binary = ys.iter().fold(true, |all, &v| all & ((v == 0.0) | (v == 1.0)));
+        match (GRAD, binary) {
+            (true, true) => {
+                let gs = &mut g[start..end];
+                for ((l, d), (&x, &y)) in ls.iter_mut().zip(gs.iter_mut()).zip(xs.iter().zip(ys)) {
+                    (*l, *d) = k.elem_binary::<GRAD, MARGIN>(x, y);
+                }
+            }
+            (true, false) => {
+                let gs = &mut g[start..end];
+                for ((l, d), (&x, &y)) in ls.iter_mut().zip(gs.iter_mut()).zip(xs.iter().zip(ys)) {
+                    (*l, *d) = k.elem::<GRAD, MARGIN>(x, y);
+                }
+            }
+            (false, true) => {
+                for (l, (&x, &y)) in ls.iter_mut().zip(xs.iter().zip(ys)) {
+                    *l = k.elem_binary::<GRAD, MARGIN>(x, y).0;
+                }
+            }
+            (false, false) => {
+                for (l, (&x, &y)) in ls.iter_mut().zip(xs.iter().zip(ys)) {
+                    *l = k.elem::<GRAD, MARGIN>(x, y).0;
+                }
+            }
         }
-        for i in 0..LANES {
-            acc[i] += ls[i];
-        }
-        if GRAD {
-            g[start..start + LANES].copy_from_slice(&ds);
-        }
-        start += LANES;
-    }
-    let mut sum: f64 = acc.iter().map(|&a| a as f64).sum();
-    for i in full..n {
-        let (l, d) = k.elem::<GRAD, MARGIN>(x[i], y[i]);
-        sum += l as f64;
-        if GRAD {
-            g[i] = d;
-        }
+        sum += lane_sum(ls);
     }
     sum
 }
 
+#[inline(always)]
+fn lane_sum(values: &[f32]) -> f64 {
+    let mut acc = [0.0f32; LANES];
+    let mut blocks = values.chunks_exact(LANES);
+    for block in &mut blocks {
+        for (a, v) in acc.iter_mut().zip(block) {
+            *a += v;
+        }
+    }
+    let tail: f32 = blocks.remainder().iter().sum();
+    acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64
+}
+
 /// A power `base^gamma` with `base` in `[0, 1]` and its derivative coefficient.
 trait Pow: Copy + Send + Sync {
+    /// `if first { a } else { b }`, lane by lane.
+    fn select(first: bool, a: Self, b: Self) -> Self;
     /// `base^gamma`.
     fn pow(self, base: f32) -> f32;
     /// `(base^gamma, gamma * base^(gamma - 1))`, the latter `0` where `base == 0` and
@@ -192,17 +230,21 @@ struct IntPow(u32);
 
 impl Pow for IntPow {
     #[inline(always)]
+    fn select(first: bool, a: Self, b: Self) -> Self {
+        IntPow(if first { a.0 } else { b.0 })
+    }
+
+    #[inline(always)]
     fn pow(self, base: f32) -> f32 {
         powi4(base, self.0)
     }
 
     #[inline(always)]
     fn pow_deriv(self, base: f32) -> (f32, f32) {
-        if self.0 == 0 {
-            return (1.0, 0.0);
-        }
-        let below = powi4(base, self.0 - 1);
-        (below * base, self.0 as f32 * below)
+        // Branch-free, so that it stays vectorised when the exponent differs between lanes.
+        let below = powi4(base, self.0.saturating_sub(1));
+        let value = if self.0 == 0 { 1.0 } else { below * base };
+        (value, self.0 as f32 * below)
     }
 }
 
@@ -224,6 +266,11 @@ fn powi4(base: f32, n: u32) -> f32 {
 struct FloatPow(f32);
 
 impl Pow for FloatPow {
+    #[inline(always)]
+    fn select(first: bool, a: Self, b: Self) -> Self {
+        FloatPow(if first { a.0 } else { b.0 })
+    }
+
     #[inline(always)]
     fn pow(self, base: f32) -> f32 {
         if self.0 == 0.0 {
@@ -312,6 +359,49 @@ impl<P: Pow> Elem<P> {
         };
         let d_pos = d_log_pos - d_w_pos;
         let d = -(y * d_pos + (1.0 - y) * d_neg) * self.scale;
+        (l, d)
+    }
+}
+
+impl<P: Pow> Elem<P> {
+    /// [`elem`](Self::elem) for a target of exactly 0 or 1: only that target's term is computed,
+    /// with one `exp`, one `ln` and one power, the choices made by lane-wise selects.
+    #[inline(always)]
+    fn elem_binary<const GRAD: bool, const MARGIN: bool>(&self, x: f32, y: f32) -> (f32, f32) {
+        let p = &self.p;
+        let pos = y != 0.0;
+        // The sigmoid of the positive term is taken at x - pos_margin, of the negative at x.
+        let z = if MARGIN && pos { x - p.pos_margin } else { x };
+        let (s, s_comp) = sigmoid_pair(z);
+
+        // Negative: q = max(s - m, 0), log argument 1 - q. Positive: log argument p = s.
+        let active = s > p.neg_margin;
+        let q = if active { s - p.neg_margin } else { 0.0 };
+        let one_minus_q = if active { s_comp + p.neg_margin } else { 1.0 };
+        let arg = if pos { s } else { one_minus_q };
+        let unclamped = arg >= p.eps;
+        let log = ln(arg.max(p.eps));
+        let base = if pos { s_comp } else { q };
+        let pow = P::select(pos, self.pow_pos, self.pow_neg);
+        let confident = MARGIN && pos && x >= p.switch_logit;
+
+        if !GRAD {
+            let w = if confident { 1.0 } else { pow.pow(base) };
+            return (-(log * w), 0.0);
+        }
+        let (w_focal, dw_focal) = pow.pow_deriv(base);
+        let w = if confident { 1.0 } else { w_focal };
+        let l = -(log * w);
+
+        // With t = ds/dz = s (1 - s):
+        //   positive: d/dx = [unclamped] (1 - s) w - [focal] log * gamma (1-s)^(gamma-1) t
+        //   negative: d/dx = [active] t (-[unclamped] w / (1 - q) + log * gamma q^(gamma-1))
+        let t = s * s_comp;
+        let d_log = if pos { s_comp } else { -t / one_minus_q };
+        let d_log = if unclamped && (pos || active) { d_log } else { 0.0 };
+        let d_base = if pos { -t } else if active { t } else { 0.0 };
+        let d_w = if confident { 0.0 } else { d_base * dw_focal };
+        let d = -(d_log * w + log * d_w) * self.scale;
         (l, d)
     }
 }
