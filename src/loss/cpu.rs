@@ -331,7 +331,7 @@ impl<P: Pow> Elem<P> {
         let confident = MARGIN && x >= p.switch_logit;
 
         if !GRAD {
-            let w_neg = self.pow_neg.pow(q);
+            let w_neg = self.pow_neg.pow_deriv(q).0;
             let w_pos = if confident {
                 1.0
             } else {
@@ -386,7 +386,8 @@ impl<P: Pow> Elem<P> {
         let confident = MARGIN && pos && x >= p.switch_logit;
 
         if !GRAD {
-            let w = if confident { 1.0 } else { pow.pow(base) };
+            // The same arithmetic as the gradient path, so both give bit-identical losses.
+            let w = if confident { 1.0 } else { pow.pow_deriv(base).0 };
             return (-(log * w), 0.0);
         }
         let (w_focal, dw_focal) = pow.pow_deriv(base);
