@@ -1,4 +1,46 @@
-//! The asymmetric multi-label loss family (issue #2).
+//! The asymmetric multi-label loss family (issue #2): BCE, focal, ASL and the paper's loss.
+//!
+//! - [`AsymmetricLossConfig`] holds the hyper-parameters, with the presets
+//!   [`bce`](AsymmetricLossConfig::bce), [`focal`](AsymmetricLossConfig::focal),
+//!   [`asymmetric`](AsymmetricLossConfig::asymmetric) and
+//!   [`proposed`](AsymmetricLossConfig::proposed) (also by name through [`LossPreset`]);
+//! - [`AsymmetricLoss::forward`] runs the fused kernel of the backend ([`LossBackend`]): a
+//!   vectorised, multi-threaded CPU kernel on Flex and NdArray, a CubeCL kernel on CUDA and wgpu,
+//!   with the analytic gradient under [`Autodiff`](burn::backend::Autodiff);
+//! - [`AsymmetricLoss::forward_composed`] is the readable reference made of plain tensor
+//!   operations, on any backend.
+//!
+//! ```
+//! use aia::loss::AsymmetricLossConfig;
+//! use burn::backend::{Autodiff, Flex};
+//! use burn::tensor::Tensor;
+//!
+//! type B = Autodiff<Flex>;
+//! let device = Default::default();
+//! let logits = Tensor::<B, 2>::from_floats([[2.0, -1.0, 0.5]], &device).require_grad();
+//! let targets = Tensor::<B, 2>::from_floats([[1.0, 0.0, 0.0]], &device);
+//! let loss = AsymmetricLossConfig::proposed().init().forward(logits.clone(), targets);
+//! let grads = loss.backward();
+//! assert_eq!(logits.grad(&grads).unwrap().dims(), [1, 3]);
+//! ```
+
+mod backend;
+mod composed;
+mod config;
+mod cpu;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod cube;
+#[cfg(feature = "flex")]
+mod flex;
+#[cfg(feature = "ndarray")]
+mod ndarray;
+mod params;
+mod validate;
+
+pub use backend::LossBackend;
+pub use config::{AsymmetricLoss, AsymmetricLossConfig, LossPreset, Reduction};
+pub use cpu::asymmetric_loss_cpu;
+pub use params::LossParams;
 
 /// Errors of the loss module.
 #[derive(Debug, thiserror::Error)]
@@ -11,4 +53,25 @@ pub enum LossError {
         /// Shape of the targets.
         targets: Vec<usize>,
     },
+    /// A target is neither 0 nor 1.
+    #[error("target at row {row}, class {col} is {value}; targets must be 0 or 1")]
+    TargetNotBinary {
+        /// Row (sample) of the first offending target.
+        row: usize,
+        /// Column (class) of the first offending target.
+        col: usize,
+        /// Its value.
+        value: f32,
+    },
+    /// A logit is NaN.
+    #[error("logit at row {row}, class {col} is NaN")]
+    NanLogit {
+        /// Row (sample) of the first NaN logit.
+        row: usize,
+        /// Column (class) of the first NaN logit.
+        col: usize,
+    },
+    /// A loss name that is not one of the presets.
+    #[error("unknown loss preset {0:?}; expected one of bce, focal, asymmetric, proposed")]
+    UnknownPreset(String),
 }

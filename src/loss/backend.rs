@@ -1,0 +1,176 @@
+//! The backend extension behind the fused loss, and its autodiff implementation.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Autodiff;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+
+use super::composed;
+use super::params::LossParams;
+
+/// A backend with a fused implementation of the asymmetric loss.
+///
+/// Every method has a default built from plain tensor operations (the composed reference, and
+/// autodiff for its gradient), so `impl LossBackend for MyBackend {}` is enough to use
+/// [`AsymmetricLoss::forward`](super::AsymmetricLoss::forward) on a new backend. The crate
+/// overrides them with kernels for Flex and NdArray (CPU) and for the CubeCL backends, and
+/// implements the trait for [`Autodiff<B>`] whenever `B` implements it, with an analytic backward.
+pub trait LossBackend: Backend {
+    /// The reduced loss (a `[1]` tensor) of `logits` against `targets`, both `[batch, classes]`.
+    fn asymmetric_loss(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+        params: &LossParams,
+    ) -> FloatTensor<Self> {
+        let x = float::<Self, 2>(logits);
+        let y = float::<Self, 2>(targets);
+        composed::loss(params, x, y).into_primitive().tensor()
+    }
+
+    /// The reduced loss and its gradient with respect to `logits` (for an incoming gradient of
+    /// 1), computed together so that the backward pass has nothing left to read.
+    fn asymmetric_loss_with_grad(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+        params: &LossParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        type Ad<B> = Autodiff<B>;
+        let x = float::<Ad<Self>, 2>(Ad::<Self>::from_inner(logits)).require_grad();
+        let y = float::<Ad<Self>, 2>(Ad::<Self>::from_inner(targets));
+        let loss = composed::loss(params, x.clone(), y);
+        let grads = loss.backward();
+        let grad = x
+            .grad(&grads)
+            .expect("the logits were marked as requiring a gradient");
+        (
+            loss.inner().into_primitive().tensor(),
+            grad.into_primitive().tensor(),
+        )
+    }
+
+    /// `grad * grad_out`, where `grad_out` is the `[1]` gradient flowing into the loss.
+    fn asymmetric_loss_scale_grad(
+        grad: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let grad = float::<Self, 2>(grad);
+        let dims = grad.dims();
+        let factor = float::<Self, 1>(grad_out).reshape([1, 1]).expand(dims);
+        (grad * factor).into_primitive().tensor()
+    }
+}
+
+fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// What the backward step needs: the gradient already computed by the forward kernel, and the
+/// logits when the targets want a gradient too.
+#[derive(Debug, Clone)]
+struct LossState<B: Backend> {
+    grad_logits: Option<FloatTensor<B>>,
+    logits: Option<FloatTensor<B>>,
+    params: LossParams,
+}
+
+#[derive(Debug)]
+struct AsymmetricLossBackward;
+
+impl<B: LossBackend> Backward<B, 2> for AsymmetricLossBackward {
+    type State = LossState<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_logits, node_targets] = ops.parents;
+        let grad_out = grads.consume::<B>(&ops.node);
+        let state = ops.state;
+
+        if let (Some(node), Some(logits)) = (node_targets, state.logits) {
+            // The loss is linear in the targets: d loss / dy = -scale * (L+ - L-).
+            let x = float::<B, 2>(logits);
+            let n = x.shape().num_elements();
+            let (pos, neg) = composed::terms(&state.params, x);
+            let grad = (pos - neg).mul_scalar(-state.params.scale(n));
+            let grad = B::asymmetric_loss_scale_grad(grad.into_primitive().tensor(), grad_out.clone());
+            grads.register::<B>(node.id, grad);
+        }
+        if let (Some(node), Some(grad)) = (node_logits, state.grad_logits) {
+            grads.register::<B>(node.id, B::asymmetric_loss_scale_grad(grad, grad_out));
+        }
+    }
+}
+
+impl<B: LossBackend, C: CheckpointStrategy> LossBackend for Autodiff<B, C> {
+    fn asymmetric_loss(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+        params: &LossParams,
+    ) -> FloatTensor<Self> {
+        let logits_tracked = !logits.node.requirement.is_none();
+        let targets_tracked = !targets.node.requirement.is_none();
+        match AsymmetricLossBackward
+            .prepare::<C>([logits.node.clone(), targets.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (loss, grad_logits) = if logits_tracked {
+                    let (loss, grad) = B::asymmetric_loss_with_grad(
+                        logits.primitive.clone(),
+                        targets.primitive.clone(),
+                        params,
+                    );
+                    (loss, Some(grad))
+                } else {
+                    let loss = B::asymmetric_loss(
+                        logits.primitive.clone(),
+                        targets.primitive.clone(),
+                        params,
+                    );
+                    (loss, None)
+                };
+                let state = LossState {
+                    grad_logits,
+                    logits: targets_tracked.then_some(logits.primitive),
+                    params: *params,
+                };
+                prep.finish(state, loss)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::asymmetric_loss(logits.primitive, targets.primitive, params))
+            }
+        }
+    }
+
+    fn asymmetric_loss_with_grad(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+        params: &LossParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        // A gradient of a gradient is not supported: the fused gradient comes back as a constant.
+        let (loss, grad) = B::asymmetric_loss_with_grad(
+            Self::inner(logits),
+            Self::inner(targets),
+            params,
+        );
+        (Self::from_inner(loss), Self::from_inner(grad))
+    }
+
+    fn asymmetric_loss_scale_grad(
+        grad: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(B::asymmetric_loss_scale_grad(
+            Self::inner(grad),
+            Self::inner(grad_out),
+        ))
+    }
+}

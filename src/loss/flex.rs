@@ -1,0 +1,94 @@
+//! [`LossBackend`] for Burn's Flex CPU backend: the CPU kernel on the tensors' own storage.
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::Flex;
+use burn::tensor::ops::{FloatTensor, FloatTensorOps};
+use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
+
+use super::backend::LossBackend;
+use super::cpu::{asymmetric_loss_cpu, scale_in_place};
+use super::params::LossParams;
+
+/// An `f32` tensor whose storage is one contiguous run (a view of it needs no copy).
+fn contiguous_f32(t: FlexTensor) -> FlexTensor {
+    let t = if t.dtype() == DType::F32 {
+        t
+    } else {
+        Flex::float_cast(t, FloatDType::F32)
+    };
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The output in the dtype of the input it belongs to.
+fn in_dtype(t: FlexTensor, dtype: DType) -> FlexTensor {
+    if dtype == DType::F32 {
+        t
+    } else {
+        Flex::float_cast(t, dtype.into())
+    }
+}
+
+fn run(
+    logits: FlexTensor,
+    targets: FlexTensor,
+    params: &LossParams,
+    with_grad: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
+    let dtype = logits.dtype();
+    let shape = logits.shape();
+    let x = contiguous_f32(logits);
+    let y = contiguous_f32(targets);
+    let (xs, ys) = (x.as_slice::<f32>().unwrap(), y.as_slice::<f32>().unwrap());
+    let (loss, grad) = if with_grad {
+        // Zeroed memory comes from the allocator as fresh pages, without a memset pass.
+        let mut g = vec![0.0f32; xs.len()];
+        let loss = asymmetric_loss_cpu(xs, ys, params, Some(&mut g));
+        let g = FlexTensor::from_data(TensorData::new(g, shape));
+        (loss, Some(in_dtype(g, dtype)))
+    } else {
+        (asymmetric_loss_cpu(xs, ys, params, None), None)
+    };
+    let loss = FlexTensor::from_data(TensorData::new(vec![loss as f32], [1]));
+    (in_dtype(loss, dtype), grad)
+}
+
+impl LossBackend for Flex {
+    fn asymmetric_loss(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+        params: &LossParams,
+    ) -> FloatTensor<Self> {
+        run(logits, targets, params, false).0
+    }
+
+    fn asymmetric_loss_with_grad(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+        params: &LossParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (loss, grad) = run(logits, targets, params, true);
+        (loss, grad.expect("requested"))
+    }
+
+    fn asymmetric_loss_scale_grad(
+        grad: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let factor = contiguous_f32(grad_out).as_slice::<f32>().unwrap()[0];
+        // A loss is almost always the root of the graph: its incoming gradient is exactly 1.
+        if factor == 1.0 {
+            return grad;
+        }
+        let dtype = grad.dtype();
+        let mut g = contiguous_f32(grad);
+        match g.try_storage_mut::<f32>() {
+            Some(values) => scale_in_place(values, factor),
+            None => return Flex::float_mul_scalar(in_dtype(g, dtype), factor.into()),
+        }
+        in_dtype(g, dtype)
+    }
+}

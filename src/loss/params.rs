@@ -1,0 +1,88 @@
+//! The loss hyper-parameters in the form the kernels use.
+
+use super::config::{AsymmetricLossConfig, Reduction};
+
+/// Hyper-parameters of the loss prepared for the kernels (`f32`, switches resolved).
+///
+/// Built by [`AsymmetricLossConfig::init`]; backends implementing
+/// [`LossBackend`](super::LossBackend) receive it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossParams {
+    /// Exponent of the negative weight `q^gamma_neg`.
+    pub gamma_neg: f32,
+    /// Exponent of the positive weight `(1 - p)^gamma_pos`.
+    pub gamma_pos: f32,
+    /// Logit margin of the positive term (`0` when switched off).
+    pub pos_margin: f32,
+    /// Probability margin of the negative term (`0` when switched off).
+    pub neg_margin: f32,
+    /// Lower clamp inside the logarithms.
+    pub eps: f32,
+    /// The smallest `f32` logit `x` with `sigmoid(x - pos_margin) >= threshold`, computed in
+    /// `f64`: comparing logits with it decides the threshold switch exactly, where comparing a
+    /// rounded `f32` probability would flip near the switch. `+inf` when there is no switch.
+    pub switch_logit: f32,
+    /// Reduction over all elements.
+    pub reduction: Reduction,
+}
+
+impl LossParams {
+    /// Derive the kernel parameters from a configuration.
+    pub fn from_config(config: &AsymmetricLossConfig) -> Self {
+        let pos_margin = config.pos_margin.max(0.0);
+        let switch_logit = if pos_margin > 0.0 {
+            let t = config.threshold;
+            if t <= 0.0 {
+                f32::NEG_INFINITY
+            } else if t >= 1.0 {
+                f32::INFINITY
+            } else {
+                round_up_f32(pos_margin + (t / (1.0 - t)).ln())
+            }
+        } else {
+            f32::INFINITY
+        };
+        Self {
+            gamma_neg: config.gamma_neg as f32,
+            gamma_pos: config.gamma_pos as f32,
+            pos_margin: pos_margin as f32,
+            neg_margin: config.neg_margin.max(0.0) as f32,
+            eps: config.eps as f32,
+            switch_logit,
+            reduction: config.reduction,
+        }
+    }
+
+    /// The factor applied to the sum of the per-element losses over `n` elements.
+    pub fn scale(&self, n: usize) -> f32 {
+        match self.reduction {
+            Reduction::Mean => 1.0 / n.max(1) as f32,
+            Reduction::Sum => 1.0,
+        }
+    }
+}
+
+/// The smallest `f32` not below `v`.
+fn round_up_f32(v: f64) -> f32 {
+    let f = v as f32;
+    if (f as f64) < v {
+        f.next_up()
+    } else {
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_logit_is_the_first_logit_past_the_threshold() {
+        let p = LossParams::from_config(&AsymmetricLossConfig::proposed());
+        let sig = |x: f64| 1.0 / (1.0 + (-(x - 1.1)).exp());
+        assert!(sig(p.switch_logit as f64) >= 0.25);
+        assert!(sig(p.switch_logit.next_down() as f64) < 0.25);
+        let bce = LossParams::from_config(&AsymmetricLossConfig::bce());
+        assert_eq!(bce.switch_logit, f32::INFINITY);
+    }
+}

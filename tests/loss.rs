@@ -1,0 +1,197 @@
+//! The asymmetric loss family against PyTorch fixtures, the fused kernels against the composed
+//! reference, and the error cases.
+
+#[path = "loss_common/mod.rs"]
+mod common;
+
+use aia::loss::{AsymmetricLossConfig, LossError, LossPreset, Reduction};
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{Distribution, Tensor, TensorData};
+
+use common::{assert_close, check_fixtures, compare_fused_composed, Impl};
+
+type F = Flex;
+type Ad = Autodiff<Flex>;
+
+#[test]
+fn composed_matches_torch_fixtures() {
+    check_fixtures::<F>(Impl::Composed);
+}
+
+#[test]
+fn fused_matches_torch_fixtures() {
+    check_fixtures::<F>(Impl::Fused);
+}
+
+#[cfg(feature = "ndarray")]
+#[test]
+fn ndarray_fused_and_composed_match_torch_fixtures() {
+    check_fixtures::<burn::backend::NdArray>(Impl::Fused);
+    check_fixtures::<burn::backend::NdArray>(Impl::Composed);
+}
+
+#[test]
+fn fused_matches_composed_on_random_inputs() {
+    // 7x33 leaves a tail after the 16-lane blocks; 300x130 is split across threads.
+    for (rows, cols) in [(7, 33), (300, 130)] {
+        compare_fused_composed::<F>(rows, cols, 12.0);
+    }
+}
+
+#[test]
+fn fused_forward_is_the_same_with_and_without_autodiff() {
+    let device = Default::default();
+    let x = Tensor::<F, 2>::random([9, 21], Distribution::Uniform(-8.0, 8.0), &device);
+    let y = Tensor::<F, 2>::random([9, 21], Distribution::Bernoulli(0.3), &device);
+    for preset in LossPreset::ALL {
+        let loss = preset.config().init();
+        let plain = loss.forward(x.clone(), y.clone()).into_scalar();
+        let tracked = loss
+            .forward(
+                Tensor::<Ad, 2>::from_inner(x.clone()).require_grad(),
+                Tensor::<Ad, 2>::from_inner(y.clone()),
+            )
+            .into_scalar();
+        assert_eq!(plain, tracked, "{preset}");
+    }
+}
+
+#[test]
+fn extreme_logits_give_finite_loss_and_gradient() {
+    let device = Default::default();
+    let x = Tensor::<Ad, 2>::from_floats([[1e4, -1e4, 1e4, -1e4, 0.0, 88.0, -88.0]], &device)
+        .require_grad();
+    let y = Tensor::<Ad, 2>::from_floats([[1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0]], &device);
+    for preset in LossPreset::ALL {
+        let loss = preset.config().init();
+        for fused in [true, false] {
+            let l = if fused {
+                loss.forward(x.clone(), y.clone())
+            } else {
+                loss.forward_composed(x.clone(), y.clone())
+            };
+            let grads = l.backward();
+            let g: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+            let value = l.into_scalar();
+            assert!(value.is_finite(), "{preset} fused={fused}: loss {value}");
+            assert!(g.iter().all(|v| v.is_finite()), "{preset} fused={fused}: {g:?}");
+            // The clamps bound every term by -ln(eps): 18.42 per element.
+            assert!(value <= 18.43, "{preset} fused={fused}: loss {value}");
+        }
+    }
+}
+
+#[test]
+fn incoming_gradient_scales_the_fused_gradient() {
+    let device = Default::default();
+    let x = Tensor::<Ad, 2>::random([5, 40], Distribution::Uniform(-6.0, 6.0), &device)
+        .require_grad();
+    let y = Tensor::<Ad, 2>::random([5, 40], Distribution::Bernoulli(0.5), &device);
+    let loss = AsymmetricLossConfig::proposed().init();
+    let g1 = x.grad(&loss.forward(x.clone(), y.clone()).backward()).unwrap();
+    let g3 = x
+        .grad(&loss.forward(x.clone(), y.clone()).mul_scalar(3.0).backward())
+        .unwrap();
+    assert_close(
+        &g3.into_data().to_vec::<f32>().unwrap(),
+        &g1.mul_scalar(3.0).into_data().to_vec::<f32>().unwrap(),
+        "3 * loss",
+    );
+}
+
+#[test]
+fn non_contiguous_inputs_are_read_correctly() {
+    let device = Default::default();
+    let x = Tensor::<F, 2>::random([33, 7], Distribution::Uniform(-5.0, 5.0), &device);
+    let y = Tensor::<F, 2>::random([33, 7], Distribution::Bernoulli(0.4), &device);
+    let loss = AsymmetricLossConfig::proposed().init();
+    let fused = loss.forward(x.clone().transpose(), y.clone().transpose());
+    let composed = loss.forward_composed(x.transpose(), y.transpose());
+    assert_close(
+        &fused.into_data().to_vec::<f32>().unwrap(),
+        &composed.into_data().to_vec::<f32>().unwrap(),
+        "transposed",
+    );
+}
+
+#[test]
+fn checked_forward_rejects_bad_inputs() {
+    let device = Default::default();
+    let loss = AsymmetricLossConfig::proposed().init();
+    let x = Tensor::<F, 2>::from_floats([[0.5, -1.0, 2.0], [1.0, 0.0, -3.0]], &device);
+    let y = Tensor::<F, 2>::from_floats([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], &device);
+
+    let ok = loss.forward_checked(x.clone(), y.clone()).unwrap();
+    assert_eq!(ok.into_scalar(), loss.forward(x.clone(), y.clone()).into_scalar());
+
+    let wide = Tensor::<F, 2>::zeros([2, 4], &device);
+    match loss.forward_checked(x.clone(), wide) {
+        Err(LossError::ShapeMismatch { logits, targets }) => {
+            assert_eq!((logits, targets), (vec![2, 3], vec![2, 4]));
+        }
+        other => panic!("expected a shape mismatch, got {other:?}"),
+    }
+
+    let soft = Tensor::<F, 2>::from_floats([[1.0, 0.0, 0.0], [0.0, 0.5, 1.0]], &device);
+    match loss.forward_checked(x.clone(), soft) {
+        Err(LossError::TargetNotBinary { row, col, value }) => {
+            assert_eq!((row, col, value), (1, 1, 0.5));
+        }
+        other => panic!("expected a non-binary target, got {other:?}"),
+    }
+
+    let nan = Tensor::<F, 2>::from_data(
+        TensorData::from([[0.5f32, -1.0, 2.0], [1.0, 0.0, f32::NAN]]),
+        &device,
+    );
+    match loss.forward_checked(nan, y) {
+        Err(e @ LossError::NanLogit { row: 1, col: 2 }) => {
+            assert!(e.to_string().contains("row 1, class 2"), "{e}");
+        }
+        other => panic!("expected a NaN logit, got {other:?}"),
+    }
+}
+
+#[test]
+fn presets_have_the_table_values_and_parse_by_name() {
+    let table = [
+        ("bce", 0.0, 0.0, 0.0, 0.0),
+        ("focal", 3.0, 3.0, 0.0, 0.0),
+        ("asymmetric", 4.0, 0.0, 0.0, 0.05),
+        ("proposed", 4.0, 3.0, 1.1, 0.05),
+    ];
+    for (name, gn, gp, pm, nm) in table {
+        let preset: LossPreset = name.parse().unwrap();
+        assert_eq!(preset.to_string(), name);
+        let c = preset.config();
+        assert_eq!(
+            (c.gamma_neg, c.gamma_pos, c.pos_margin, c.neg_margin),
+            (gn, gp, pm, nm),
+            "{name}"
+        );
+        assert_eq!(c.eps, 1e-8);
+        assert_eq!(c.reduction, Reduction::Mean);
+    }
+    assert_eq!(AsymmetricLossConfig::proposed().threshold, 0.25);
+    assert!(matches!(
+        "huber".parse::<LossPreset>(),
+        Err(LossError::UnknownPreset(s)) if s == "huber"
+    ));
+}
+
+#[test]
+fn bce_preset_is_plain_binary_cross_entropy() {
+    // Hand-computed: -(ln s(2) + ln(1 - s(-1))) / 2 with s the sigmoid.
+    let device = Default::default();
+    let x = Tensor::<F, 2>::from_floats([[2.0, -1.0]], &device);
+    let y = Tensor::<F, 2>::from_floats([[1.0, 0.0]], &device);
+    let s = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let want = -((s(2.0)).ln() + (1.0 - s(-1.0)).ln()) / 2.0;
+    let loss = AsymmetricLossConfig::bce().init();
+    for got in [
+        loss.forward(x.clone(), y.clone()).into_scalar(),
+        loss.forward_composed(x, y).into_scalar(),
+    ] {
+        assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+    }
+}

@@ -1,0 +1,157 @@
+//! Shared by the loss tests: the PyTorch fixtures and the comparisons.
+#![allow(dead_code)]
+
+use aia::loss::{AsymmetricLoss, AsymmetricLossConfig, LossBackend, LossPreset, Reduction};
+use burn::backend::Autodiff;
+use burn::tensor::{Distribution, Tensor, TensorData};
+use serde::Deserialize;
+
+/// The tolerance of issue #2: 1e-5 relative, 1e-6 absolute.
+pub const RTOL: f64 = 1e-5;
+/// See [`RTOL`].
+pub const ATOL: f64 = 1e-6;
+
+#[derive(Deserialize)]
+pub struct Fixtures {
+    pub shape: [usize; 2],
+    pub logits: Vec<f32>,
+    pub targets: Vec<f32>,
+    pub cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+pub struct Case {
+    pub name: String,
+    pub gamma_neg: f64,
+    pub gamma_pos: f64,
+    pub pos_margin: f64,
+    pub neg_margin: f64,
+    pub threshold: f64,
+    pub eps: f64,
+    pub reduction: String,
+    pub loss: f64,
+    pub grad_logits: Vec<f64>,
+    pub grad_targets: Vec<f64>,
+}
+
+impl Case {
+    pub fn config(&self) -> AsymmetricLossConfig {
+        AsymmetricLossConfig::new()
+            .with_gamma_neg(self.gamma_neg)
+            .with_gamma_pos(self.gamma_pos)
+            .with_pos_margin(self.pos_margin)
+            .with_neg_margin(self.neg_margin)
+            .with_threshold(self.threshold)
+            .with_eps(self.eps)
+            .with_reduction(match self.reduction.as_str() {
+                "mean" => Reduction::Mean,
+                "sum" => Reduction::Sum,
+                other => panic!("unknown reduction {other}"),
+            })
+    }
+}
+
+pub fn fixtures() -> Fixtures {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/loss/asymmetric.json");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub fn assert_close<A: Copy + Into<f64>, E: Copy + Into<f64>>(got: &[A], want: &[E], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let mut worst = (0.0f64, 0usize);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let (g, w): (f64, f64) = (g.into(), w.into());
+        let excess = (g - w).abs() / (ATOL + RTOL * w.abs());
+        assert!(!g.is_nan(), "{what}[{i}]: got NaN, want {w}");
+        if excess > worst.0 {
+            worst = (excess, i);
+        }
+    }
+    let i = worst.1;
+    assert!(
+        worst.0 <= 1.0,
+        "{what}[{i}]: got {}, want {} (|diff| is {:.2}x the tolerance)",
+        got[i].into(),
+        want[i].into(),
+        worst.0
+    );
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Impl {
+    Fused,
+    Composed,
+}
+
+pub fn run<B: LossBackend>(
+    which: Impl,
+    loss: &AsymmetricLoss,
+    x: Tensor<B, 2>,
+    y: Tensor<B, 2>,
+) -> Tensor<B, 1> {
+    match which {
+        Impl::Fused => loss.forward(x, y),
+        Impl::Composed => loss.forward_composed(x, y),
+    }
+}
+
+/// Loss and gradients (logits, targets) of one implementation under autodiff.
+pub fn loss_and_grads<B: LossBackend>(
+    which: Impl,
+    loss: &AsymmetricLoss,
+    x: Tensor<B, 2>,
+    y: Tensor<B, 2>,
+) -> (f32, Vec<f32>, Vec<f32>) {
+    let x = Tensor::<Autodiff<B>, 2>::from_inner(x).require_grad();
+    let y = Tensor::<Autodiff<B>, 2>::from_inner(y).require_grad();
+    let l = run(which, loss, x.clone(), y.clone());
+    let grads = l.backward();
+    let gx = x.grad(&grads).expect("logits gradient");
+    let gy = y.grad(&grads).expect("targets gradient");
+    (
+        l.into_data().convert::<f32>().to_vec::<f32>().unwrap()[0],
+        gx.into_data().convert::<f32>().to_vec().unwrap(),
+        gy.into_data().convert::<f32>().to_vec().unwrap(),
+    )
+}
+
+pub fn check_fixtures<B: LossBackend>(which: Impl) {
+    let f = fixtures();
+    let device = Default::default();
+    let x = Tensor::<B, 2>::from_data(TensorData::new(f.logits.clone(), f.shape), &device);
+    let y = Tensor::<B, 2>::from_data(TensorData::new(f.targets.clone(), f.shape), &device);
+    assert_eq!(f.cases.len(), 6);
+    for case in &f.cases {
+        let loss = case.config().init();
+        let (value, gx, gy) = loss_and_grads(which, &loss, x.clone(), y.clone());
+        let what = format!("{which:?} {}", case.name);
+        assert_close(&[value], &[case.loss], &format!("{what} loss"));
+        assert_close(&gx, &case.grad_logits, &format!("{what} d/dlogits"));
+        assert_close(&gy, &case.grad_targets, &format!("{what} d/dtargets"));
+    }
+}
+
+/// Fused and composed agree (loss and both gradients) on random inputs of this size.
+pub fn compare_fused_composed<B: LossBackend>(rows: usize, cols: usize, range: f64) {
+    let device = Default::default();
+    let x = Tensor::<B, 2>::random([rows, cols], Distribution::Uniform(-range, range), &device);
+    let y = Tensor::<B, 2>::random([rows, cols], Distribution::Bernoulli(0.3), &device);
+    let mut configs: Vec<_> = LossPreset::ALL.iter().map(|p| (p.name(), p.config())).collect();
+    configs.push((
+        "fractional",
+        AsymmetricLossConfig::new()
+            .with_gamma_neg(2.5)
+            .with_gamma_pos(1.5)
+            .with_reduction(Reduction::Sum),
+    ));
+    for (name, config) in configs {
+        let loss = config.init();
+        let fused = loss_and_grads(Impl::Fused, &loss, x.clone(), y.clone());
+        let composed = loss_and_grads(Impl::Composed, &loss, x.clone(), y.clone());
+        let what = format!("{name} {rows}x{cols}");
+        assert_close(&[fused.0], &[composed.0], &format!("{what} loss"));
+        assert_close(&fused.1, &composed.1, &format!("{what} d/dlogits"));
+        assert_close(&fused.2, &composed.2, &format!("{what} d/dtargets"));
+    }
+}
