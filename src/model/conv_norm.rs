@@ -131,7 +131,16 @@ impl<B: Backend> ConvNormAct<B> {
             .beta
             .val()
             .sub(self.bn.running_mean.value().mul(scale.clone()));
-        let weight = self.conv.weight.val().mul(scale.reshape([out, 1, 1, 1]));
+        // As [out, in * k * k] times [out, 1], flex takes its SIMD per-row-scalar path; the 4-D
+        // broadcast of a 1x1 kernel would fall back to a scalar strided loop.
+        let dims = self.conv.weight.dims();
+        let weight = self
+            .conv
+            .weight
+            .val()
+            .reshape([out, dims[1] * dims[2] * dims[3]])
+            .mul(scale.reshape([out, 1]))
+            .reshape(dims);
         let pad = self.conv.kernel_size[0] / 2;
         conv2d(
             x,
