@@ -1,4 +1,37 @@
-//! The TResNet backbone family and its weights (issue #3).
+//! The TResNet backbone family (M, L, XL) as timm defines it, loading timm's checkpoints.
+//!
+//! - [`TResNetConfig`] / [`TResNet`]: the network (`forward` for logits, `forward_features` for
+//!   the pooled embedding, `forward_feature_map` for the last map);
+//! - [`TResNet::load_timm`]: timm's `.safetensors` / `.pth` checkpoints, as they are;
+//! - building blocks, one file each: [`conv_norm`], [`blur_pool`], [`space_to_depth`],
+//!   [`squeeze_excite`], [`block`], [`head`].
+//!
+//! ```
+//! use aia::model::TResNetConfig;
+//! use burn::tensor::Tensor;
+//! type B = burn::backend::Flex;
+//!
+//! let device = Default::default();
+//! let model = TResNetConfig::new([1, 1, 1, 1]).with_width(0.25).with_num_classes(5).init::<B>(&device);
+//! let logits = model.try_forward(Tensor::zeros([2, 3, 64, 64], &device))?;
+//! assert_eq!(logits.dims(), [2, 5]);
+//! assert!(model.try_forward(Tensor::zeros([2, 3, 62, 64], &device)).is_err());
+//! # Ok::<(), aia::model::ModelError>(())
+//! ```
+
+use std::path::PathBuf;
+
+pub mod block;
+pub mod blur_pool;
+pub mod conv_norm;
+pub mod head;
+pub mod space_to_depth;
+pub mod squeeze_excite;
+mod tresnet;
+mod weights;
+
+pub use tresnet::{TResNet, TResNetConfig, MIN_SIDE, STEM_LEAKY_SLOPE};
+pub use weights::{timm_key, CheckpointFormat};
 
 /// Errors of the model module.
 #[derive(Debug, thiserror::Error)]
@@ -6,4 +39,61 @@ pub enum ModelError {
     /// An input the network cannot take.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A checkpoint whose extension names no format we read.
+    #[error("checkpoint {path}: unsupported extension (expected .safetensors, .pth, .pt or .bin)")]
+    UnsupportedFormat {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A checkpoint that could not be read or parsed.
+    #[error("cannot read checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A tensor the model needs is not in the checkpoint.
+    #[error("checkpoint {path} lacks tensor `{key}` ({others} other tensors missing too)")]
+    MissingKey {
+        /// The file.
+        path: PathBuf,
+        /// The timm key of the first missing tensor.
+        key: String,
+        /// How many more are missing.
+        others: usize,
+    },
+    /// A tensor of the checkpoint does not have the shape the configuration gives it.
+    #[error("checkpoint {path}: tensor `{key}` has shape {found:?}, the model expects {expected:?}")]
+    ShapeMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The timm key.
+        key: String,
+        /// Shape in this model (PyTorch layout).
+        expected: Vec<usize>,
+        /// Shape in the file.
+        found: Vec<usize>,
+    },
+    /// The checkpoint holds a tensor this configuration has no place for (other layers?).
+    #[error(
+        "checkpoint {path} has tensor `{key}` that this TResNet configuration lacks \
+         ({others} more such tensors); is it another variant?"
+    )]
+    UnexpectedKey {
+        /// The file.
+        path: PathBuf,
+        /// The timm key of the first unexpected tensor.
+        key: String,
+        /// How many more there are.
+        others: usize,
+    },
+    /// Saving weights failed.
+    #[error("cannot write {path}: {message}")]
+    Save {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
