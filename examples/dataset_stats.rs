@@ -1,0 +1,49 @@
+//! Prints a data set's statistics: image and label counts, labels per image, images per label,
+//! the least and most frequent labels, images with no label.
+//!
+//! ```text
+//! cargo run --release --example dataset_stats -- --data Corel-5k
+//! cargo run --release --example dataset_stats -- --data Synthetic     # generated if missing
+//! cargo run --release --example dataset_stats -- --data path/to/folder --top 10
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use aia::data::synthetic::SyntheticConfig;
+use aia::data::{dataset_stats, AnnotationFolder, DataSource};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "Statistics of an annotation data set")]
+struct Args {
+    /// Corel-5k, IAPR-TC-12, ESP-Game, Synthetic, or the path of a folder laid out like them.
+    #[arg(long, default_value = "Synthetic")]
+    data: DataSource,
+    /// Where the named sets live.
+    #[arg(long, default_value = "datasets")]
+    root: PathBuf,
+    /// How many of the least and most frequent labels to list.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let dir = args.data.folder(&args.root);
+    let folder = match args.data {
+        DataSource::Synthetic => SyntheticConfig::new().ensure(&dir),
+        _ => AnnotationFolder::open(&dir),
+    };
+    match folder {
+        Ok(folder) => {
+            println!("{} ({})", args.data, folder.root().display());
+            println!("{}", dataset_stats(&folder, args.top));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
