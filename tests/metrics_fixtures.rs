@@ -81,7 +81,11 @@ fn grid_thresholds_are_the_papers_sklearn_argmax() {
         let want = f32s(&case.json["grid_thresholds"]);
         assert_eq!(cal.thresholds, want, "{name}: grid thresholds");
         // Same arithmetic as scikit-learn, so the very same floats.
-        assert_eq!(cal.mcc, exact_f64s(&case.json["grid_mcc"]), "{name}: grid MCCs");
+        assert_eq!(
+            cal.mcc,
+            exact_f64s(&case.json["grid_mcc"]),
+            "{name}: grid MCCs"
+        );
     }
 }
 
@@ -96,7 +100,11 @@ fn exact_thresholds_reach_the_brute_force_best_mcc() {
             ThresholdMode::Exact,
         )
         .unwrap();
-        assert_eq!(cal.mcc, exact_f64s(&case.json["exact_mcc"]), "{name}: exact MCCs");
+        assert_eq!(
+            cal.mcc,
+            exact_f64s(&case.json["exact_mcc"]),
+            "{name}: exact MCCs"
+        );
         assert_eq!(
             cal.thresholds,
             f32s(&case.json["exact_thresholds"]),
@@ -117,17 +125,41 @@ fn check_metrics(case: &Case, setting: &str, got: &AnnotationMetrics) {
             "per_class" => (&got.per_class, &want["per_class"]),
             _ => (&got.per_image, &want["per_image"]),
         };
-        close(&format!("{ctx}: {part} precision"), g.precision, w["precision"].as_f64().unwrap());
-        close(&format!("{ctx}: {part} recall"), g.recall, w["recall"].as_f64().unwrap());
-        close(&format!("{ctx}: {part} f1"), g.f1, w["f1"].as_f64().unwrap());
+        close(
+            &format!("{ctx}: {part} precision"),
+            g.precision,
+            w["precision"].as_f64().unwrap(),
+        );
+        close(
+            &format!("{ctx}: {part} recall"),
+            g.recall,
+            w["recall"].as_f64().unwrap(),
+        );
+        close(
+            &format!("{ctx}: {part} f1"),
+            g.f1,
+            w["f1"].as_f64().unwrap(),
+        );
     }
-    assert_eq!(got.n_plus as u64, want["n_plus"].as_u64().unwrap(), "{ctx}: N+");
+    assert_eq!(
+        got.n_plus as u64,
+        want["n_plus"].as_u64().unwrap(),
+        "{ctx}: N+"
+    );
     match want["mean_average_precision"].as_f64() {
-        Some(w) => close(&format!("{ctx}: mAP"), got.mean_average_precision.unwrap(), w),
+        Some(w) => close(
+            &format!("{ctx}: mAP"),
+            got.mean_average_precision.unwrap(),
+            w,
+        ),
         None => assert_eq!(got.mean_average_precision, None, "{ctx}: mAP"),
     }
     let column = |key: &str| want[key].as_array().unwrap().clone();
-    let (tp, pred, support) = (column("true_positives"), column("predicted"), column("support"));
+    let (tp, pred, support) = (
+        column("true_positives"),
+        column("predicted"),
+        column("support"),
+    );
     let (p, r, f1, ap) = (
         column("label_precision"),
         column("label_recall"),
@@ -141,7 +173,11 @@ fn check_metrics(case: &Case, setting: &str, got: &AnnotationMetrics) {
         assert_eq!(l.true_positives, tp[c].as_u64().unwrap(), "{lctx}: tp");
         assert_eq!(l.predicted, pred[c].as_u64().unwrap(), "{lctx}: predicted");
         assert_eq!(l.support, support[c].as_u64().unwrap(), "{lctx}: support");
-        close(&format!("{lctx}: precision"), l.precision, p[c].as_f64().unwrap());
+        close(
+            &format!("{lctx}: precision"),
+            l.precision,
+            p[c].as_f64().unwrap(),
+        );
         close(&format!("{lctx}: recall"), l.recall, r[c].as_f64().unwrap());
         close(&format!("{lctx}: f1"), l.f1, f1[c].as_f64().unwrap());
         match ap[c].as_f64() {
@@ -157,8 +193,14 @@ fn metrics_match_the_reference_for_every_threshold_setting() {
         let case = load(name);
         let settings = [
             ("global_0.5", Thresholds::Global(0.5)),
-            ("grid", Thresholds::from(f32s(&case.json["grid_thresholds"]))),
-            ("exact", Thresholds::from(f32s(&case.json["exact_thresholds"]))),
+            (
+                "grid",
+                Thresholds::from(f32s(&case.json["grid_thresholds"])),
+            ),
+            (
+                "exact",
+                Thresholds::from(f32s(&case.json["exact_thresholds"])),
+            ),
         ];
         for (setting, thresholds) in settings {
             let got = evaluate(&case.scores, &case.targets, case.num_classes, &thresholds).unwrap();

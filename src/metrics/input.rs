@@ -94,5 +94,9 @@ pub(crate) fn tensors_to_rows<B: Backend>(
                 message: format!("{e:?}"),
             })
     };
-    Ok((read(scores, "scores")?, read(targets, "targets")?, s_dims[1]))
+    Ok((
+        read(scores, "scores")?,
+        read(targets, "targets")?,
+        s_dims[1],
+    ))
 }

@@ -195,7 +195,12 @@ impl fmt::Display for LabelTable<'_> {
             .iter()
             .map(|l| l.label.clone().unwrap_or_else(|| format!("#{}", l.index)))
             .collect();
-        let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(5);
+        let w = names
+            .iter()
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(5);
         writeln!(
             f,
             "{:<w$}  {:>7}  {:>7}  {:>7}  {:>6}  {:>6}  {:>6}  {:>6}  {:>9}",
@@ -294,11 +299,7 @@ impl fmt::Display for MetricsTable {
             "{:<w$} | {:>6} {:>6} {:>6} {:>4} | {:>6} {:>6} {:>6} | {:>6}",
             "thresholds", "P", "R", "F1", "N+", "P img", "R img", "F1 img", "mAP"
         )?;
-        writeln!(
-            f,
-            "{:-<w$}-+-{:-<27}-+-{:-<20}-+-{:-<6}",
-            "", "", "", ""
-        )?;
+        writeln!(f, "{:-<w$}-+-{:-<27}-+-{:-<20}-+-{:-<6}", "", "", "", "")?;
         for (name, m) in &self.rows {
             let (c, i) = (&m.per_class, &m.per_image);
             writeln!(

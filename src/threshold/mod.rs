@@ -38,14 +38,14 @@
 //! ```
 //! use aia::threshold::{calibrate, ThresholdMode};
 //!
-//! // One label, six samples: the positives score 0.42, 0.40 and 0.12.
-//! let scores = [0.42, 0.40, 0.33, 0.12, 0.08, 0.02];
-//! let targets = [1.0, 1.0, 0.0, 1.0, 0.0, 0.0];
+//! // One label, six samples, separable between 0.36 and 0.37, where no grid value cuts.
+//! let scores = [0.42, 0.40, 0.37, 0.36, 0.30, 0.02];
+//! let targets = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0];
 //! let grid = calibrate(&scores, &targets, 1, ThresholdMode::Grid).unwrap();
 //! let exact = calibrate(&scores, &targets, 1, ThresholdMode::Exact).unwrap();
-//! assert_eq!(grid.thresholds, vec![0.35]); // predicts the top two
-//! assert_eq!(exact.thresholds, vec![0.36500001]); // halfway between 0.33 and 0.40
-//! assert!(exact.mcc[0] >= grid.mcc[0]);
+//! assert_eq!(grid.thresholds, vec![0.35]); // MCC 0.71: keeps one negative
+//! assert_eq!(exact.mcc, vec![1.0]);
+//! assert!(0.36 < exact.thresholds[0] && exact.thresholds[0] < 0.37);
 //! ```
 
 mod exact;
