@@ -1,1 +1,0 @@
-//! Per-label thresholds chosen by the Matthews correlation coefficient (issue #5).
