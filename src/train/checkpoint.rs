@@ -171,8 +171,26 @@ fn read_record<B: Backend, R: Record<B>>(path: &Path, device: &B::Device) -> Res
 /// Writes a model's weights atomically (burn's named MessagePack, full precision; the same bytes
 /// as `NamedMpkFileRecorder::<FullPrecisionSettings>`).
 pub fn save_model<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<(), TrainError> {
+    // A clone of a lazily initialised parameter initialises on its own, with other random values
+    // than the original would get: initialise the model's parameters first.
+    model.visit(&mut Initializer);
     let bytes = record_bytes::<B, _>(model.clone().into_record(), path)?;
     write_atomic(path, &bytes)
+}
+
+/// Forces the initialisation of lazy parameters.
+struct Initializer;
+
+impl<B: Backend> burn::module::ModuleVisitor<B> for Initializer {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
+    }
+    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, Int>>) {
+        let _ = param.val();
+    }
+    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, Bool>>) {
+        let _ = param.val();
+    }
 }
 
 /// One parameter: where it is in the module, its id and shape.
