@@ -1,4 +1,41 @@
 //! The paper's training pipeline (issue #6).
+//!
+//! - [`TrainConfig`]: the recipe (Adam at 1e-4, one-cycle schedule, 40 epochs, batch 32, 448 px);
+//! - [`OneCycleLr`]: PyTorch's `OneCycleLR`, learning rate and momentum, stepped every batch;
+//! - [`ScheduledAdam`]: `torch.optim.Adam` with the learning rate and beta1 given at every step;
+//! - [`Trainer`]: the loop, generic over the backend, the model ([`MultiLabelModel`]), the loss
+//!   ([`MultiLabelLoss`]), the data ([`TrainLoader`]) and the evaluation ([`Evaluator`]), with
+//!   live [`Progress`], atomic checkpoints and exact resume, the best model, `results.json`
+//!   ([`RunResults`]) and `curves.svg` ([`training_curves_svg`]).
+
+mod atomic;
+mod checkpoint;
+mod config;
+mod evaluate;
+mod fit;
+mod model;
+mod optim;
+mod plot;
+mod progress;
+mod results;
+mod schedule;
+
+pub use checkpoint::{
+    load_model, save_model, CheckpointState, RunPaths, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE,
+};
+pub use config::TrainConfig;
+pub use evaluate::{EpochMetrics, EvaluationError, Evaluator, PrecisionRecallF1};
+pub use fit::{FitOutcome, Trainer};
+pub use model::{AnnotationLoader, MultiLabelLoss, MultiLabelModel, TrainLoader};
+pub use optim::{AdamStep, ScheduledAdam, ScheduledAdamConfig, ScheduledAdamRecord, ScheduledAdamState};
+pub use plot::training_curves_svg;
+pub use progress::{
+    format_duration, BatchUpdate, Progress, SilentProgress, StderrProgress, WriterProgress,
+};
+pub use results::{EpochRecord, RunResults};
+pub use schedule::{OneCycleLr, OneCycleLrConfig, SchedulePoint};
+
+use std::path::PathBuf;
 
 /// Errors of the train module.
 #[derive(Debug, thiserror::Error)]
@@ -7,8 +44,76 @@ pub enum TrainError {
     #[error("{path}: {source}")]
     Io {
         /// The file.
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// A JSON file (results, checkpoint state) that cannot be written or read.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// A model or optimizer file that cannot be decoded (corrupt, truncated, another format).
+    #[error("{path}: cannot read the record: {message}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// What the recorder reported.
+        message: String,
+    },
+    /// A model or optimizer file made for another architecture.
+    #[error("{path}: does not match the model: {message}")]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// The first difference found.
+        message: String,
+    },
+    /// A setting out of its range.
+    #[error("invalid training config: {0}")]
+    InvalidConfig(String),
+    /// More optimizer steps than the one-cycle schedule was built for.
+    #[error("the one-cycle schedule is exhausted after {total_steps} steps")]
+    ScheduleExhausted {
+        /// The schedule's length.
+        total_steps: usize,
+    },
+    /// Resuming with a recipe other than the checkpoint's.
+    #[error("{path}: the checkpoint was made with another training config ({differences}); use the same settings or another output folder")]
+    ConfigChanged {
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// The settings that differ, `name: saved -> current`.
+        differences: String,
+    },
+    /// A new run in a folder that holds another run's checkpoints.
+    #[error("{path}: a checkpoint of another run is here; resume it or choose another output folder")]
+    RunExists {
+        /// The checkpoint found.
+        path: PathBuf,
+    },
+    /// The loss became NaN or infinite.
+    #[error("the training loss is {value} at batch {batch} of epoch {epoch}")]
+    NonFiniteLoss {
+        /// The epoch (1-based).
+        epoch: usize,
+        /// The batch (1-based).
+        batch: usize,
+        /// The loss.
+        value: f64,
+    },
+    /// Batches that do not fit the run (shapes, counts, empty loaders).
+    #[error("data: {0}")]
+    Data(String),
+    /// The evaluator failed.
+    #[error("evaluating epoch {epoch}: {source}")]
+    Evaluation {
+        /// The epoch (1-based).
+        epoch: usize,
+        /// The evaluator's error.
+        source: EvaluationError,
     },
 }

@@ -1,0 +1,87 @@
+//! The training recipe's settings.
+
+use burn::config::Config;
+
+use super::{OneCycleLrConfig, ScheduledAdamConfig};
+
+/// The training recipe: the paper's values by default (Adam at 1e-4 under a one-cycle schedule
+/// with `pct_start` 0.2, 40 epochs of batch 32 at 448 pixels, seed 1).
+///
+/// The loop uses the optimizer, schedule, epoch and seed fields; `batch_size`, `image_size` and
+/// `num_workers` are for whoever builds the data loaders, and the loop checks that the training
+/// loader yields `ceil(items / batch_size)` batches per epoch (the one-cycle schedule's length
+/// depends on it). Everything is recorded in the run's results and checkpoints; a resumed run must
+/// use the same values. The model and loss are described by the caller's own configs, attached to
+/// the run with [`Trainer::with_run_info`](super::Trainer::with_run_info).
+#[derive(Config, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    #[config(default = 40)]
+    pub epochs: usize,
+    /// Images per training batch.
+    #[config(default = 32)]
+    pub batch_size: usize,
+    /// Side of the square input images, in pixels.
+    #[config(default = 448)]
+    pub image_size: usize,
+    /// Adam's peak learning rate (`max_lr` of the one-cycle schedule).
+    #[config(default = 1e-4)]
+    pub learning_rate: f64,
+    /// The fraction of the steps spent warming up.
+    #[config(default = 0.2)]
+    pub pct_start: f64,
+    /// The first rate is `learning_rate / div_factor`.
+    #[config(default = 25.0)]
+    pub div_factor: f64,
+    /// The last rate is `learning_rate / (div_factor * final_div_factor)`.
+    #[config(default = 1e4)]
+    pub final_div_factor: f64,
+    /// Adam's beta1 at the peak learning rate.
+    #[config(default = 0.85)]
+    pub base_momentum: f64,
+    /// Adam's beta1 at the first and last steps.
+    #[config(default = 0.95)]
+    pub max_momentum: f64,
+    /// Adam's beta2.
+    #[config(default = 0.999)]
+    pub beta_2: f64,
+    /// Adam's epsilon.
+    #[config(default = 1e-8)]
+    pub epsilon: f64,
+    /// Adam's L2 penalty (PyTorch's `weight_decay`).
+    #[config(default = 0.0)]
+    pub weight_decay: f64,
+    /// Seed of the run: the loop reseeds the backend with `seed + epoch` before every epoch, so
+    /// dropout and any other backend randomness replay identically on resume.
+    #[config(default = 1)]
+    pub seed: u64,
+    /// Worker threads of the data loaders.
+    #[config(default = 4)]
+    pub num_workers: usize,
+}
+
+impl TrainConfig {
+    /// The one-cycle schedule for a run of `steps_per_epoch × epochs` optimizer steps.
+    pub fn schedule(&self, steps_per_epoch: usize) -> OneCycleLrConfig {
+        OneCycleLrConfig::new(self.learning_rate, steps_per_epoch * self.epochs)
+            .with_pct_start(self.pct_start)
+            .with_div_factor(self.div_factor)
+            .with_final_div_factor(self.final_div_factor)
+            .with_base_momentum(self.base_momentum)
+            .with_max_momentum(self.max_momentum)
+    }
+
+    /// The optimizer (its beta1 is overridden at every step by the schedule).
+    pub fn optimizer(&self) -> ScheduledAdamConfig {
+        ScheduledAdamConfig::new()
+            .with_beta_1(self.max_momentum)
+            .with_beta_2(self.beta_2)
+            .with_epsilon(self.epsilon)
+            .with_weight_decay(self.weight_decay)
+    }
+
+    /// The number of training batches per epoch for `items` training images.
+    pub fn steps_per_epoch(&self, items: usize) -> usize {
+        items.div_ceil(self.batch_size.max(1))
+    }
+}
