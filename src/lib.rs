@@ -15,9 +15,11 @@
 //! names the one picked by the crate's features (flex on the CPU by default).
 #![warn(missing_docs)]
 
+pub mod annotate;
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod loss;
 pub mod metrics;
 pub mod model;

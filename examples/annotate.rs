@@ -1,0 +1,106 @@
+//! Annotate images with a trained model: labels and scores per image as JSON and CSV, and an
+//! HTML contact sheet.
+//!
+//! ```sh
+//! cargo run --release --example annotate -- --run runs/corel --images photos/ --out annotations
+//! # with the ground truth of a split file on the sheet
+//! cargo run --release --example annotate -- --run runs/corel --split datasets/Corel-5k/test.json --out annotations
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aia::annotate::{self, Annotator, ThresholdChoice};
+use aia::backend::DefaultBackend;
+use aia::data::{AnnotationSplit, Vocabulary};
+use clap::Parser;
+
+/// Annotate images with a run's best model.
+#[derive(Parser, Debug)]
+struct Args {
+    /// The run folder (from the `train` example).
+    #[arg(long)]
+    run: PathBuf,
+    /// Image files or folders of images.
+    #[arg(long, num_args = 1..)]
+    images: Vec<PathBuf>,
+    /// A split file (train.json / test.json): annotate its images and show their ground truth.
+    #[arg(long)]
+    split: Option<PathBuf>,
+    /// Folder of the split's images (default: `images/` beside the split file).
+    #[arg(long)]
+    images_dir: Option<PathBuf>,
+    /// Thresholds: `exact` or `grid` (MCC, from the run's evaluation) or a number.
+    #[arg(long, default_value = "exact")]
+    thresholds: ThresholdChoice,
+    /// Output folder for annotations.json, annotations.csv and annotations.html.
+    #[arg(long, default_value = "annotations")]
+    out: PathBuf,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let device = Default::default();
+    let annotator = Annotator::<DefaultBackend>::from_run(&args.run, args.thresholds, &device)?;
+
+    let mut paths = Vec::new();
+    for path in &args.images {
+        if path.is_dir() {
+            paths.extend(annotate::images_in(path)?);
+        } else {
+            paths.push(path.clone());
+        }
+    }
+    let mut truths = Vec::new();
+    if let Some(split_path) = &args.split {
+        let vocabulary = Arc::new(Vocabulary::from_labels(
+            annotator.labels().to_vec(),
+            &args.run,
+        )?);
+        let split = AnnotationSplit::read(split_path, Some((vocabulary.clone(), &args.run)))?;
+        let dir = args.images_dir.clone().unwrap_or_else(|| {
+            split_path.parent().unwrap_or(std::path::Path::new(".")).join("images")
+        });
+        for sample in split.samples() {
+            paths.push(dir.join(&sample.image_name));
+            truths.push(
+                sample
+                    .labels
+                    .iter()
+                    .filter_map(|&i| vocabulary.label(i).map(str::to_string))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    if paths.is_empty() {
+        return Err("no images: give --images FILES/FOLDERS or --split FILE".into());
+    }
+
+    let mut annotations = annotator.annotate(&paths)?;
+    let offset = annotations.len() - truths.len();
+    for (annotation, truth) in annotations[offset..].iter_mut().zip(truths) {
+        annotation.truth = Some(truth);
+    }
+    std::fs::create_dir_all(&args.out)?;
+    annotate::write_json(&args.out.join("annotations.json"), &annotations)?;
+    annotate::write_csv(&args.out.join("annotations.csv"), &annotations)?;
+    annotate::write_html(
+        &args.out.join("annotations.html"),
+        &format!("{} — {}", args.run.display(), annotations.len()),
+        &annotations,
+    )?;
+    for annotation in annotations.iter().take(10) {
+        let words: Vec<_> = annotation
+            .labels
+            .iter()
+            .map(|l| format!("{} ({:.2})", l.label, l.score))
+            .collect();
+        println!("{}: {}", annotation.image.display(), words.join(", "));
+    }
+    println!(
+        "{} images annotated: {}/annotations.{{json,csv,html}}",
+        annotations.len(),
+        args.out.display()
+    );
+    Ok(())
+}

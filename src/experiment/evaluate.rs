@@ -1,0 +1,144 @@
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use super::run::{open_data, open_split};
+use super::{frequency_baseline, predict_scores, ExperimentConfig};
+use crate::data::{AnnotationBatcherConfig, AnnotationDataset};
+use crate::metrics::{self, AnnotationMetrics, MetricsTable, Thresholds};
+use crate::model::TResNet;
+use crate::threshold::{calibrate, Calibration, ThresholdMode};
+use crate::train::{load_model, RunPaths, RunResults, TrainError};
+use crate::Result;
+
+/// The evaluation report written to `<run>/evaluation.json`.
+pub const EVALUATION_FILE: &str = "evaluation.json";
+/// The test split's scores and targets, written to `<run>/test_predictions.json`.
+pub const PREDICTIONS_FILE: &str = "test_predictions.json";
+
+/// Scores and targets of one split, row-major `[images, labels]`, with their names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Predictions {
+    /// The vocabulary, in column order.
+    pub labels: Vec<String>,
+    /// The image of each row.
+    pub image_names: Vec<String>,
+    /// Sigmoid scores.
+    pub scores: Vec<f32>,
+    /// Multi-hot targets.
+    pub targets: Vec<f32>,
+}
+
+/// What [`evaluate`] measured: the paper's table and how the thresholds were chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// The data set.
+    pub data: String,
+    /// The epoch whose weights were evaluated.
+    pub best_epoch: Option<usize>,
+    /// Thresholds chosen on the training split over the paper's grid.
+    pub grid: Calibration,
+    /// Thresholds chosen on the training split over every distinct score.
+    pub exact: Calibration,
+    /// Test metrics at 0.5, with the grid thresholds, with the exact thresholds, and of the
+    /// frequency baseline, in that order.
+    pub table: MetricsTable,
+}
+
+impl Evaluation {
+    /// The row named `name` (`"threshold 0.5"`, `"MCC grid"`, `"MCC exact"`,
+    /// `"frequency baseline"`).
+    pub fn row(&self, name: &str) -> Option<&AnnotationMetrics> {
+        self.table.rows().iter().find(|(n, _)| n == name).map(|(_, m)| m)
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let io = |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let json = serde_json::to_vec_pretty(value).map_err(|source| TrainError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    std::io::Write::write_all(&mut tmp, &json).map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// Loads a run's best model as trained by [`train`](super::train), with its experiment config.
+pub fn load_best<B: Backend>(
+    run: &Path,
+    device: &B::Device,
+) -> Result<(ExperimentConfig, RunResults, TResNet<B>)> {
+    let paths = RunPaths::new(run);
+    let results = RunResults::load(&paths.results())?;
+    let config: ExperimentConfig =
+        serde_json::from_value(results.run_info.clone()).map_err(|source| TrainError::Json {
+            path: paths.results(),
+            source,
+        })?;
+    let model = load_model::<B, _>(config.model.init::<B>(device), &paths.best_model(), device)?;
+    Ok((config, results, model))
+}
+
+/// Evaluates a run as the paper does, and writes [`EVALUATION_FILE`] and [`PREDICTIONS_FILE`].
+///
+/// The best model scores the training split (no flips) and the test split; per-label thresholds
+/// are chosen by MCC on the training scores, on the paper's grid and exactly; the test split is
+/// then measured at 0.5 and with both threshold sets, next to the frequency baseline.
+pub fn evaluate<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation> {
+    let (config, results, model) = load_best::<B>(run, device)?;
+    let (source, folder) = open_data(&config)?;
+    let batcher = AnnotationBatcherConfig::new(source.normalization())
+        .with_image_size(config.train.image_size)
+        .init();
+    let batch_size = config.train.batch_size;
+    let score = |dataset: &AnnotationDataset| predict_scores(&model, dataset, &batcher, batch_size, device);
+
+    let train_set = open_split(&config, &folder, folder.train())?;
+    let (train_scores, train_targets) = score(&train_set)?;
+    let classes = model.num_classes();
+    let grid = calibrate(&train_scores, &train_targets, classes, ThresholdMode::Grid)?;
+    let exact = calibrate(&train_scores, &train_targets, classes, ThresholdMode::Exact)?;
+
+    let test_set = open_split(&config, &folder, folder.test())?;
+    let (scores, targets) = score(&test_set)?;
+    let labels = folder.vocabulary().labels().to_vec();
+    let measure = |scores: &[f32], thresholds: &Thresholds| -> Result<AnnotationMetrics> {
+        Ok(metrics::evaluate(scores, &targets, classes, thresholds)?.with_vocabulary(Some(&labels))?)
+    };
+    let rows = targets.len() / classes.max(1);
+    let (baseline_scores, baseline_threshold) = frequency_baseline(&train_targets, classes, rows);
+    let mut table = MetricsTable::default();
+    table.push("threshold 0.5", measure(&scores, &Thresholds::Global(0.5))?);
+    table.push("MCC grid", measure(&scores, &grid.to_thresholds())?);
+    table.push("MCC exact", measure(&scores, &exact.to_thresholds())?);
+    table.push("frequency baseline", measure(&baseline_scores, &baseline_threshold)?);
+
+    let image_names = (0..burn::data::dataset::Dataset::len(&test_set))
+        .filter_map(|i| test_set.sample(i).map(|s| s.image_name.clone()))
+        .collect();
+    write_json(
+        &run.join(PREDICTIONS_FILE),
+        &Predictions {
+            labels,
+            image_names,
+            scores,
+            targets,
+        },
+    )?;
+    let evaluation = Evaluation {
+        data: config.data.clone(),
+        best_epoch: results.best_epoch,
+        grid,
+        exact,
+        table,
+    };
+    write_json(&run.join(EVALUATION_FILE), &evaluation)?;
+    Ok(evaluation)
+}

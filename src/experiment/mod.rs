@@ -1,0 +1,24 @@
+//! The paper's pipeline end to end: TResNet + the asymmetric loss + an annotation data set,
+//! trained with [`Trainer`](crate::train::Trainer), then evaluated with MCC thresholds.
+//!
+//! - [`ExperimentConfig`] describes a run (data, model, loss, training recipe, weights);
+//! - [`train`] trains it into an output folder (checkpoints, best model, `results.json`,
+//!   `curves.svg`), resuming where a previous call stopped;
+//! - [`evaluate`] loads the best model, chooses per-label thresholds by MCC on the training split
+//!   (grid and exact), scores the test split at 0.5 and with both threshold sets, and writes
+//!   `evaluation.json` and `test_predictions.json`;
+//! - [`frequency_baseline`] is the floor any trained model should clear.
+//!
+//! The bundled examples (`train`, `quickstart`, `annotate`) are thin command lines over these.
+
+mod baseline;
+mod config;
+mod evaluate;
+mod predict;
+mod run;
+
+pub use baseline::frequency_baseline;
+pub use config::ExperimentConfig;
+pub use evaluate::{evaluate, load_best, Evaluation, Predictions, EVALUATION_FILE, PREDICTIONS_FILE};
+pub use predict::predict_scores;
+pub use run::{open_data, train};

@@ -1,0 +1,152 @@
+use std::path::Path;
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
+
+use super::ExperimentConfig;
+use crate::data::{
+    AnnotationBatcherConfig, AnnotationDataset, AnnotationFolder, DataSource, ImageCheck,
+};
+use crate::loss::{AsymmetricLoss, LossBackend};
+use crate::metrics::{self, AnnotationMetrics, MetricsError, Thresholds};
+use crate::model::TResNet;
+use crate::train::{
+    AnnotationLoader, EpochMetrics, FitOutcome, MultiLabelLoss, MultiLabelModel,
+    PrecisionRecallF1, Trainer,
+};
+use crate::Result;
+
+impl<B: burn::tensor::backend::Backend> MultiLabelModel<B> for TResNet<B> {
+    fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        TResNet::forward(self, images)
+    }
+}
+
+impl<B: LossBackend> MultiLabelLoss<B> for AsymmetricLoss {
+    fn forward(&self, logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
+        AsymmetricLoss::forward(self, logits, targets)
+    }
+}
+
+/// Opens the experiment's data set; the synthetic set is generated first when it is missing
+/// (or was generated with another [`SyntheticConfig`](crate::data::SyntheticConfig)).
+pub fn open_data(config: &ExperimentConfig) -> Result<(DataSource, AnnotationFolder)> {
+    let source = config.source()?;
+    let dir = source.folder(&config.data_root);
+    let folder = match source {
+        DataSource::Synthetic => config.synthetic.ensure(&dir)?,
+        _ => AnnotationFolder::open(&dir)?,
+    };
+    Ok((source, folder))
+}
+
+/// Opens a split's images, failing on (or, with `skip_bad_images`, dropping) unreadable ones.
+pub(super) fn open_split(
+    config: &ExperimentConfig,
+    folder: &AnnotationFolder,
+    split: &crate::data::AnnotationSplit,
+) -> Result<AnnotationDataset> {
+    // Headers only: decoding every image up front would double the first epoch's I/O.
+    let dataset = if config.skip_bad_images {
+        AnnotationDataset::open_skipping(folder, split, ImageCheck::Headers)?
+    } else {
+        AnnotationDataset::open(folder, split, ImageCheck::Headers)?
+    };
+    Ok(dataset)
+}
+
+/// The end-of-epoch summary of the field's metrics at the 0.5 threshold.
+pub(super) fn epoch_metrics(metrics: &AnnotationMetrics) -> EpochMetrics {
+    let prf = |m: &metrics::PrecisionRecallF1| PrecisionRecallF1 {
+        precision: m.precision,
+        recall: m.recall,
+        f1: m.f1,
+    };
+    let mut extra = std::collections::BTreeMap::new();
+    if let Some(map) = metrics.mean_average_precision {
+        extra.insert("mean_average_precision".to_string(), map);
+    }
+    EpochMetrics {
+        per_class: prf(&metrics.per_class),
+        n_plus: metrics.n_plus,
+        per_image: prf(&metrics.per_image),
+        extra,
+    }
+}
+
+/// Trains the experiment into `out` (see [`Trainer`] for the files written there).
+///
+/// The model is `config.model` with one output per vocabulary word, started from
+/// `config.weights` when given (a timm checkpoint; its classifier is dropped when the number of
+/// classes differs) and from timm's random initialisation otherwise. The training split is
+/// shuffled with `seed + epoch` and flipped at random; after each epoch the test split is scored
+/// and the field's metrics at 0.5 decide which epoch's weights are kept as the best model.
+///
+/// `customize` sets up the [`Trainer`] (resume, progress, stopping early) before the run starts.
+pub fn train<B>(
+    config: &ExperimentConfig,
+    out: &Path,
+    device: &B::Device,
+    customize: impl FnOnce(Trainer) -> Trainer,
+) -> Result<FitOutcome<TResNet<B>>>
+where
+    B: AutodiffBackend + LossBackend,
+    B::InnerBackend: LossBackend,
+{
+    let (source, folder) = open_data(config)?;
+    let mut config = config.clone();
+    config.model.num_classes = folder.vocabulary().len();
+
+    let mut model = config.model.init::<B>(device);
+    if let Some(weights) = &config.weights {
+        model = model.load_timm(weights)?;
+    }
+
+    let tc = config.train.clone();
+    let train_set = open_split(&config, &folder, folder.train())?;
+    let valid_set = open_split(&config, &folder, folder.test())?;
+    let batcher = |flips| {
+        AnnotationBatcherConfig::new(source.normalization())
+            .with_image_size(tc.image_size)
+            .with_flips(flips)
+            .with_seed(tc.seed)
+            .init()
+    };
+    let valid: AnnotationLoader<B::InnerBackend> = DataLoaderBuilder::new(batcher(false))
+        .batch_size(tc.batch_size)
+        .num_workers(tc.num_workers)
+        .set_device(device.clone())
+        .build(valid_set);
+    let train_batcher = batcher(true);
+    let train_device = device.clone();
+    let train_loader = move |epoch: usize| -> AnnotationLoader<B> {
+        train_batcher.set_epoch(epoch as u64);
+        DataLoaderBuilder::new(train_batcher.clone())
+            .batch_size(tc.batch_size)
+            .shuffle(tc.seed.wrapping_add(epoch as u64))
+            .num_workers(tc.num_workers)
+            .set_device(train_device.clone())
+            .build(train_set.clone())
+    };
+    let mut evaluator = |scores: &[f32],
+                         targets: &[f32],
+                         classes: usize|
+     -> std::result::Result<EpochMetrics, MetricsError> {
+        metrics::evaluate(scores, targets, classes, &Thresholds::Global(0.5))
+            .map(|m| epoch_metrics(&m))
+    };
+
+    let run_info = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
+    let mut trainer = customize(Trainer::new(config.train.clone(), out).with_run_info(run_info));
+    let loss = config.loss.init();
+    let outcome = trainer.fit::<B, _, _, _, _>(
+        model,
+        &loss,
+        &train_loader,
+        valid,
+        &mut evaluator,
+        device,
+    )?;
+    Ok(outcome)
+}
