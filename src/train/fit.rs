@@ -11,13 +11,13 @@ use burn::tensor::{activation::sigmoid, ElementConversion, Tensor};
 
 use super::atomic::write_atomic;
 use super::checkpoint::{
-    load_model, load_record, param_ids, save_model, save_record, write_checkpoint,
-    CheckpointState, RunPaths, MODEL_FILE, OPTIMIZER_FILE,
+    load_model, load_record, param_ids, save_model, save_record, write_checkpoint, CheckpointState,
+    RunPaths, MODEL_FILE, OPTIMIZER_FILE,
 };
 use super::{
-    training_curves_svg, AnnotationLoader, BatchUpdate, EpochRecord, Evaluator,
-    MultiLabelLoss, MultiLabelModel, OneCycleLr, Progress, RunResults, ScheduledAdam,
-    ScheduledAdamRecord, StderrProgress, TrainConfig, TrainError, TrainLoader,
+    training_curves_svg, AnnotationLoader, BatchUpdate, EpochRecord, Evaluator, MultiLabelLoss,
+    MultiLabelModel, OneCycleLr, Progress, RunResults, ScheduledAdam, ScheduledAdamRecord,
+    StderrProgress, TrainConfig, TrainError, TrainLoader,
 };
 
 /// Runs the training recipe of a [`TrainConfig`] in an output folder (layout in [`RunPaths`]).
@@ -167,7 +167,6 @@ impl Trainer {
     /// evaluator turns the sigmoid scores into [`EpochMetrics`](super::EpochMetrics), and the
     /// loop writes the best model (best per-class F1), a checkpoint, `results.json` and
     /// `curves.svg`. Before each epoch the backend is seeded with `seed + epoch`.
-    #[allow(clippy::too_many_arguments)]
     pub fn fit<B, M, L, T, E>(
         &mut self,
         model: M,
@@ -301,7 +300,10 @@ impl Trainer {
                 let per_batch = elapsed.as_secs_f64() / batch_index as f64;
                 let validation = clock.last_validation.map_or_else(
                     // Before the first measurement: a forward pass costs about a third of a step.
-                    || valid_items as f64 / config.batch_size as f64 * clock.seconds_per_batch() / 3.0,
+                    || {
+                        valid_items as f64 / config.batch_size as f64 * clock.seconds_per_batch()
+                            / 3.0
+                    },
                     |d| d.as_secs_f64(),
                 );
                 let batches_left = steps_per_epoch.saturating_sub(batch_index);
@@ -309,7 +311,8 @@ impl Trainer {
                 let later_epochs = (last_epoch - epoch) as f64;
                 let run_eta = epoch_eta
                     + validation
-                    + later_epochs * (steps_per_epoch as f64 * clock.seconds_per_batch() + validation);
+                    + later_epochs
+                        * (steps_per_epoch as f64 * clock.seconds_per_batch() + validation);
                 self.progress.batch(&BatchUpdate {
                     epoch,
                     epochs: config.epochs,
@@ -364,7 +367,8 @@ impl Trainer {
                 scores.extend(to_f32(sigmoid(logits))?);
                 targets.extend(to_f32(batch.targets)?);
             }
-            let num_classes = num_classes.ok_or_else(|| data_error("the validation loader yielded no batch".into()))?;
+            let num_classes = num_classes
+                .ok_or_else(|| data_error("the validation loader yielded no batch".into()))?;
             let metrics = evaluator
                 .evaluate(&scores, &targets, num_classes)
                 .map_err(|source| TrainError::Evaluation { epoch, source })?;
