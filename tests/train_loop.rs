@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aia::train::{
-    load_model, save_model, EpochMetrics, MultiLabelModel, RunResults, SilentProgress, TrainConfig,
-    TrainError, Trainer, WriterProgress, MODEL_FILE,
+    load_model, predict, save_model, EpochMetrics, MultiLabelModel, RunResults, SilentProgress,
+    TrainConfig, TrainError, Trainer, WriterProgress, MODEL_FILE,
 };
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
@@ -127,18 +127,15 @@ fn training_learns_the_toy_problem_and_writes_its_files() {
     // validation set to exactly the metrics recorded for that epoch.
     let fresh = TinyNet::<Flex>::new(&device);
     let best_model = load_model(fresh, &outcome.paths.best_model(), &device).unwrap();
-    let (mut scores, mut targets) = (Vec::new(), Vec::new());
-    for batch in valid.iter() {
-        let logits = MultiLabelModel::forward(&best_model, batch.images);
-        scores.extend(
-            burn::tensor::activation::sigmoid(logits)
-                .into_data()
-                .to_vec::<f32>()
-                .unwrap(),
-        );
-        targets.extend(batch.targets.into_data().to_vec::<f32>().unwrap());
-    }
-    assert_eq!(evaluate(&scores, &targets, CLASSES), best.metrics);
+    let predictions = predict(&best_model, valid.as_ref()).unwrap();
+    assert_eq!(predictions.images(), valid_items.len());
+    assert_eq!(predictions.num_classes, CLASSES);
+    let expected_targets: Vec<f32> = valid_items.iter().flat_map(|i| i.target.clone()).collect();
+    assert_eq!(predictions.targets, expected_targets);
+    assert_eq!(
+        evaluate(&predictions.scores, &predictions.targets, CLASSES),
+        best.metrics
+    );
 
     // The final model in the outcome is the last epoch's, the one in the checkpoint.
     let checkpoint_model = load_model(

@@ -16,6 +16,7 @@ mod fit;
 mod model;
 mod optim;
 mod plot;
+mod predict;
 mod progress;
 mod results;
 mod schedule;
@@ -31,6 +32,7 @@ pub use optim::{
     AdamStep, ScheduledAdam, ScheduledAdamConfig, ScheduledAdamRecord, ScheduledAdamState,
 };
 pub use plot::training_curves_svg;
+pub use predict::{predict, Predictions};
 pub use progress::{
     format_duration, BatchUpdate, Progress, SilentProgress, StderrProgress, WriterProgress,
 };
