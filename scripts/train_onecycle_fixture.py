@@ -68,6 +68,10 @@ CASES = [
     {"name": "fractional", "max_lr": 0.05, "total_steps": 37, "pct_start": 0.3, "div_factor": 10.0,
      "final_div_factor": 100.0, "base_momentum": 0.8, "max_momentum": 0.97, "beta_2": 0.99,
      "epsilon": 1e-8, "weight_decay": 0.01, "initial": [1.5, -0.75, 0.1, 3.0]},
+    # A run so short that pct_start * total_steps - 1 < 0: PyTorch skips the warm-up.
+    {"name": "short", "max_lr": 0.01, "total_steps": 4, "pct_start": 0.2, "div_factor": 25.0,
+     "final_div_factor": 1e4, "base_momentum": 0.85, "max_momentum": 0.95, "beta_2": 0.999,
+     "epsilon": 1e-8, "weight_decay": 0.0, "initial": [0.3, -0.6]},
 ]
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aia::train::{
-    load_model, save_model, EpochMetrics, MultiLabelModel, RunResults, SilentProgress,
+    load_model, predict, save_model, EpochMetrics, MultiLabelModel, RunResults, SilentProgress,
     TrainConfig, TrainError, Trainer, WriterProgress, MODEL_FILE,
 };
 use burn::backend::{Autodiff, Flex};
@@ -58,7 +58,14 @@ fn training_learns_the_toy_problem_and_writes_its_files() {
     let outcome = Trainer::new(config.clone(), out.path())
         .with_progress(WriterProgress::new(log.clone(), Duration::ZERO))
         .with_run_info(serde_json::json!({ "model": "TinyNet", "loss": "bce" }))
-        .fit(TinyNet::<B>::new(&device), &Bce, &train, valid.clone(), &mut evaluator, &device)
+        .fit(
+            TinyNet::<B>::new(&device),
+            &Bce,
+            &train,
+            valid.clone(),
+            &mut evaluator,
+            &device,
+        )
         .unwrap();
 
     // It learns: the loss falls well below its start and the labels are predicted.
@@ -66,8 +73,18 @@ fn training_learns_the_toy_problem_and_writes_its_files() {
     assert_eq!(results.epochs.len(), 8);
     let first = &results.epochs[0];
     let last = &results.epochs[7];
-    assert!(last.train_loss < 0.7 * first.train_loss, "{} -> {}", first.train_loss, last.train_loss);
-    assert!(last.val_loss < 0.7 * first.val_loss, "{} -> {}", first.val_loss, last.val_loss);
+    assert!(
+        last.train_loss < 0.7 * first.train_loss,
+        "{} -> {}",
+        first.train_loss,
+        last.train_loss
+    );
+    assert!(
+        last.val_loss < 0.7 * first.val_loss,
+        "{} -> {}",
+        first.val_loss,
+        last.val_loss
+    );
     let best = results.best().unwrap();
     assert!(best.metrics.per_class.f1 > 0.8, "{:?}", best.metrics);
     assert_eq!(best.metrics.n_plus, CLASSES);
@@ -77,7 +94,12 @@ fn training_learns_the_toy_problem_and_writes_its_files() {
         .iter()
         .map(|r| r.metrics.per_class.f1)
         .fold(f64::NEG_INFINITY, f64::max);
-    let expected_best = results.epochs.iter().find(|r| r.metrics.per_class.f1 == top).unwrap().epoch;
+    let expected_best = results
+        .epochs
+        .iter()
+        .find(|r| r.metrics.per_class.f1 == top)
+        .unwrap()
+        .epoch;
     assert_eq!(results.best_epoch, Some(expected_best));
     // The schedule ran to its end: the last step's rate is max_lr / (25 * 1e4).
     assert!((last.learning_rate - 0.05 / 25e4).abs() < 1e-15);
@@ -105,13 +127,15 @@ fn training_learns_the_toy_problem_and_writes_its_files() {
     // validation set to exactly the metrics recorded for that epoch.
     let fresh = TinyNet::<Flex>::new(&device);
     let best_model = load_model(fresh, &outcome.paths.best_model(), &device).unwrap();
-    let (mut scores, mut targets) = (Vec::new(), Vec::new());
-    for batch in valid.iter() {
-        let logits = MultiLabelModel::forward(&best_model, batch.images);
-        scores.extend(burn::tensor::activation::sigmoid(logits).into_data().to_vec::<f32>().unwrap());
-        targets.extend(batch.targets.into_data().to_vec::<f32>().unwrap());
-    }
-    assert_eq!(evaluate(&scores, &targets, CLASSES), best.metrics);
+    let predictions = predict(&best_model, valid.as_ref()).unwrap();
+    assert_eq!(predictions.images(), valid_items.len());
+    assert_eq!(predictions.num_classes, CLASSES);
+    let expected_targets: Vec<f32> = valid_items.iter().flat_map(|i| i.target.clone()).collect();
+    assert_eq!(predictions.targets, expected_targets);
+    assert_eq!(
+        evaluate(&predictions.scores, &predictions.targets, CLASSES),
+        best.metrics
+    );
 
     // The final model in the outcome is the last epoch's, the one in the checkpoint.
     let checkpoint_model = load_model(
@@ -131,18 +155,38 @@ fn training_learns_the_toy_problem_and_writes_its_files() {
     // The curves: a well-formed SVG with every series and one point per epoch.
     let svg = std::fs::read_to_string(outcome.paths.curves()).unwrap();
     let series = svg_series(&svg);
-    for name in ["train loss", "validation loss", "per-class F1", "per-image F1", "N+"] {
-        assert_eq!(series.iter().find(|s| s.0 == name).map(|s| s.1), Some(8), "{name}: {series:?}");
+    for name in [
+        "train loss",
+        "validation loss",
+        "per-class F1",
+        "per-image F1",
+        "N+",
+    ] {
+        assert_eq!(
+            series.iter().find(|s| s.0 == name).map(|s| s.1),
+            Some(8),
+            "{name}: {series:?}"
+        );
     }
 
     // Progress: one line per batch (interval zero), the epoch summaries, rates and ETAs.
     let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-    assert_eq!(text.lines().filter(|l| l.contains(" batch ")).count(), 8 * 12, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" batch ")).count(),
+        8 * 12,
+        "{text}"
+    );
     assert!(text.contains("epoch 1/8 batch 1/12 loss "), "{text}");
     assert!(text.contains("epoch 8/8 batch 12/12 "), "{text}");
-    assert!(text.contains("img/s | epoch ETA 0:00:00 | run ETA 0:00:00"), "{text}");
+    assert!(
+        text.contains("img/s | epoch ETA 0:00:00 | run ETA 0:00:00"),
+        "{text}"
+    );
     assert!(text.contains("epoch 8/8 done in "), "{text}");
-    assert!(text.contains(&format!("best epoch {expected_best}")), "{text}");
+    assert!(
+        text.contains(&format!("best epoch {expected_best}")),
+        "{text}"
+    );
 }
 
 /// The first eight validation images as one tensor.
@@ -161,7 +205,9 @@ fn svg_series(svg: &str) -> Vec<(String, usize)> {
     let mut root = None;
     for event in EventReader::from_str(svg) {
         match event.expect("well-formed SVG") {
-            XmlEvent::StartElement { name, attributes, .. } => {
+            XmlEvent::StartElement {
+                name, attributes, ..
+            } => {
                 root.get_or_insert(name.local_name.clone());
                 let attribute = |key: &str| {
                     attributes
@@ -175,7 +221,10 @@ fn svg_series(svg: &str) -> Vec<(String, usize)> {
                 }
                 if name.local_name == "polyline" {
                     let points = attribute("points").unwrap();
-                    assert!(points.split(' ').all(|p| p.split(',').count() == 2), "{points}");
+                    assert!(
+                        points.split(' ').all(|p| p.split(',').count() == 2),
+                        "{points}"
+                    );
                 }
             }
             XmlEvent::EndDocument => break,
@@ -198,7 +247,14 @@ fn a_new_run_does_not_overwrite_checkpoints_and_resume_refuses_another_recipe() 
             .with_progress(SilentProgress)
             .with_resume(resume)
             .with_stop_after_epoch(1)
-            .fit(TinyNet::<B>::new(&device), &Bce, &train, valid.clone(), evaluator, &device)
+            .fit(
+                TinyNet::<B>::new(&device),
+                &Bce,
+                &train,
+                valid.clone(),
+                evaluator,
+                &device,
+            )
     };
     run(config(3), false, &mut evaluator).unwrap();
 
@@ -208,7 +264,10 @@ fn a_new_run_does_not_overwrite_checkpoints_and_resume_refuses_another_recipe() 
 
     let error = run(config(3).with_learning_rate(0.01), true, &mut evaluator).unwrap_err();
     let message = error.to_string();
-    assert!(matches!(error, TrainError::ConfigChanged { .. }), "{message}");
+    assert!(
+        matches!(error, TrainError::ConfigChanged { .. }),
+        "{message}"
+    );
     assert!(message.contains("learning_rate: 0.05 -> 0.01"), "{message}");
 
     // The number of workers does not change the results: resuming with another is fine.
@@ -216,7 +275,14 @@ fn a_new_run_does_not_overwrite_checkpoints_and_resume_refuses_another_recipe() 
         .with_progress(SilentProgress)
         .with_resume(true)
         .with_stop_after_epoch(2)
-        .fit(TinyNet::<B>::new(&device), &Bce, &train, valid.clone(), &mut evaluator, &device)
+        .fit(
+            TinyNet::<B>::new(&device),
+            &Bce,
+            &train,
+            valid.clone(),
+            &mut evaluator,
+            &device,
+        )
         .unwrap();
     assert_eq!(resumed.resumed_from, Some(1));
     assert_eq!(resumed.results.epochs.len(), 2);
@@ -232,7 +298,14 @@ fn damaged_or_foreign_checkpoints_are_clear_errors_naming_the_file() {
     let outcome = Trainer::new(config(3), out.path())
         .with_progress(SilentProgress)
         .with_stop_after_epoch(1)
-        .fit(TinyNet::<B>::new(&device), &Bce, &train, valid.clone(), &mut evaluator, &device)
+        .fit(
+            TinyNet::<B>::new(&device),
+            &Bce,
+            &train,
+            valid.clone(),
+            &mut evaluator,
+            &device,
+        )
         .unwrap();
     let model_file = outcome.paths.checkpoint(1).join(MODEL_FILE);
 
@@ -243,7 +316,10 @@ fn damaged_or_foreign_checkpoints_are_clear_errors_naming_the_file() {
     let message = error.to_string();
     assert!(matches!(error, TrainError::Mismatch { .. }), "{message}");
     assert!(message.contains("model.mpk"), "{message}");
-    assert!(message.contains("head.weight") && message.contains("[6, 4]") && message.contains("[6, 5]"), "{message}");
+    assert!(
+        message.contains("head.weight") && message.contains("[6, 4]") && message.contains("[6, 5]"),
+        "{message}"
+    );
 
     // A truncated file.
     let bytes = std::fs::read(&model_file).unwrap();
@@ -256,16 +332,31 @@ fn damaged_or_foreign_checkpoints_are_clear_errors_naming_the_file() {
     // A missing file.
     let missing = out.path().join("missing.mpk");
     let error = load_model(TinyNet::<Flex>::new(&device), &missing, &device).unwrap_err();
-    assert!(matches!(error, TrainError::Io { .. }) && error.to_string().contains("missing.mpk"), "{error}");
+    assert!(
+        matches!(error, TrainError::Io { .. }) && error.to_string().contains("missing.mpk"),
+        "{error}"
+    );
 
     // Resuming from a corrupt checkpoint names the checkpoint's file.
     std::fs::write(&model_file, b"not a model").unwrap();
     let error = Trainer::new(config(3), out.path())
         .with_progress(SilentProgress)
         .with_resume(true)
-        .fit(TinyNet::<B>::new(&device), &Bce, &train, valid.clone(), &mut evaluator, &device)
+        .fit(
+            TinyNet::<B>::new(&device),
+            &Bce,
+            &train,
+            valid.clone(),
+            &mut evaluator,
+            &device,
+        )
         .unwrap_err();
-    assert!(error.to_string().contains(&model_file.display().to_string()), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&model_file.display().to_string()),
+        "{error}"
+    );
 
     // save_model / load_model round trip on the inference backend, from a model whose
     // parameters are still lazy: what is saved is what the model computes with.
@@ -290,9 +381,22 @@ fn loaders_that_disagree_with_the_config_are_reported() {
     let mut evaluator = metrics;
     let error = Trainer::new(config(2), out.path())
         .with_progress(SilentProgress)
-        .fit(TinyNet::<B>::new(&device), &Bce, &train, valid, &mut evaluator, &device)
+        .fit(
+            TinyNet::<B>::new(&device),
+            &Bce,
+            &train,
+            valid,
+            &mut evaluator,
+            &device,
+        )
         .unwrap_err();
-    assert!(matches!(error, TrainError::ScheduleExhausted { .. } | TrainError::Data(_)), "{error}");
+    assert!(
+        matches!(
+            error,
+            TrainError::ScheduleExhausted { .. } | TrainError::Data(_)
+        ),
+        "{error}"
+    );
 
     // An evaluator error stops the run and says which epoch.
     let train = train_loader::<B>(items(16, 7), 8, 1);
@@ -302,7 +406,14 @@ fn loaders_that_disagree_with_the_config_are_reported() {
     };
     let error = Trainer::new(config(2), tempfile::tempdir().unwrap().path())
         .with_progress(SilentProgress)
-        .fit(TinyNet::<B>::new(&device), &Bce, &train, valid, &mut failing, &device)
+        .fit(
+            TinyNet::<B>::new(&device),
+            &Bce,
+            &train,
+            valid,
+            &mut failing,
+            &device,
+        )
         .unwrap_err();
     assert_eq!(error.to_string(), "evaluating epoch 1: no metrics today");
 }

@@ -8,8 +8,8 @@ use aia::train::{
     EpochMetrics, RunResults, ScheduledAdamRecord, SilentProgress, TrainConfig, TrainError,
     Trainer, MODEL_FILE, OPTIMIZER_FILE,
 };
-use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
 use burn::backend::{Autodiff, Flex};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
 use train_support::{evaluate, items, loader, train_loader, Bce, TinyNet};
 
 type B = Autodiff<Flex>;
@@ -23,7 +23,16 @@ fn history(results: &RunResults) -> Vec<(usize, f64, f64, f64, f64, EpochMetrics
     results
         .epochs
         .iter()
-        .map(|r| (r.epoch, r.train_loss, r.val_loss, r.learning_rate, r.momentum, r.metrics.clone()))
+        .map(|r| {
+            (
+                r.epoch,
+                r.train_loss,
+                r.val_loss,
+                r.learning_rate,
+                r.momentum,
+                r.metrics.clone(),
+            )
+        })
         .collect()
 }
 
@@ -34,7 +43,10 @@ fn optimizer_state(dir: &std::path::Path) -> serde_json::Value {
     let record: ScheduledAdamRecord<TinyNet<B>, B> =
         Recorder::<B>::load(&recorder, std::fs::read(path).unwrap(), &Default::default()).unwrap();
     let value = serde_json::to_value(record.into_item::<FullPrecisionSettings>()).unwrap();
-    assert!(value.as_object().is_some_and(|map| map.len() == 4), "4 parameters: {value}");
+    assert!(
+        value.as_object().is_some_and(|map| map.len() == 4),
+        "4 parameters: {value}"
+    );
     value
 }
 
@@ -54,14 +66,28 @@ fn two_epochs_straight_equal_one_epoch_then_resume_then_one_more() {
     let straight_dir = tempfile::tempdir().unwrap();
     let straight = Trainer::new(config.clone(), straight_dir.path())
         .with_progress(SilentProgress)
-        .fit(initial.clone(), &Bce, &train, valid.clone(), &mut evaluator, &device)
+        .fit(
+            initial.clone(),
+            &Bce,
+            &train,
+            valid.clone(),
+            &mut evaluator,
+            &device,
+        )
         .unwrap();
 
     let resumed_dir = tempfile::tempdir().unwrap();
     let first = Trainer::new(config.clone(), resumed_dir.path())
         .with_progress(SilentProgress)
         .with_stop_after_epoch(1)
-        .fit(initial.clone(), &Bce, &train, valid.clone(), &mut evaluator, &device)
+        .fit(
+            initial.clone(),
+            &Bce,
+            &train,
+            valid.clone(),
+            &mut evaluator,
+            &device,
+        )
         .unwrap();
     assert_eq!(first.results.epochs.len(), 1);
     assert!(!first.results.completed);
@@ -69,12 +95,21 @@ fn two_epochs_straight_equal_one_epoch_then_resume_then_one_more() {
     let resumed = Trainer::new(config.clone(), resumed_dir.path())
         .with_progress(SilentProgress)
         .with_resume(true)
-        .fit(TinyNet::<B>::new(&device), &Bce, &train, valid.clone(), &mut evaluator, &device)
+        .fit(
+            TinyNet::<B>::new(&device),
+            &Bce,
+            &train,
+            valid.clone(),
+            &mut evaluator,
+            &device,
+        )
         .unwrap();
     assert_eq!(resumed.resumed_from, Some(1));
     assert!(resumed.results.completed);
 
-    let read = |dir: &std::path::Path, file: &str| std::fs::read(dir.join("checkpoints/epoch-0002").join(file)).unwrap();
+    let read = |dir: &std::path::Path, file: &str| {
+        std::fs::read(dir.join("checkpoints/epoch-0002").join(file)).unwrap()
+    };
     assert!(
         read(straight_dir.path(), MODEL_FILE) == read(resumed_dir.path(), MODEL_FILE),
         "the weights differ"

@@ -39,7 +39,10 @@ struct Case {
 }
 
 fn fixture() -> Fixture {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/train/onecycle_adam.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/train/onecycle_adam.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -94,7 +97,10 @@ impl Vector<B> {
 fn assert_close(actual: &[f32], expected: &[f32], tolerance: f32, what: &str) {
     assert_eq!(actual.len(), expected.len(), "{what}");
     for (a, e) in actual.iter().zip(expected) {
-        assert!((a - e).abs() <= tolerance, "{what}: {actual:?} vs {expected:?}");
+        assert!(
+            (a - e).abs() <= tolerance,
+            "{what}: {actual:?} vs {expected:?}"
+        );
     }
 }
 
@@ -105,7 +111,12 @@ fn the_schedule_matches_pytorch_one_cycle_lr() {
         for (step, (lr, beta_1)) in case.lr.iter().zip(&case.beta_1).enumerate() {
             let point = schedule.next_point().unwrap();
             let relative = ((point.lr - lr) / lr).abs();
-            assert!(relative < 1e-9, "{} step {step}: lr {} vs {lr}", case.name, point.lr);
+            assert!(
+                relative < 1e-9,
+                "{} step {step}: lr {} vs {lr}",
+                case.name,
+                point.lr
+            );
             assert!(
                 (point.momentum - beta_1).abs() < 1e-12,
                 "{} step {step}: beta1 {} vs {beta_1}",
@@ -113,7 +124,11 @@ fn the_schedule_matches_pytorch_one_cycle_lr() {
                 point.momentum
             );
         }
-        assert!(schedule.next_point().is_err(), "{}: PyTorch stops at total_steps", case.name);
+        assert!(
+            schedule.next_point().is_err(),
+            "{}: PyTorch stops at total_steps",
+            case.name
+        );
     }
 }
 
@@ -215,7 +230,13 @@ fn saving_and_restoring_mid_run_continues_exactly() {
         .load_record(recorder.load(optimizer_bytes, &device).unwrap());
     let mut schedule = case.schedule();
     schedule.set_position(position);
-    run_steps(case, &mut schedule, &mut optimizer, module, half..case.total_steps);
+    run_steps(
+        case,
+        &mut schedule,
+        &mut optimizer,
+        module,
+        half..case.total_steps,
+    );
 }
 
 #[test]

@@ -29,7 +29,8 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> 
         .prefix(".tmp-")
         .tempfile_in(folder)
         .map_err(|e| io_error(folder, e))?;
-    file.write_all(bytes).map_err(|e| io_error(file.path(), e))?;
+    file.write_all(bytes)
+        .map_err(|e| io_error(file.path(), e))?;
     file.as_file()
         .sync_all()
         .map_err(|e| io_error(file.path(), e))?;

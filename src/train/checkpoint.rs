@@ -80,7 +80,12 @@ impl RunPaths {
         let entries = match std::fs::read_dir(&folder) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(TrainError::Io { path: folder, source }),
+            Err(source) => {
+                return Err(TrainError::Io {
+                    path: folder,
+                    source,
+                })
+            }
         };
         let mut found = Vec::new();
         for entry in entries {
@@ -254,17 +259,16 @@ pub fn load_model<B: Backend, M: Module<B>>(
     let expected = ShapeCollector::of::<B, M>(&model);
     let record: M::Record = read_record::<B, _>(path, device)?;
     // burn asserts on some mismatches (a Vec of layers of another length) instead of failing.
-    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        model.load_record(record)
-    }))
-    .map_err(|panic| TrainError::Mismatch {
-        path: path.to_path_buf(),
-        message: panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "the record does not fit the model".into()),
-    })?;
+    let loaded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record)))
+            .map_err(|panic| TrainError::Mismatch {
+                path: path.to_path_buf(),
+                message: panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "the record does not fit the model".into()),
+            })?;
     let found = ShapeCollector::of::<B, M>(&loaded);
     let mismatch = |message: String| TrainError::Mismatch {
         path: path.to_path_buf(),
@@ -297,7 +301,10 @@ pub(crate) fn param_ids<B: Backend, M: Module<B>>(module: &M) -> Vec<ParamId> {
 }
 
 /// Writes a record (e.g. an optimizer state) atomically.
-pub(crate) fn save_record<B: Backend, R: Record<B>>(record: R, path: &Path) -> Result<(), TrainError> {
+pub(crate) fn save_record<B: Backend, R: Record<B>>(
+    record: R,
+    path: &Path,
+) -> Result<(), TrainError> {
     let bytes = record_bytes::<B, R>(record, path)?;
     write_atomic(path, &bytes)
 }

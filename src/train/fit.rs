@@ -6,18 +6,19 @@ use std::time::{Duration, Instant};
 
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{activation::sigmoid, ElementConversion, Tensor};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::ElementConversion;
 
 use super::atomic::write_atomic;
 use super::checkpoint::{
-    load_model, load_record, param_ids, save_model, save_record, write_checkpoint,
-    CheckpointState, RunPaths, MODEL_FILE, OPTIMIZER_FILE,
+    load_model, load_record, param_ids, save_model, save_record, write_checkpoint, CheckpointState,
+    RunPaths, MODEL_FILE, OPTIMIZER_FILE,
 };
+use super::predict::{check_shapes, predict_with};
 use super::{
-    training_curves_svg, AnnotationLoader, BatchUpdate, EpochRecord, Evaluator,
-    MultiLabelLoss, MultiLabelModel, OneCycleLr, Progress, RunResults, ScheduledAdam,
-    ScheduledAdamRecord, StderrProgress, TrainConfig, TrainError, TrainLoader,
+    training_curves_svg, AnnotationLoader, BatchUpdate, EpochRecord, Evaluator, MultiLabelLoss,
+    MultiLabelModel, OneCycleLr, Progress, RunResults, ScheduledAdam, ScheduledAdamRecord,
+    StderrProgress, TrainConfig, TrainError, TrainLoader,
 };
 
 /// Runs the training recipe of a [`TrainConfig`] in an output folder (layout in [`RunPaths`]).
@@ -100,13 +101,19 @@ fn data_error(message: String) -> TrainError {
     TrainError::Data(message)
 }
 
-/// Reads a tensor as `f32` values.
-fn to_f32<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>, TrainError> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .map_err(|e| data_error(format!("reading a tensor: {e:?}")))
+/// The error of a training loader whose batches do not follow `TrainConfig::batch_size`.
+fn batch_count_error(
+    epoch: usize,
+    batches: usize,
+    items: usize,
+    config: &TrainConfig,
+) -> TrainError {
+    data_error(format!(
+        "epoch {epoch}: the training loader gives {}{batches} batches, but {items} items in batches of {} make {}: build it with TrainConfig::batch_size",
+        if batches > config.steps_per_epoch(items) { "at least " } else { "" },
+        config.batch_size,
+        config.steps_per_epoch(items),
+    ))
 }
 
 impl Trainer {
@@ -167,7 +174,6 @@ impl Trainer {
     /// evaluator turns the sigmoid scores into [`EpochMetrics`](super::EpochMetrics), and the
     /// loop writes the best model (best per-class F1), a checkpoint, `results.json` and
     /// `curves.svg`. Before each epoch the backend is seeded with `seed + epoch`.
-    #[allow(clippy::too_many_arguments)]
     pub fn fit<B, M, L, T, E>(
         &mut self,
         model: M,
@@ -276,11 +282,19 @@ impl Trainer {
             for batch in loader.iter() {
                 let batch_start = Instant::now();
                 batch_index += 1;
+                if batch_index > steps_per_epoch {
+                    return Err(batch_count_error(epoch, batch_index, train_items, &config));
+                }
                 let step = schedule.next_point()?;
                 point = Some(step);
                 let count = batch.images.dims()[0];
                 let logits = MultiLabelModel::forward(&model, batch.images);
-                check_shapes(&logits, &batch.targets, "training", epoch, batch_index)?;
+                check_shapes(
+                    &logits,
+                    &batch.targets,
+                    &format!("training epoch {epoch}"),
+                    batch_index,
+                )?;
                 let loss_value = MultiLabelLoss::<B>::forward(loss, logits, batch.targets);
                 let value: f64 = loss_value.clone().into_scalar().elem();
                 if !value.is_finite() {
@@ -301,7 +315,10 @@ impl Trainer {
                 let per_batch = elapsed.as_secs_f64() / batch_index as f64;
                 let validation = clock.last_validation.map_or_else(
                     // Before the first measurement: a forward pass costs about a third of a step.
-                    || valid_items as f64 / config.batch_size as f64 * clock.seconds_per_batch() / 3.0,
+                    || {
+                        valid_items as f64 / config.batch_size as f64 * clock.seconds_per_batch()
+                            / 3.0
+                    },
                     |d| d.as_secs_f64(),
                 );
                 let batches_left = steps_per_epoch.saturating_sub(batch_index);
@@ -309,7 +326,8 @@ impl Trainer {
                 let later_epochs = (last_epoch - epoch) as f64;
                 let run_eta = epoch_eta
                     + validation
-                    + later_epochs * (steps_per_epoch as f64 * clock.seconds_per_batch() + validation);
+                    + later_epochs
+                        * (steps_per_epoch as f64 * clock.seconds_per_batch() + validation);
                 self.progress.batch(&BatchUpdate {
                     epoch,
                     epochs: config.epochs,
@@ -325,10 +343,7 @@ impl Trainer {
                 });
             }
             if batch_index != steps_per_epoch {
-                return Err(data_error(format!(
-                    "epoch {epoch} had {batch_index} training batches, but {train_items} items in batches of {} make {steps_per_epoch}: build the training loader with TrainConfig::batch_size",
-                    config.batch_size
-                )));
+                return Err(batch_count_error(epoch, batch_index, train_items, &config));
             }
             let point = point.expect("at least one batch");
             let train_seconds = epoch_start.elapsed().as_secs_f64();
@@ -338,35 +353,27 @@ impl Trainer {
             self.progress.validation_started(epoch, valid_items);
             let valid_model = model.valid();
             let (mut val_sum, mut val_images) = (0.0, 0usize);
-            let (mut scores, mut targets) = (Vec::new(), Vec::new());
-            let mut num_classes = None;
-            for (index, batch) in valid.iter().enumerate() {
-                let count = batch.images.dims()[0];
-                let logits = MultiLabelModel::forward(&valid_model, batch.images);
-                check_shapes(&logits, &batch.targets, "validation", epoch, index + 1)?;
-                let classes = logits.dims()[1];
-                if *num_classes.get_or_insert(classes) != classes {
-                    return Err(data_error(format!(
-                        "validation batch {} of epoch {epoch} has {classes} classes, earlier ones {}",
-                        index + 1,
-                        num_classes.unwrap_or_default()
-                    )));
-                }
-                let value: f64 = MultiLabelLoss::<B::InnerBackend>::forward(
-                    loss,
-                    logits.clone(),
-                    batch.targets.clone(),
-                )
-                .into_scalar()
-                .elem();
-                val_sum += value * count as f64;
-                val_images += count;
-                scores.extend(to_f32(sigmoid(logits))?);
-                targets.extend(to_f32(batch.targets)?);
-            }
-            let num_classes = num_classes.ok_or_else(|| data_error("the validation loader yielded no batch".into()))?;
+            let what = format!("validation of epoch {epoch}");
+            let predictions =
+                predict_with(&valid_model, valid.as_ref(), &what, |logits, targets| {
+                    let count = targets.dims()[0];
+                    let value: f64 = MultiLabelLoss::<B::InnerBackend>::forward(
+                        loss,
+                        logits.clone(),
+                        targets.clone(),
+                    )
+                    .into_scalar()
+                    .elem();
+                    val_sum += value * count as f64;
+                    val_images += count;
+                })?;
+            let (scores, targets, num_classes) = (
+                &predictions.scores,
+                &predictions.targets,
+                predictions.num_classes,
+            );
             let metrics = evaluator
-                .evaluate(&scores, &targets, num_classes)
+                .evaluate(scores, targets, num_classes)
                 .map_err(|source| TrainError::Evaluation { epoch, source })?;
             clock.last_validation = Some(validation_start.elapsed());
 
@@ -408,22 +415,4 @@ impl Trainer {
             paths: self.paths.clone(),
         })
     }
-}
-
-/// Checks that a batch's logits and targets have the same shape.
-fn check_shapes<B: Backend>(
-    logits: &Tensor<B, 2>,
-    targets: &Tensor<B, 2>,
-    split: &str,
-    epoch: usize,
-    batch: usize,
-) -> Result<(), TrainError> {
-    if logits.dims() != targets.dims() {
-        return Err(data_error(format!(
-            "{split} batch {batch} of epoch {epoch}: the model gives logits {:?} but the targets are {:?}",
-            logits.dims(),
-            targets.dims()
-        )));
-    }
-    Ok(())
 }

@@ -16,6 +16,7 @@ mod fit;
 mod model;
 mod optim;
 mod plot;
+mod predict;
 mod progress;
 mod results;
 mod schedule;
@@ -27,8 +28,11 @@ pub use config::TrainConfig;
 pub use evaluate::{EpochMetrics, EvaluationError, Evaluator, PrecisionRecallF1};
 pub use fit::{FitOutcome, Trainer};
 pub use model::{AnnotationLoader, MultiLabelLoss, MultiLabelModel, TrainLoader};
-pub use optim::{AdamStep, ScheduledAdam, ScheduledAdamConfig, ScheduledAdamRecord, ScheduledAdamState};
+pub use optim::{
+    AdamStep, ScheduledAdam, ScheduledAdamConfig, ScheduledAdamRecord, ScheduledAdamState,
+};
 pub use plot::training_curves_svg;
+pub use predict::{predict, Predictions};
 pub use progress::{
     format_duration, BatchUpdate, Progress, SilentProgress, StderrProgress, WriterProgress,
 };
@@ -90,7 +94,9 @@ pub enum TrainError {
         differences: String,
     },
     /// A new run in a folder that holds another run's checkpoints.
-    #[error("{path}: a checkpoint of another run is here; resume it or choose another output folder")]
+    #[error(
+        "{path}: a checkpoint of another run is here; resume it or choose another output folder"
+    )]
     RunExists {
         /// The checkpoint found.
         path: PathBuf,

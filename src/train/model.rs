@@ -38,6 +38,11 @@ pub type AnnotationLoader<B> = Arc<dyn DataLoader<B, AnnotationBatch<B>>>;
 /// resumed run sees the same batches as an uninterrupted one. burn's loaders advance their own
 /// shuffling RNG at every pass instead, which a resumed run could not replay.
 ///
+/// Bit-exact resume also needs each epoch's batches to come in a fixed order: burn's
+/// multi-threaded loader (`num_workers > 0`) yields them in the order its workers finish, so a
+/// resumed run then matches an uninterrupted one only statistically. Random augmentations should
+/// likewise draw from an RNG seeded by the seed and the epoch.
+///
 /// Any `Fn(usize) -> AnnotationLoader<B>` is one; `|_| loader.clone()` serves the same (unshuffled
 /// or order-insensitive) loader every epoch.
 pub trait TrainLoader<B: Backend> {

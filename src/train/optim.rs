@@ -4,7 +4,9 @@
 use burn::config::Config;
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{GradientsParams, LearningRate, MultiGradientsParams, Optimizer, SimpleOptimizer};
+use burn::optim::{
+    GradientsParams, LearningRate, MultiGradientsParams, Optimizer, SimpleOptimizer,
+};
 use burn::record::Record;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
@@ -82,7 +84,8 @@ impl<B: Backend> SimpleOptimizer<B> for AdamStep {
         // exp_avg.lerp_(grad, 1 - beta1)
         let moment_1 = moment_1.clone() + (grad.clone() - moment_1).mul_scalar(1.0 - self.beta_1);
         // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        let moment_2 = moment_2.mul_scalar(self.beta_2) + grad.square().mul_scalar(1.0 - self.beta_2);
+        let moment_2 =
+            moment_2.mul_scalar(self.beta_2) + grad.square().mul_scalar(1.0 - self.beta_2);
         let steps = i32::try_from(time).unwrap_or(i32::MAX);
         let bias_correction_1 = 1.0 - self.beta_1.powi(steps);
         let bias_correction_2_sqrt = (1.0 - self.beta_2.powi(steps)).sqrt();
@@ -91,7 +94,10 @@ impl<B: Backend> SimpleOptimizer<B> for AdamStep {
             .sqrt()
             .div_scalar(bias_correction_2_sqrt)
             .add_scalar(self.epsilon);
-        let update = moment_1.clone().div(denominator).mul_scalar(lr / bias_correction_1);
+        let update = moment_1
+            .clone()
+            .div(denominator)
+            .mul_scalar(lr / bias_correction_1);
         (
             tensor - update,
             Some(ScheduledAdamState {
@@ -113,8 +119,7 @@ impl<B: Backend> SimpleOptimizer<B> for AdamStep {
 
 /// The optimizer state of a [`ScheduledAdam`] (the moments of every parameter), a burn
 /// [`Record`] to save with any recorder.
-pub type ScheduledAdamRecord<M, B> =
-    <OptimizerAdaptor<AdamStep, M, B> as Optimizer<M, B>>::Record;
+pub type ScheduledAdamRecord<M, B> = <OptimizerAdaptor<AdamStep, M, B> as Optimizer<M, B>>::Record;
 
 /// Adam with the learning rate and beta1 given at every step, so a one-cycle schedule can cycle
 /// the momentum as PyTorch's `OneCycleLR(cycle_momentum=True)` does (burn's `Adam` fixes beta1

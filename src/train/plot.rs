@@ -8,7 +8,7 @@ const PANEL_WIDTH: f64 = 360.0;
 const PANEL_HEIGHT: f64 = 260.0;
 const MARGIN_LEFT: f64 = 56.0;
 const MARGIN_RIGHT: f64 = 14.0;
-const MARGIN_TOP: f64 = 30.0;
+const MARGIN_TOP: f64 = 46.0;
 const MARGIN_BOTTOM: f64 = 40.0;
 
 /// One line of a panel.
@@ -24,6 +24,8 @@ struct Panel {
     y_label: &'static str,
     /// A fixed y range (F1 lives in [0, 1]); otherwise fitted to the data.
     y_range: Option<(f64, f64)>,
+    /// Whether a fitted y range starts at zero (counts).
+    from_zero: bool,
     series: Vec<Series>,
 }
 
@@ -67,6 +69,9 @@ fn y_range(panel: &Panel) -> (f64, f64) {
     });
     if !low.is_finite() {
         return (0.0, 1.0);
+    }
+    if panel.from_zero {
+        return (0.0, if high > 0.0 { high * 1.1 } else { 1.0 });
     }
     if high - low < 1e-12 {
         let pad = if low == 0.0 { 1.0 } else { low.abs() * 0.1 };
@@ -169,8 +174,9 @@ fn draw_panel(svg: &mut String, panel: &Panel, x_offset: f64, epochs: usize) {
                 y(py)
             );
         }
-        let legend_y = MARGIN_TOP + 12.0 + 14.0 * index as f64;
-        let legend_x = x_offset + MARGIN_LEFT + 8.0;
+        // The legend is a row above the frame, so it never hides data.
+        let legend_y = MARGIN_TOP - 10.0;
+        let legend_x = x_offset + MARGIN_LEFT + 130.0 * index as f64;
         let _ = writeln!(
             svg,
             r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke-width="2"/><text x="{:.1}" y="{:.1}" font-size="10" stroke="none">{}</text>"#,
@@ -205,6 +211,7 @@ pub fn training_curves_svg(epochs: &[EpochRecord], total_epochs: usize) -> Strin
             title: "Loss",
             y_label: "loss",
             y_range: None,
+            from_zero: false,
             series: vec![
                 Series {
                     name: "train loss",
@@ -222,6 +229,7 @@ pub fn training_curves_svg(epochs: &[EpochRecord], total_epochs: usize) -> Strin
             title: "F1",
             y_label: "F1",
             y_range: Some((0.0, 1.0)),
+            from_zero: true,
             series: vec![
                 Series {
                     name: "per-class F1",
@@ -239,6 +247,7 @@ pub fn training_curves_svg(epochs: &[EpochRecord], total_epochs: usize) -> Strin
             title: "N+",
             y_label: "labels recalled",
             y_range: None,
+            from_zero: true,
             series: vec![Series {
                 name: "N+",
                 color: "#d62728",
@@ -268,7 +277,11 @@ mod tests {
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
-        assert_eq!(ticks(0.0, 1.0, 5), vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
+        let t = ticks(0.0, 1.0, 5);
+        assert_eq!(t.len(), 6, "{t:?}");
+        for (tick, expected) in t.iter().zip([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]) {
+            assert!((tick - expected).abs() < 1e-12, "{t:?}");
+        }
         // Steps of 0.001, 0.002 and 0.005 give more than 5 ticks over 0.034.
         let t = ticks(0.013, 0.047, 5);
         assert_eq!(t.len(), 3, "{t:?}");
@@ -279,6 +292,52 @@ mod tests {
             ticks(1.0, 40.0, 8),
             (1..=8).map(|i| i as f64 * 5.0).collect::<Vec<_>>()
         );
+    }
+
+    fn record(epoch: usize, val_loss: f64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            train_loss: 1.0 / epoch as f64,
+            val_loss,
+            learning_rate: 1e-4,
+            momentum: 0.9,
+            metrics: Default::default(),
+            seconds: 1.0,
+            images_per_second: 1.0,
+        }
+    }
+
+    /// The `data-series` and `data-points` of each series group, checking the XML is well formed.
+    fn series(svg: &str) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        for event in xml::reader::EventReader::from_str(svg) {
+            if let xml::reader::XmlEvent::StartElement { attributes, .. } = event.unwrap() {
+                let get = |key: &str| {
+                    attributes
+                        .iter()
+                        .find(|a| a.name.local_name == key)
+                        .map(|a| a.value.clone())
+                };
+                if let (Some(name), Some(points)) = (get("data-series"), get("data-points")) {
+                    found.push((name, points));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn non_finite_values_are_left_out_and_one_epoch_still_draws() {
+        let svg = training_curves_svg(&[record(1, 0.5), record(2, f64::NAN), record(3, 0.2)], 10);
+        let found = series(&svg);
+        assert_eq!(found.len(), 5);
+        assert_eq!(found[0], ("train loss".into(), "3".into()));
+        assert_eq!(found[1], ("validation loss".into(), "2".into()));
+        assert!(!svg.contains("NaN"));
+
+        let svg = training_curves_svg(&[record(1, 0.5)], 1);
+        assert!(series(&svg).iter().all(|(_, points)| points == "1"));
+        assert!(!svg.contains("NaN") && !svg.contains("inf"));
     }
 
     #[test]

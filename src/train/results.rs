@@ -77,9 +77,9 @@ impl RunResults {
 
     /// Appends an epoch; returns whether it is the new best (strictly better per-class F1).
     pub fn push(&mut self, record: EpochRecord) -> bool {
-        let is_best = self
-            .best()
-            .is_none_or(|best| f1_key(record.metrics.per_class.f1) > f1_key(best.metrics.per_class.f1));
+        let is_best = self.best().is_none_or(|best| {
+            f1_key(record.metrics.per_class.f1) > f1_key(best.metrics.per_class.f1)
+        });
         if is_best {
             self.best_epoch = Some(record.epoch);
         }
@@ -128,12 +128,19 @@ mod tests {
 
     #[test]
     fn the_best_epoch_is_the_first_with_the_highest_per_class_f1() {
-        let mut results = RunResults::new(TrainConfig::new().with_epochs(5), serde_json::Value::Null, 3);
+        let mut results = RunResults::new(
+            TrainConfig::new().with_epochs(5),
+            serde_json::Value::Null,
+            3,
+        );
         assert!(results.push(record(1, f64::NAN)));
         assert!(results.push(record(2, 0.3)), "a number beats NaN");
         assert!(!results.push(record(3, f64::NAN)));
         assert!(results.push(record(4, 0.5)));
-        assert!(!results.push(record(5, 0.5)), "a tie keeps the earlier epoch");
+        assert!(
+            !results.push(record(5, 0.5)),
+            "a tie keeps the earlier epoch"
+        );
         assert_eq!(results.best_epoch, Some(4));
         assert_eq!(results.best().unwrap().epoch, 4);
         assert!(results.completed);

@@ -175,9 +175,11 @@ impl OneCycleLr {
     ///
     /// Errors once all `total_steps` steps are used, as PyTorch does.
     pub fn next_point(&mut self) -> Result<SchedulePoint, TrainError> {
-        let point = self.point_at(self.step).ok_or(TrainError::ScheduleExhausted {
-            total_steps: self.total_steps,
-        })?;
+        let point = self
+            .point_at(self.step)
+            .ok_or(TrainError::ScheduleExhausted {
+                total_steps: self.total_steps,
+            })?;
         self.step += 1;
         Ok(point)
     }
@@ -232,7 +234,11 @@ mod tests {
         assert!((first.lr - 1e-3 / 25.0).abs() < 1e-18);
         assert_eq!(first.momentum, 0.95);
         // pct_start * 101 - 1 = 19.2: the peak falls between steps 19 and 20, both just below it.
-        let peak = schedule.point_at(19).unwrap().lr.max(schedule.point_at(20).unwrap().lr);
+        let peak = schedule
+            .point_at(19)
+            .unwrap()
+            .lr
+            .max(schedule.point_at(20).unwrap().lr);
         assert!(peak < 1e-3 && peak > 0.999e-3);
         let last = schedule.point_at(100).unwrap();
         assert!((last.lr - 1e-3 / 25.0 / 1e4).abs() < 1e-18);
@@ -269,7 +275,8 @@ mod tests {
         // 0.2 * 3 - 1 = -0.4: every step is in the decay phase, which starts at step -0.4.
         let schedule = OneCycleLrConfig::new(1e-3, 3).init().unwrap();
         let pct = 0.4 / 2.4;
-        let expected = 1e-3 / 25e4 + (1e-3 - 1e-3 / 25e4) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0);
+        let expected =
+            1e-3 / 25e4 + (1e-3 - 1e-3 / 25e4) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0);
         assert!((schedule.point_at(0).unwrap().lr - expected).abs() < 1e-18);
         assert!((schedule.point_at(2).unwrap().lr - 1e-3 / 25e4).abs() < 1e-18);
     }

@@ -141,10 +141,18 @@ pub fn evaluate(scores: &[f32], targets: &[f32], classes: usize) -> EpochMetrics
     let predicted = |i: usize, c: usize| scores[i * classes + c] >= 0.5;
     let truth = |i: usize, c: usize| targets[i * classes + c] == 1.0;
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let f1 = |p: f64, r: f64| if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
+    let f1 = |p: f64, r: f64| {
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
+    };
     let (mut precision, mut recall, mut n_plus) = (0.0, 0.0, 0);
     for c in 0..classes {
-        let tp = (0..images).filter(|&i| predicted(i, c) && truth(i, c)).count();
+        let tp = (0..images)
+            .filter(|&i| predicted(i, c) && truth(i, c))
+            .count();
         let predicted_count = (0..images).filter(|&i| predicted(i, c)).count();
         let true_count = (0..images).filter(|&i| truth(i, c)).count();
         precision += ratio(tp, predicted_count) / classes as f64;
@@ -153,8 +161,11 @@ pub fn evaluate(scores: &[f32], targets: &[f32], classes: usize) -> EpochMetrics
     }
     let (mut image_precision, mut image_recall) = (0.0, 0.0);
     for i in 0..images {
-        let tp = (0..classes).filter(|&c| predicted(i, c) && truth(i, c)).count();
-        image_precision += ratio(tp, (0..classes).filter(|&c| predicted(i, c)).count()) / images as f64;
+        let tp = (0..classes)
+            .filter(|&c| predicted(i, c) && truth(i, c))
+            .count();
+        image_precision +=
+            ratio(tp, (0..classes).filter(|&c| predicted(i, c)).count()) / images as f64;
         image_recall += ratio(tp, (0..classes).filter(|&c| truth(i, c)).count()) / images as f64;
     }
     EpochMetrics {
@@ -180,5 +191,11 @@ pub fn train_loader<B: Backend>(
     seed: u64,
 ) -> impl Fn(usize) -> AnnotationLoader<B> {
     let items = Arc::new(items);
-    move |epoch| loader::<B>(items.as_ref().clone(), batch_size, Some(seed + epoch as u64))
+    move |epoch| {
+        loader::<B>(
+            items.as_ref().clone(),
+            batch_size,
+            Some(seed + epoch as u64),
+        )
+    }
 }
