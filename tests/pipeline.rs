@@ -6,7 +6,7 @@ use std::path::Path;
 
 use aia::annotate::{self, Annotator, ImageAnnotation, ThresholdChoice};
 use aia::data::synthetic::SyntheticConfig;
-use aia::experiment::{self, Evaluation, ExperimentConfig, Predictions};
+use aia::experiment::{self, Evaluation, ExperimentConfig, TestPredictions};
 use aia::metrics::{self, Thresholds};
 use aia::model::TResNetConfig;
 use aia::train::{RunResults, SilentProgress, TrainConfig};
@@ -83,7 +83,7 @@ fn train_resume_evaluate_annotate() {
     assert_eq!(evaluation.best_epoch, Some(best));
     let saved: Evaluation = read_json(&run.join(experiment::EVALUATION_FILE));
     assert_eq!(saved, evaluation);
-    let predictions: Predictions = read_json(&run.join(experiment::PREDICTIONS_FILE));
+    let predictions: TestPredictions = read_json(&run.join(experiment::PREDICTIONS_FILE));
     let classes = predictions.labels.len();
     assert_eq!(classes, SyntheticConfig::vocabulary().len());
     assert_eq!(predictions.image_names.len(), 24);

@@ -4,12 +4,14 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use super::run::{open_data, open_split};
-use super::{frequency_baseline, predict_scores, ExperimentConfig};
+use super::{frequency_baseline, ExperimentConfig};
+use burn::data::dataloader::DataLoaderBuilder;
+
 use crate::data::{AnnotationBatcherConfig, AnnotationDataset};
 use crate::metrics::{self, AnnotationMetrics, MetricsTable, Thresholds};
 use crate::model::TResNet;
 use crate::threshold::{calibrate, Calibration, ThresholdMode};
-use crate::train::{load_model, RunPaths, RunResults, TrainError};
+use crate::train::{load_model, predict, Predictions, RunPaths, RunResults, TrainError};
 use crate::Result;
 
 /// The evaluation report written to `<run>/evaluation.json`.
@@ -19,7 +21,7 @@ pub const PREDICTIONS_FILE: &str = "test_predictions.json";
 
 /// Scores and targets of one split, row-major `[images, labels]`, with their names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Predictions {
+pub struct TestPredictions {
     /// The vocabulary, in column order.
     pub labels: Vec<String>,
     /// The image of each row.
@@ -98,16 +100,33 @@ pub fn evaluate<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation
         .with_image_size(config.train.image_size)
         .init();
     let batch_size = config.train.batch_size;
-    let score = |dataset: &AnnotationDataset| predict_scores(&model, dataset, &batcher, batch_size, device);
+    model.check_input(&[1, 3, config.train.image_size, config.train.image_size])?;
+    // One worker: the batches come in the data set's order, so rows match image names.
+    let score = |dataset: AnnotationDataset| -> Result<Predictions> {
+        let loader = DataLoaderBuilder::<B, _, _>::new(batcher.clone())
+            .batch_size(batch_size)
+            .set_device(device.clone())
+            .build(dataset);
+        Ok(predict(&model, loader.as_ref())?)
+    };
 
     let train_set = open_split(&config, &folder, folder.train())?;
-    let (train_scores, train_targets) = score(&train_set)?;
+    let Predictions {
+        scores: train_scores,
+        targets: train_targets,
+        ..
+    } = score(train_set)?;
     let classes = model.num_classes();
     let grid = calibrate(&train_scores, &train_targets, classes, ThresholdMode::Grid)?;
     let exact = calibrate(&train_scores, &train_targets, classes, ThresholdMode::Exact)?;
 
     let test_set = open_split(&config, &folder, folder.test())?;
-    let (scores, targets) = score(&test_set)?;
+    let image_names = (0..burn::data::dataset::Dataset::len(&test_set))
+        .filter_map(|i| test_set.sample(i).map(|s| s.image_name.clone()))
+        .collect();
+    let Predictions {
+        scores, targets, ..
+    } = score(test_set)?;
     let labels = folder.vocabulary().labels().to_vec();
     let measure = |scores: &[f32], thresholds: &Thresholds| -> Result<AnnotationMetrics> {
         Ok(metrics::evaluate(scores, &targets, classes, thresholds)?.with_vocabulary(Some(&labels))?)
@@ -120,12 +139,9 @@ pub fn evaluate<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation
     table.push("MCC exact", measure(&scores, &exact.to_thresholds())?);
     table.push("frequency baseline", measure(&baseline_scores, &baseline_threshold)?);
 
-    let image_names = (0..burn::data::dataset::Dataset::len(&test_set))
-        .filter_map(|i| test_set.sample(i).map(|s| s.image_name.clone()))
-        .collect();
     write_json(
         &run.join(PREDICTIONS_FILE),
-        &Predictions {
+        &TestPredictions {
             labels,
             image_names,
             scores,

@@ -14,11 +14,11 @@
 mod baseline;
 mod config;
 mod evaluate;
-mod predict;
 mod run;
 
 pub use baseline::frequency_baseline;
 pub use config::ExperimentConfig;
-pub use evaluate::{evaluate, load_best, Evaluation, Predictions, EVALUATION_FILE, PREDICTIONS_FILE};
-pub use predict::predict_scores;
+pub use evaluate::{
+    evaluate, load_best, Evaluation, TestPredictions, EVALUATION_FILE, PREDICTIONS_FILE,
+};
 pub use run::{open_data, train};

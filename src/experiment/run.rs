@@ -99,6 +99,8 @@ where
     config.model.num_classes = folder.vocabulary().len();
 
     let mut model = config.model.init::<B>(device);
+    let side = config.train.image_size;
+    model.check_input(&[config.train.batch_size, 3, side, side])?;
     if let Some(weights) = &config.weights {
         model = model.load_timm(weights)?;
     }
