@@ -130,8 +130,8 @@ impl<B: Backend> ConvNormAct<B> {
         let mean = x.clone().mean_dim(2).mean_dim(0); // [1, C, 1]
         let centered = x - per_row(mean.clone());
         let var = centered.clone().square().mean_dim(2).mean_dim(0); // biased, [1, C, 1]
-        let scale = self.bn.gamma.val().reshape([1, c, 1])
-            / var.clone().add_scalar(self.bn.epsilon).sqrt();
+        let scale =
+            self.bn.gamma.val().reshape([1, c, 1]) / var.clone().add_scalar(self.bn.epsilon).sqrt();
         let y = centered * per_row(scale) + per_row(self.bn.beta.val().reshape([1, c, 1]));
 
         let momentum = self.bn.momentum;
@@ -159,11 +159,13 @@ impl<B: Backend> ConvNormAct<B> {
     /// `w' = w * g / sqrt(v + eps)`, `b' = beta - mean * g / sqrt(v + eps)`.
     fn forward_folded(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let out = self.bn.gamma.dims()[0];
-        let scale = self
-            .bn
-            .gamma
-            .val()
-            .div(self.bn.running_var.value().add_scalar(self.bn.epsilon).sqrt());
+        let scale = self.bn.gamma.val().div(
+            self.bn
+                .running_var
+                .value()
+                .add_scalar(self.bn.epsilon)
+                .sqrt(),
+        );
         let bias = self
             .bn
             .beta
