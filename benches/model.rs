@@ -20,7 +20,8 @@ const LABELS: usize = 1000;
 fn inference(c: &mut Criterion) {
     let device = Default::default();
     let model = TResNetConfig::m().init::<DefaultBackend>(&device);
-    let x = Tensor::<DefaultBackend, 4>::random([BATCH, 3, SIZE, SIZE], Distribution::Default, &device);
+    let x =
+        Tensor::<DefaultBackend, 4>::random([BATCH, 3, SIZE, SIZE], Distribution::Default, &device);
     let mut group = c.benchmark_group("tresnet_m");
     group
         .sample_size(10)
@@ -41,11 +42,15 @@ fn train_step(c: &mut Criterion) {
     let device = Default::default();
     let mut model = Some(TResNetConfig::m().init::<TrainBackend>(&device));
     let mut optim = AdamConfig::new().init();
-    let loss_fn = BinaryCrossEntropyLossConfig::new().with_logits(true).init(&device);
-    let x = Tensor::<TrainBackend, 4>::random([BATCH, 3, SIZE, SIZE], Distribution::Default, &device);
-    let targets = Tensor::<TrainBackend, 2>::random([BATCH, LABELS], Distribution::Default, &device)
-        .lower_elem(0.01)
-        .int();
+    let loss_fn = BinaryCrossEntropyLossConfig::new()
+        .with_logits(true)
+        .init(&device);
+    let x =
+        Tensor::<TrainBackend, 4>::random([BATCH, 3, SIZE, SIZE], Distribution::Default, &device);
+    let targets =
+        Tensor::<TrainBackend, 2>::random([BATCH, LABELS], Distribution::Default, &device)
+            .lower_elem(0.01)
+            .int();
     let targets: Tensor<TrainBackend, 2, Int> = targets;
     let mut group = c.benchmark_group("tresnet_m");
     group

@@ -33,6 +33,7 @@ def main():
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--only", choices=["inference", "train"], default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -46,9 +47,12 @@ def main():
         with torch.inference_mode():
             model(x)
 
-    t = timed(infer, warmup=2, iters=args.iters)
-    print(f"inference  batch {args.batch} {args.size}x{args.size}: {t:.3f} s/iter, "
-          f"{args.batch / t:.2f} img/s")
+    if args.only != "train":
+        t = timed(infer, warmup=2, iters=args.iters)
+        print(f"inference  batch {args.batch} {args.size}x{args.size}: {t:.3f} s/iter, "
+              f"{args.batch / t:.2f} img/s", flush=True)
+    if args.only == "inference":
+        return
 
     model.train()
     optim = torch.optim.Adam(model.parameters(), lr=1e-4)

@@ -7,7 +7,7 @@ Builds small TResNets with timm's own class, randomises every weight *and* Batch
 - tiny_a.safetensors           layers [1,1,1,1], width 0.125, 7 classes
 - tiny_b.safetensors, .pth     layers [1,2,2,1], width 0.0625, 5 classes (bare state_dict)
 - io.safetensors               inputs and timm's eval-mode logits / pooled features:
-    a_x64 [2,3,64,64] (+ a_x64_train_logits, train-mode BN), a_x44x60 [1,3,44,60] (odd stage sizes: 11x15 -> 6x8 -> 3x4 -> 2x2),
+    a_x64 [2,3,64,64] (+ train-mode logits, running stats, gradients: TRAIN_KEYS), a_x44x60 [1,3,44,60] (odd stage sizes: 11x15 -> 6x8 -> 3x4 -> 2x2),
     b_x96x64 [1,3,96,64], b_x64 [1,3,64,64]; for each `<name>_logits` and `<name>_features`.
 - tresnet_m_keys.json          timm's tresnet_m state-dict keys, shapes, and parameter count.
 
@@ -23,6 +23,18 @@ from safetensors.torch import save_file
 from timm.models.tresnet import TResNet
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "model")
+
+
+TRAIN_KEYS = [
+    "body.conv1.bn.running_mean",
+    "body.conv1.bn.running_var",
+    "body.layer3.0.conv2.bn.running_var",
+    "body.conv1.conv.weight",
+    "body.layer2.0.conv1.bn.weight",
+    "body.layer3.0.se.fc1.weight",
+    "body.layer4.0.conv3.bn.bias",
+    "head.fc.weight",
+]
 
 
 def randomise(model: torch.nn.Module, gen: torch.Generator) -> None:
@@ -69,9 +81,18 @@ def main():
     for name, shape in [("a_x64", (2, 3, 64, 64)), ("a_x44x60", (1, 3, 44, 60))]:
         x = torch.rand(shape, generator=gen)
         io[name], (io[name + "_logits"], io[name + "_features"]) = x, run(a, x)
-    # Training mode: BatchNorm normalises with the batch's own statistics.
-    with torch.no_grad():
-        io["a_x64_train_logits"] = copy.deepcopy(a).train()(io["a_x64"]).contiguous()
+    # Training mode: BatchNorm normalises with the batch's own statistics and updates its
+    # running ones; gradients of sum(logits * w) for a few parameters.
+    t = copy.deepcopy(a).train()
+    logits = t(io["a_x64"])
+    io["a_x64_train_logits"] = logits.detach().contiguous()
+    w = torch.randn(logits.shape, generator=gen)
+    (logits * w).sum().backward()
+    io["a_train_w"] = w
+    for key in TRAIN_KEYS:
+        name = key.replace(".", "_")
+        value = t.state_dict()[key] if "running" in key else t.get_parameter(key).grad
+        io["a_train_" + name] = value.detach().contiguous()
 
     b = build([1, 2, 2, 1], 0.0625, 5, seed=20)
     save_file(b.state_dict(), os.path.join(OUT, "tiny_b.safetensors"))

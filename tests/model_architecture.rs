@@ -11,7 +11,10 @@ use burn::tensor::Tensor;
 type B = Flex;
 
 fn timm_fixture() -> serde_json::Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/model/tresnet_m_keys.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/model/tresnet_m_keys.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -23,7 +26,11 @@ fn tresnet_m_has_timm_names_shapes_and_parameter_count() {
         .unwrap()
         .iter()
         .map(|t| {
-            let shape = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize);
+            let shape = t["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize);
             (t["key"].as_str().unwrap().to_string(), shape.collect())
         })
         .collect();
@@ -31,12 +38,18 @@ fn tresnet_m_has_timm_names_shapes_and_parameter_count() {
     let ours: BTreeMap<String, Vec<usize>> = model.timm_tensor_shapes().into_iter().collect();
     let only_timm: Vec<_> = timm.keys().filter(|k| !ours.contains_key(*k)).collect();
     let only_ours: Vec<_> = ours.keys().filter(|k| !timm.contains_key(*k)).collect();
-    assert!(only_timm.is_empty() && only_ours.is_empty(), "timm only: {only_timm:?}\nours only: {only_ours:?}");
+    assert!(
+        only_timm.is_empty() && only_ours.is_empty(),
+        "timm only: {only_timm:?}\nours only: {only_ours:?}"
+    );
     for (key, shape) in &timm {
         assert_eq!(&ours[key], shape, "{key}");
     }
     assert_eq!(model.num_params(), 31_389_032);
-    assert_eq!(model.num_params() as u64, json["num_params"].as_u64().unwrap());
+    assert_eq!(
+        model.num_params() as u64,
+        json["num_params"].as_u64().unwrap()
+    );
     assert_eq!(model.num_features(), 2048);
     assert_eq!(model.num_classes(), 1000);
 }
@@ -45,11 +58,17 @@ fn tresnet_m_has_timm_names_shapes_and_parameter_count() {
 fn l_and_xl_match_timm_parameter_counts() {
     let json = timm_fixture();
     let l = TResNetConfig::l().init::<B>(&Default::default());
-    assert_eq!(l.num_params() as u64, json["num_params_l"].as_u64().unwrap());
+    assert_eq!(
+        l.num_params() as u64,
+        json["num_params_l"].as_u64().unwrap()
+    );
     assert_eq!(l.num_features(), 76 * 32);
     drop(l);
     let xl = TResNetConfig::xl().init::<B>(&Default::default());
-    assert_eq!(xl.num_params() as u64, json["num_params_xl"].as_u64().unwrap());
+    assert_eq!(
+        xl.num_params() as u64,
+        json["num_params_xl"].as_u64().unwrap()
+    );
     assert_eq!(xl.num_features(), 83 * 32);
 }
 
@@ -85,6 +104,8 @@ fn input_shapes_timm_rejects_are_errors_not_panics() {
 #[should_panic(expected = "multiples of 4")]
 fn forward_panics_with_the_same_message() {
     let device = Default::default();
-    let model = TResNetConfig::new([1, 1, 1, 1]).with_width(0.125).init::<B>(&device);
+    let model = TResNetConfig::new([1, 1, 1, 1])
+        .with_width(0.125)
+        .init::<B>(&device);
     model.forward(Tensor::zeros([1, 3, 30, 30], &device));
 }

@@ -17,7 +17,10 @@ fn fixture<BK: Backend, const D: usize>(name: &str) -> Tensor<BK, D> {
         .get_snapshot(name)
         .expect("readable io.safetensors")
         .unwrap_or_else(|| panic!("no tensor {name} in io.safetensors"));
-    Tensor::from_data(snapshot.to_data().expect("tensor data"), &Default::default())
+    Tensor::from_data(
+        snapshot.to_data().expect("tensor data"),
+        &Default::default(),
+    )
 }
 
 fn assert_close<BK: Backend, const D: usize>(got: Tensor<BK, D>, want: Tensor<BK, D>, what: &str) {
@@ -48,7 +51,11 @@ fn tiny_b(file: &str) -> TResNet<B> {
 
 fn check(model: &TResNet<B>, input: &str) {
     let x: Tensor<B, 4> = fixture(input);
-    assert_close(model.forward(x.clone()), fixture(&format!("{input}_logits")), input);
+    assert_close(
+        model.forward(x.clone()),
+        fixture(&format!("{input}_logits")),
+        input,
+    );
     assert_close(
         model.forward_features(x),
         fixture(&format!("{input}_features")),
@@ -78,12 +85,71 @@ fn tiny_b_from_pth_matches_timm() {
     check(&model, "b_x64");
 }
 
+/// `|got - want| <= 1e-4 * max(1, max |want|)`: gradients span several orders of magnitude.
+fn assert_close_rel<const D: usize>(got: Tensor<B, D>, want: Tensor<B, D>, what: &str) {
+    assert_eq!(got.dims(), want.dims(), "{what}: shape");
+    let scale: f32 = want.clone().abs().max().into_scalar().elem();
+    let diff: f32 = (got - want).abs().max().into_scalar().elem();
+    assert!(
+        diff <= 1e-4 * scale.max(1.0),
+        "{what}: max diff {diff} (max |timm| {scale})"
+    );
+}
+
 #[test]
-fn training_mode_uses_batch_statistics_like_timm() {
+fn training_mode_matches_timm_outputs_running_stats_and_gradients() {
     // On an autodiff backend BatchNorm normalises by the batch (timm's model.train()).
-    let model = tiny_a::<Autodiff<B>>();
-    let x: Tensor<Autodiff<B>, 4> = fixture("a_x64");
-    assert_close(model.forward(x), fixture("a_x64_train_logits"), "train-mode logits");
+    type A = Autodiff<B>;
+    let model = tiny_a::<A>();
+    let x: Tensor<A, 4> = fixture("a_x64");
+    let logits = model.forward(x);
+    assert_close(
+        logits.clone(),
+        fixture("a_x64_train_logits"),
+        "train-mode logits",
+    );
+
+    let w: Tensor<A, 2> = fixture("a_train_w");
+    let grads = (logits * w).sum().backward();
+    let g = |name: &str| fixture::<B, 4>(&format!("a_train_{name}"));
+    let g1 = |name: &str| fixture::<B, 1>(&format!("a_train_{name}"));
+    let conv1 = model.conv1.conv.weight.grad(&grads).unwrap();
+    assert_close_rel(conv1, g("body_conv1_conv_weight"), "grad stem conv");
+    let gamma = model.layer2[0].conv1.bn.gamma.grad(&grads).unwrap();
+    assert_close_rel(
+        gamma,
+        g1("body_layer2_0_conv1_bn_weight"),
+        "grad layer2 bn weight",
+    );
+    let se = model.layer3[0]
+        .se
+        .as_ref()
+        .unwrap()
+        .fc1
+        .weight
+        .grad(&grads)
+        .unwrap();
+    assert_close_rel(se, g("body_layer3_0_se_fc1_weight"), "grad layer3 se fc1");
+    let beta = model.layer4[0].conv3.bn.beta.grad(&grads).unwrap();
+    assert_close_rel(
+        beta,
+        g1("body_layer4_0_conv3_bn_bias"),
+        "grad layer4 last bn bias",
+    );
+    let fc = model.head.fc.weight.grad(&grads).unwrap().transpose();
+    assert_close_rel(fc, fixture::<B, 2>("a_train_head_fc_weight"), "grad head");
+
+    // Running statistics moved by momentum 0.1 towards the batch's (unbiased variance).
+    let rm = model.conv1.bn.running_mean.value_sync().inner();
+    assert_close(rm, g1("body_conv1_bn_running_mean"), "stem running mean");
+    let rv = model.conv1.bn.running_var.value_sync().inner();
+    assert_close(rv, g1("body_conv1_bn_running_var"), "stem running var");
+    let rv3 = model.layer3[0].conv2.bn.running_var.value_sync().inner();
+    assert_close(
+        rv3,
+        g1("body_layer3_0_conv2_bn_running_var"),
+        "layer3 running var",
+    );
 }
 
 #[test]

@@ -17,13 +17,23 @@ fn tiny_b_config() -> TResNetConfig {
 
 fn io(name: &str) -> Tensor<B, 4> {
     let mut store = SafetensorsStore::from_file(format!("{DIR}/io.safetensors"));
-    let data = store.get_snapshot(name).unwrap().unwrap().to_data().unwrap();
+    let data = store
+        .get_snapshot(name)
+        .unwrap()
+        .unwrap()
+        .to_data()
+        .unwrap();
     Tensor::from_data(data, &Default::default())
 }
 
 fn io2(name: &str) -> Tensor<B, 2> {
     let mut store = SafetensorsStore::from_file(format!("{DIR}/io.safetensors"));
-    let data = store.get_snapshot(name).unwrap().unwrap().to_data().unwrap();
+    let data = store
+        .get_snapshot(name)
+        .unwrap()
+        .unwrap()
+        .to_data()
+        .unwrap();
     Tensor::from_data(data, &Default::default())
 }
 
@@ -57,8 +67,13 @@ fn other_label_count_keeps_backbone_and_fresh_head() {
 #[test]
 fn missing_tensor_is_named() {
     // One more bottleneck in stage 3 than the checkpoint has.
-    let err = load(&TResNetConfig::new([1, 2, 3, 1]).with_width(0.0625).with_num_classes(5), "tiny_b.safetensors")
-        .unwrap_err();
+    let err = load(
+        &TResNetConfig::new([1, 2, 3, 1])
+            .with_width(0.0625)
+            .with_num_classes(5),
+        "tiny_b.safetensors",
+    )
+    .unwrap_err();
     match &err {
         ModelError::MissingKey { key, path, .. } => {
             assert!(key.starts_with("body.layer3.2."), "{key}");
@@ -73,10 +88,17 @@ fn missing_tensor_is_named() {
 #[test]
 fn extra_tensor_is_named() {
     // One bottleneck fewer in stage 3: the checkpoint's body.layer3.1.* has no place.
-    let err = load(&TResNetConfig::new([1, 2, 1, 1]).with_width(0.0625).with_num_classes(5), "tiny_b.pth")
-        .unwrap_err();
+    let err = load(
+        &TResNetConfig::new([1, 2, 1, 1])
+            .with_width(0.0625)
+            .with_num_classes(5),
+        "tiny_b.pth",
+    )
+    .unwrap_err();
     match &err {
-        ModelError::UnexpectedKey { key, .. } => assert!(key.starts_with("body.layer3.1."), "{key}"),
+        ModelError::UnexpectedKey { key, .. } => {
+            assert!(key.starts_with("body.layer3.1."), "{key}")
+        }
         other => panic!("expected UnexpectedKey, got {other:?}"),
     }
 }
@@ -86,9 +108,18 @@ fn wrong_shape_is_named_with_both_shapes() {
     // Width 0.125 has 8 stem channels where the checkpoint has 4.
     let err = load(&tiny_b_config().with_width(0.125), "tiny_b.safetensors").unwrap_err();
     match &err {
-        ModelError::ShapeMismatch { key, expected, found, .. } => {
+        ModelError::ShapeMismatch {
+            key,
+            expected,
+            found,
+            ..
+        } => {
             assert!(key.starts_with("body."), "{key}");
-            assert_eq!(expected[0], 2 * found[0], "{key}: {expected:?} vs {found:?}");
+            assert_eq!(
+                expected[0],
+                2 * found[0],
+                "{key}: {expected:?} vs {found:?}"
+            );
         }
         other => panic!("expected ShapeMismatch, got {other:?}"),
     }
@@ -102,14 +133,23 @@ fn unreadable_or_unknown_files_are_errors() {
     for name in ["garbage.safetensors", "garbage.pth", "garbage.bin"] {
         let path = dir.path().join(name);
         std::fs::write(&path, b"this is not a checkpoint").unwrap();
-        let err = tiny_b_config().init::<B>(&Default::default()).load_timm(&path).unwrap_err();
-        assert!(matches!(err, ModelError::Checkpoint { .. }), "{name}: {err:?}");
+        let err = tiny_b_config()
+            .init::<B>(&Default::default())
+            .load_timm(&path)
+            .unwrap_err();
+        assert!(
+            matches!(err, ModelError::Checkpoint { .. }),
+            "{name}: {err:?}"
+        );
         assert!(err.to_string().contains(name), "{err}");
     }
     let err = load(&tiny_b_config(), "does_not_exist.safetensors").unwrap_err();
     assert!(matches!(err, ModelError::Checkpoint { .. }), "{err:?}");
     let err = load(&tiny_b_config(), "tiny_b.onnx").unwrap_err();
-    assert!(matches!(err, ModelError::UnsupportedFormat { .. }), "{err:?}");
+    assert!(
+        matches!(err, ModelError::UnsupportedFormat { .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -127,9 +167,15 @@ fn saved_safetensors_has_timm_keys_and_reloads() {
         k.sort();
         k
     };
-    assert_eq!(keys(&path), keys(std::path::Path::new(&format!("{DIR}/tiny_b.safetensors"))));
+    assert_eq!(
+        keys(&path),
+        keys(std::path::Path::new(&format!("{DIR}/tiny_b.safetensors")))
+    );
 
-    let reloaded = tiny_b_config().init::<B>(&Default::default()).load_timm(&path).unwrap();
+    let reloaded = tiny_b_config()
+        .init::<B>(&Default::default())
+        .load_timm(&path)
+        .unwrap();
     let x = io("b_x64");
     assert!(max_diff(reloaded.forward(x), io2("b_x64_logits")) < 1e-4);
 }

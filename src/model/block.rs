@@ -73,11 +73,14 @@ pub struct BlockConfig {
 }
 
 impl BlockConfig {
-    fn downsample<B: Backend>(&self, expansion: usize, device: &B::Device) -> Option<Downsample<B>> {
+    fn downsample<B: Backend>(
+        &self,
+        expansion: usize,
+        device: &B::Device,
+    ) -> Option<Downsample<B>> {
         let out = self.planes * expansion;
-        (self.stride != 1 || self.in_channels != out).then(|| {
-            DownsampleConfig::new(self.in_channels, out, self.stride).init(device)
-        })
+        (self.stride != 1 || self.in_channels != out)
+            .then(|| DownsampleConfig::new(self.in_channels, out, self.stride).init(device))
     }
 
     /// Initialises a [`BasicBlock`] (expansion 1).
@@ -88,7 +91,9 @@ impl BlockConfig {
                 .with_stride(self.stride)
                 .with_leaky_slope(Some(BLOCK_LEAKY_SLOPE))
                 .init(device),
-            conv2: ConvNormActConfig::new(p, p, 3).init(device).zero_bn_weight(),
+            conv2: ConvNormActConfig::new(p, p, 3)
+                .init(device)
+                .zero_bn_weight(),
             se: self
                 .use_se
                 .then(|| SqueezeExciteConfig::new(p, (p / 4).max(64)).init(device)),

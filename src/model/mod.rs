@@ -64,7 +64,9 @@ pub enum ModelError {
         others: usize,
     },
     /// A tensor of the checkpoint does not have the shape the configuration gives it.
-    #[error("checkpoint {path}: tensor `{key}` has shape {found:?}, the model expects {expected:?}")]
+    #[error(
+        "checkpoint {path}: tensor `{key}` has shape {found:?}, the model expects {expected:?}"
+    )]
     ShapeMismatch {
         /// The file.
         path: PathBuf,

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn_store::{
-    ApplyError, ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
-    PytorchStore, SafetensorsStore,
+    ApplyError, ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore,
+    PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
 
 use super::tresnet::TResNet;
@@ -254,8 +254,9 @@ fn check_result<B: Backend>(
                 let expected = torch_shape(p, expected.as_slice());
                 let found = torch_shape(p, found.as_slice());
                 // A head for another label set: keep ours (burn-store left it untouched).
-                let other_head = (p == "head.fc.weight" && found.len() == 2 && found[1] == num_features)
-                    || (p == "head.fc.bias" && found.len() == 1);
+                let other_head =
+                    (p == "head.fc.weight" && found.len() == 2 && found[1] == num_features)
+                        || (p == "head.fc.bias" && found.len() == 1);
                 if !other_head {
                     return Err(ModelError::ShapeMismatch {
                         path: path.to_path_buf(),
