@@ -10,7 +10,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aia::data::synthetic::SyntheticConfig;
 use aia::data::{dataset_stats, load_rgb8, AnnotationFolder, DataSource, Normalization};
 use clap::Parser;
 
@@ -48,12 +47,7 @@ fn measure(folder: &AnnotationFolder) -> Result<Normalization, aia::data::DataEr
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let dir = args.data.folder(&args.root);
-    let folder = match args.data {
-        DataSource::Synthetic => SyntheticConfig::new().ensure(&dir),
-        _ => AnnotationFolder::open(&dir),
-    };
-    match folder {
+    match args.data.open(&args.root) {
         Ok(folder) => {
             println!("{} ({})", args.data, folder.root().display());
             println!("{}", dataset_stats(&folder, args.top));

@@ -190,3 +190,19 @@ fn built_in_normalization_fits_a_generated_set() {
         );
     }
 }
+
+#[test]
+fn data_source_synthetic_generates_on_first_open() {
+    use aia::data::DataSource;
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = DataSource::Synthetic.open(tmp.path()).unwrap();
+    assert_eq!(folder.root(), tmp.path().join("Synthetic"));
+    assert_eq!(folder.train().len(), SyntheticConfig::new().train_images);
+    // A named preset that is not there is an error naming its folder, not a generation.
+    let err = "Corel-5k"
+        .parse::<DataSource>()
+        .unwrap()
+        .open(tmp.path())
+        .unwrap_err();
+    assert!(err.to_string().contains("Corel-5k"), "{err}");
+}
