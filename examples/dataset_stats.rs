@@ -4,14 +4,13 @@
 //! ```text
 //! cargo run --release --example dataset_stats -- --data Corel-5k
 //! cargo run --release --example dataset_stats -- --data Synthetic     # generated if missing
-//! cargo run --release --example dataset_stats -- --data path/to/folder --top 10
+//! cargo run --release --example dataset_stats -- --data path/to/folder --top 10 --measure
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aia::data::synthetic::SyntheticConfig;
-use aia::data::{dataset_stats, AnnotationFolder, DataSource};
+use aia::data::{dataset_stats, load_rgb8, AnnotationFolder, DataSource, Normalization};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -26,19 +25,44 @@ struct Args {
     /// How many of the least and most frequent labels to list.
     #[arg(long, default_value_t = 5)]
     top: usize,
+    /// Also decode the training images and print their per-channel mean and std (the
+    /// normalisation to train a folder of your own with).
+    #[arg(long)]
+    measure: bool,
+}
+
+/// Mean and std of the training images, decoded in parallel.
+fn measure(folder: &AnnotationFolder) -> Result<Normalization, aia::data::DataError> {
+    use rayon::prelude::*;
+    let dir = folder.images_dir();
+    let images = folder
+        .train()
+        .samples()
+        .par_iter()
+        .enumerate()
+        .map(|(i, s)| load_rgb8(&dir.join(&s.image_name), i))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Normalization::measure(&images))
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let dir = args.data.folder(&args.root);
-    let folder = match args.data {
-        DataSource::Synthetic => SyntheticConfig::new().ensure(&dir),
-        _ => AnnotationFolder::open(&dir),
-    };
-    match folder {
+    match args.data.open(&args.root) {
         Ok(folder) => {
             println!("{} ({})", args.data, folder.root().display());
             println!("{}", dataset_stats(&folder, args.top));
+            if args.measure {
+                match measure(&folder) {
+                    Ok(n) => println!(
+                        "normalisation           mean {:.4?} std {:.4?}",
+                        n.mean, n.std
+                    ),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -167,9 +167,10 @@ fn zero_sized_images_are_errors() {
     std::fs::write(&empty, b"").unwrap();
     let err = load_rgb8(&empty, 9).unwrap_err();
     assert!(
-        matches!(&err, DataError::CorruptImage { path, index: 9, message } if path == &empty && message.contains("empty")),
+        matches!(&err, DataError::EmptyImage { path, index: 9 } if path == &empty),
         "{err:?}"
     );
+    assert!(err.to_string().contains("empty.jpeg"), "{err}");
     // A PNG whose header says 0x0 (the encoder refuses to write one, so patch a real header:
     // width at bytes 16..20, height at 20..24, then the header CRC at 29..33).
     let mut png = png_bytes();
@@ -179,6 +180,7 @@ fn zero_sized_images_are_errors() {
     let zero = dir.path().join("zero.png");
     std::fs::write(&zero, &png).unwrap();
     let err = load_rgb8(&zero, 1).unwrap_err();
+    println!("0x0 PNG: {err}");
     match &err {
         DataError::ZeroSizedImage { path, index, .. }
         | DataError::CorruptImage { path, index, .. } => {
@@ -302,4 +304,22 @@ fn skip_mode_substitutes_an_image_that_fails_late() {
     assert_eq!(item.image_name, "0.jpeg");
     assert_eq!(item.index, 3);
     assert_eq!(ds.late_failures(), 1);
+}
+
+#[test]
+fn header_check_reports_empty_and_garbage_files() {
+    let dir = folder_with_bad_images();
+    std::fs::write(dir.path().join("images/2.jpeg"), b"").unwrap();
+    let folder = AnnotationFolder::open(dir.path()).unwrap();
+    let err = AnnotationDataset::open(&folder, folder.train(), ImageCheck::Headers).unwrap_err();
+    assert!(
+        matches!(&err, DataError::EmptyImage { index: 2, path } if path.ends_with("2.jpeg")),
+        "{err:?}"
+    );
+    std::fs::write(dir.path().join("images/2.jpeg"), b"GIF-ish garbage").unwrap();
+    let err = AnnotationDataset::open(&folder, folder.train(), ImageCheck::Headers).unwrap_err();
+    assert!(
+        matches!(&err, DataError::CorruptImage { index: 2, .. }),
+        "{err:?}"
+    );
 }

@@ -163,3 +163,46 @@ fn refuses_to_overwrite_a_foreign_folder_and_bad_configs() {
         .unwrap_err();
     assert!(matches!(err, DataError::Config(_)), "{err:?}");
 }
+
+#[test]
+fn built_in_normalization_fits_a_generated_set() {
+    use aia::data::synthetic::NORMALIZATION;
+    use aia::data::{load_rgb8, Normalization};
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = SyntheticConfig::new()
+        .with_seed(3)
+        .with_train_images(300)
+        .with_test_images(1)
+        .generate(tmp.path().join("s"))
+        .unwrap();
+    let images: Vec<_> = folder
+        .train()
+        .samples()
+        .iter()
+        .map(|s| load_rgb8(&folder.images_dir().join(&s.image_name), 0).unwrap())
+        .collect();
+    let measured = Normalization::measure(&images);
+    for c in 0..3 {
+        assert!(
+            (measured.mean[c] - NORMALIZATION.mean[c]).abs() < 0.03
+                && (measured.std[c] - NORMALIZATION.std[c]).abs() < 0.03,
+            "measured {measured:?}, built in {NORMALIZATION:?}"
+        );
+    }
+}
+
+#[test]
+fn data_source_synthetic_generates_on_first_open() {
+    use aia::data::DataSource;
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = DataSource::Synthetic.open(tmp.path()).unwrap();
+    assert_eq!(folder.root(), tmp.path().join("Synthetic"));
+    assert_eq!(folder.train().len(), SyntheticConfig::new().train_images);
+    // A named preset that is not there is an error naming its folder, not a generation.
+    let err = "Corel-5k"
+        .parse::<DataSource>()
+        .unwrap()
+        .open(tmp.path())
+        .unwrap_err();
+    assert!(err.to_string().contains("Corel-5k"), "{err}");
+}

@@ -11,8 +11,10 @@ use super::DataError;
 /// to RGB8. Alpha is dropped (not composited), 16-bit samples are scaled to 8 bits.
 ///
 /// `index` is the sample's index in its split, reported in errors (`usize::MAX` when there is
-/// none). A missing file gives [`DataError::MissingImage`], an empty, corrupt or truncated one
-/// [`DataError::CorruptImage`], one of zero width or height [`DataError::ZeroSizedImage`].
+/// none). A missing file gives [`DataError::MissingImage`], an empty one
+/// [`DataError::EmptyImage`], a corrupt or truncated one [`DataError::CorruptImage`], one of zero
+/// width or height [`DataError::ZeroSizedImage`] (or [`DataError::CorruptImage`] when the decoder
+/// itself rejects such dimensions, as the PNG decoder does).
 pub fn load_rgb8(path: &Path, index: usize) -> Result<RgbImage, DataError> {
     let bytes = read_image_file(path, index)?;
     let img = image::load_from_memory(&bytes).map_err(|e| corrupt(path, index, e))?;
@@ -30,11 +32,18 @@ pub fn load_rgb8(path: &Path, index: usize) -> Result<RgbImage, DataError> {
 /// Reads only the header of an image file, for a quick check: its `(width, height)`, with the
 /// same errors as [`load_rgb8`] for a missing, empty, unreadable-header or zero-sized file.
 pub(crate) fn probe(path: &Path, index: usize) -> Result<(u32, u32), DataError> {
-    let reader = match image::ImageReader::open(path) {
-        Ok(r) => r,
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => {
+            return Err(DataError::EmptyImage {
+                path: path.to_path_buf(),
+                index,
+            })
+        }
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing(path, index)),
         Err(e) => return Err(DataError::io(path, e)),
-    };
+    }
+    let reader = image::ImageReader::open(path).map_err(|e| DataError::io(path, e))?;
     let reader = reader
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?;
@@ -59,10 +68,9 @@ fn read_image_file(path: &Path, index: usize) -> Result<Vec<u8>, DataError> {
         Err(e) => return Err(DataError::io(path, e)),
     };
     if bytes.is_empty() {
-        return Err(DataError::CorruptImage {
+        return Err(DataError::EmptyImage {
             path: path.to_path_buf(),
             index,
-            message: "the file is empty (0 bytes)".into(),
         });
     }
     Ok(bytes)

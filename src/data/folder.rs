@@ -150,6 +150,17 @@ impl DataSource {
         }
     }
 
+    /// Opens the data set's folder under `root`; for [`DataSource::Synthetic`], first generates
+    /// the default synthetic set there unless it is already present
+    /// ([`SyntheticConfig::ensure`](super::synthetic::SyntheticConfig::ensure)).
+    pub fn open(&self, root: &Path) -> Result<AnnotationFolder, DataError> {
+        let dir = self.folder(root);
+        match self {
+            DataSource::Synthetic => super::synthetic::SyntheticConfig::new().ensure(dir),
+            _ => AnnotationFolder::open(dir),
+        }
+    }
+
     /// The normalisation to use: the preset's, the synthetic set's, or ImageNet's for a folder
     /// (measure a folder's own with [`Normalization::measure`]).
     pub fn normalization(&self) -> Normalization {

@@ -167,7 +167,7 @@ pub enum DataError {
         /// The sample's image name.
         image_name: String,
     },
-    /// An image file that cannot be decoded (corrupt, truncated, empty or of an unknown format).
+    /// An image file that cannot be decoded (corrupt, truncated or of an unknown format).
     #[error("{path}: image of sample {index} cannot be decoded: {message}")]
     CorruptImage {
         /// The image file.
@@ -176,6 +176,14 @@ pub enum DataError {
         index: usize,
         /// What the decoder said.
         message: String,
+    },
+    /// An image file of 0 bytes (typically an interrupted download).
+    #[error("{path}: image of sample {index} is an empty file (0 bytes)")]
+    EmptyImage {
+        /// The image file.
+        path: PathBuf,
+        /// 0-based index of the sample in its split (`usize::MAX` outside a data set).
+        index: usize,
     },
     /// An image whose width or height is zero.
     #[error("{path}: image of sample {index} has zero size ({width}x{height})")]

@@ -203,7 +203,8 @@ fn place(objects: &[Object], w: f32, h: f32, rng: &mut ChaCha8Rng) -> Vec<Placem
         let (lo, hi) = size.diameter_range();
         rng.random_range(lo..hi) * side * 0.5
     };
-    let angle = |rng: &mut ChaCha8Rng| rng.random_range(-0.5f32..0.5);
+    // Small tilts only: a square tilted by 45 degrees would be a diamond.
+    let angle = |rng: &mut ChaCha8Rng| rng.random_range(-0.25f32..0.25);
     let within = |r: f32, lo: f32, hi: f32, rng: &mut ChaCha8Rng| {
         if hi - r > lo + r {
             rng.random_range(lo + r..hi - r)

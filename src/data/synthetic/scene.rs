@@ -67,9 +67,9 @@ pub(crate) enum Size {
 impl Size {
     pub(crate) fn diameter_range(self) -> (f32, f32) {
         match self {
-            Size::Small => (0.16, 0.22),
-            Size::Medium => (0.32, 0.42),
-            Size::Large => (0.62, 0.78),
+            Size::Small => (0.2, 0.27),
+            Size::Medium => (0.38, 0.48),
+            Size::Large => (0.66, 0.84),
         }
     }
 }
