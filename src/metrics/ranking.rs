@@ -90,24 +90,60 @@ impl Iterator for Groups<'_> {
     }
 }
 
-/// Ranks labels `labels` (at most [`LABEL_BLOCK`] of them, ideally) of `m`.
-pub(crate) fn rank_labels(m: &ScoreMatrix, labels: std::ops::Range<usize>) -> Vec<RankedColumn> {
-    let mut columns: Vec<RankedColumn> = labels.clone().map(|_| RankedColumn::default()).collect();
-    for r in 0..m.rows {
-        let row = r * m.cols;
-        let scores = &m.scores[row + labels.start..row + labels.end];
-        let targets = &m.targets[row + labels.start..row + labels.end];
-        for ((col, &s), &y) in columns.iter_mut().zip(scores).zip(targets) {
-            if y != 0.0 {
-                col.pos.push(s);
-            } else {
-                col.neg.push(s);
+/// Ranks blocks of labels, reusing its buffers from one block to the next (fresh buffers of
+/// this size would cost more in page faults than the ranking itself).
+#[derive(Debug, Default)]
+pub(crate) struct Ranker {
+    columns: Vec<RankedColumn>,
+}
+
+impl Ranker {
+    /// Ranks labels `labels` (at most [`LABEL_BLOCK`] of them, ideally) of `m`.
+    pub fn rank(&mut self, m: &ScoreMatrix, labels: std::ops::Range<usize>) -> &[RankedColumn] {
+        let width = labels.len();
+        self.columns.resize_with(width, RankedColumn::default);
+        for col in &mut self.columns[..width] {
+            col.pos.resize(m.rows, 0.0);
+            col.neg.resize(m.rows, 0.0);
+        }
+        let columns = &mut self.columns[..width];
+        let mut lens = vec![(0usize, 0usize); width];
+        for r in 0..m.rows {
+            let row = r * m.cols;
+            let scores = &m.scores[row + labels.start..row + labels.end];
+            let targets = &m.targets[row + labels.start..row + labels.end];
+            // Branch-free split: write to both sides, advance the one the target names.
+            for (((col, len), &s), &y) in columns.iter_mut().zip(&mut lens).zip(scores).zip(targets)
+            {
+                let y = (y != 0.0) as usize;
+                col.pos[len.0] = s;
+                col.neg[len.1] = s;
+                len.0 += y;
+                len.1 += 1 - y;
             }
         }
+        for (col, &(p, n)) in columns.iter_mut().zip(&lens) {
+            col.pos.truncate(p);
+            col.neg.truncate(n);
+            radsort::sort(&mut col.pos);
+            radsort::sort(&mut col.neg);
+        }
+        columns
     }
-    for col in &mut columns {
-        radsort::sort(&mut col.pos);
-        radsort::sort(&mut col.neg);
-    }
-    columns
+}
+
+/// Maps every label's ranking through `f`, in label order, in parallel over blocks of labels.
+pub(crate) fn map_ranked<T: Send>(
+    m: &ScoreMatrix,
+    f: impl Fn(&RankedColumn) -> T + Sync,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    (0..m.cols.div_ceil(LABEL_BLOCK))
+        .into_par_iter()
+        .map_init(Ranker::default, |ranker, b| {
+            let labels = b * LABEL_BLOCK..((b + 1) * LABEL_BLOCK).min(m.cols);
+            ranker.rank(m, labels).iter().map(&f).collect::<Vec<T>>()
+        })
+        .flatten_iter()
+        .collect()
 }

@@ -1,48 +1,57 @@
 //! Exact search: the best cut between any two consecutive distinct scores of a label.
 
-use rayon::prelude::*;
-
 use super::{matthews_corrcoef, DEGENERATE_THRESHOLD};
-use crate::metrics::ranking::{rank_labels, RankedColumn, LABEL_BLOCK};
+use crate::metrics::ranking::{map_ranked, RankedColumn};
 use crate::metrics::ScoreMatrix;
 
 /// Per label, the threshold of highest MCC over every cut of its ranking, and that MCC.
 pub(crate) fn exact_thresholds(m: &ScoreMatrix) -> Vec<(f32, f64)> {
-    (0..m.cols.div_ceil(LABEL_BLOCK))
-        .into_par_iter()
-        .flat_map_iter(|b| {
-            let labels = b * LABEL_BLOCK..((b + 1) * LABEL_BLOCK).min(m.cols);
-            rank_labels(m, labels)
-                .iter()
-                .map(best_cut)
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    map_ranked(m, best_cut)
 }
 
 /// The best cut of one label.
 ///
-/// Walking the distinct scores from the highest down, the cut below group `j` predicts the
-/// label for every score `>= v_j`; its confusion counts are running sums, so each cut costs
-/// one MCC. Ties go to the lower cut (more predictions), like the grid's ties go to the
-/// smaller threshold. The last cut (everything predicted) has MCC 0, so the best MCC is never
-/// negative.
+/// The cut at a score `v` predicts the label for every score `>= v`. Ties go to the lower cut
+/// (more predictions), like the grid's ties go to the smaller threshold. The last cut
+/// (everything predicted) has MCC 0, so the best MCC is never negative.
+///
+/// Only cuts at a positive's score are scored: with `k = tp + fp` predicted out of `T`,
+/// `MCC ∝ (N·tp − P·fp) / sqrt(k (T − k))`, whose derivative in `tp` at fixed `fp` is positive
+/// wherever the MCC is, so lowering a cut through positives only, or raising it through
+/// negatives only, always raises a positive MCC. Every cut skipped is thus beaten by a scored
+/// one, and a label with `P` positives costs `P` MCCs and binary searches, after the sort.
 pub(crate) fn best_cut(col: &RankedColumn) -> (f32, f64) {
-    let (pos, neg) = (col.pos.len() as u64, col.neg.len() as u64);
-    if pos == 0 || neg == 0 || col.is_constant() {
+    let (pos, neg) = (&col.pos[..], &col.neg[..]);
+    let (n_pos, n_neg) = (pos.len() as u64, neg.len() as u64);
+    if pos.is_empty() || neg.is_empty() || col.is_constant() {
         return (DEGENERATE_THRESHOLD, 0.0);
     }
-    let mut groups = col.groups();
-    let (mut tp, mut fp) = (0, 0);
-    let (mut best, mut hi, mut lo) = (f64::NEG_INFINITY, 0.0, None);
-    while let Some(g) = groups.next() {
-        tp += g.pos;
-        fp += g.neg;
-        let mcc = matthews_corrcoef(tp, fp, neg - fp, pos - tp);
+    // pos[..i] and neg[..j] are below the current cut.
+    let (mut i, mut j) = (pos.len(), neg.len());
+    let (mut best, mut hi, mut below) = (f64::NEG_INFINITY, f32::NAN, (0, 0));
+    while i > 0 {
+        let v = pos[i - 1];
+        while i > 0 && pos[i - 1] == v {
+            i -= 1;
+        }
+        j = neg[..j].partition_point(|&x| x < v);
+        let (tp, fp) = (n_pos - i as u64, n_neg - j as u64);
+        let mcc = matthews_corrcoef(tp, fp, n_neg - fp, n_pos - tp);
         if mcc >= best {
-            (best, hi, lo) = (mcc, g.value, groups.peek_value());
+            (best, hi, below) = (mcc, v, (i, j));
         }
     }
+    if best <= 0.0 {
+        // The last cut, MCC 0, wins ties and beats negative MCCs.
+        return (pos[0].min(neg[0]).next_down(), 0.0);
+    }
+    // Everything left below the cut is strictly smaller than `hi`.
+    let lo = match below {
+        (0, 0) => None,
+        (0, j) => Some(neg[j - 1]),
+        (i, 0) => Some(pos[i - 1]),
+        (i, j) => Some(pos[i - 1].max(neg[j - 1])),
+    };
     let threshold = match lo {
         Some(lo) => cut_between(lo, hi),
         None => hi.next_down(),
