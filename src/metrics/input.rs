@@ -33,7 +33,7 @@ impl<'a> ScoreMatrix<'a> {
                 targets: targets.len(),
             });
         }
-        if scores.len() % num_classes != 0 {
+        if !scores.len().is_multiple_of(num_classes) {
             return Err(MetricsError::Ragged {
                 len: scores.len(),
                 num_classes,
