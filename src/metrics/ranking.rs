@@ -9,17 +9,29 @@ pub(crate) const LABEL_BLOCK: usize = 16;
 /// One label's scores split by target, each part sorted ascending.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RankedColumn {
-    /// Scores of the samples where the label is present.
-    pub pos: Vec<f32>,
-    /// Scores of the samples where the label is absent.
-    pub neg: Vec<f32>,
+    /// Buffer whose first `n_pos` values are the scores of the samples where the label is present.
+    pos: Vec<f32>,
+    /// Buffer whose first `n_neg` values are the scores of the samples where it is absent.
+    neg: Vec<f32>,
+    n_pos: usize,
+    n_neg: usize,
 }
 
 impl RankedColumn {
+    /// Scores of the samples where the label is present, ascending.
+    pub fn pos(&self) -> &[f32] {
+        &self.pos[..self.n_pos]
+    }
+
+    /// Scores of the samples where the label is absent, ascending.
+    pub fn neg(&self) -> &[f32] {
+        &self.neg[..self.n_neg]
+    }
+
     /// Whether every score of the label is the same.
     pub fn is_constant(&self) -> bool {
-        let lows = self.pos.first().into_iter().chain(self.neg.first());
-        let highs = self.pos.last().into_iter().chain(self.neg.last());
+        let lows = self.pos().first().into_iter().chain(self.neg().first());
+        let highs = self.pos().last().into_iter().chain(self.neg().last());
         let min = lows.fold(f32::INFINITY, |a, &b| a.min(b));
         let max = highs.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         min == max
@@ -28,10 +40,10 @@ impl RankedColumn {
     /// The groups of equal scores, highest first.
     pub fn groups(&self) -> Groups<'_> {
         Groups {
-            pos: &self.pos,
-            neg: &self.neg,
-            i: self.pos.len(),
-            j: self.neg.len(),
+            pos: self.pos(),
+            neg: self.neg(),
+            i: self.n_pos,
+            j: self.n_neg,
         }
     }
 }
@@ -103,6 +115,7 @@ impl Ranker {
         let width = labels.len();
         self.columns.resize_with(width, RankedColumn::default);
         for col in &mut self.columns[..width] {
+            // Grows once; later blocks write over the old values.
             col.pos.resize(m.rows, 0.0);
             col.neg.resize(m.rows, 0.0);
         }
@@ -123,10 +136,9 @@ impl Ranker {
             }
         }
         for (col, &(p, n)) in columns.iter_mut().zip(&lens) {
-            col.pos.truncate(p);
-            col.neg.truncate(n);
-            radsort::sort(&mut col.pos);
-            radsort::sort(&mut col.neg);
+            (col.n_pos, col.n_neg) = (p, n);
+            radsort::sort(&mut col.pos[..p]);
+            radsort::sort(&mut col.neg[..n]);
         }
         columns
     }

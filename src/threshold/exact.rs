@@ -21,7 +21,7 @@ pub(crate) fn exact_thresholds(m: &ScoreMatrix) -> Vec<(f32, f64)> {
 /// negatives only, always raises a positive MCC. Every cut skipped is thus beaten by a scored
 /// one, and a label with `P` positives costs `P` MCCs and binary searches, after the sort.
 pub(crate) fn best_cut(col: &RankedColumn) -> (f32, f64) {
-    let (pos, neg) = (&col.pos[..], &col.neg[..]);
+    let (pos, neg) = (col.pos(), col.neg());
     let (n_pos, n_neg) = (pos.len() as u64, neg.len() as u64);
     if pos.is_empty() || neg.is_empty() || col.is_constant() {
         return (DEGENERATE_THRESHOLD, 0.0);
