@@ -1,12 +1,13 @@
 //! Per-label rankings: a label's scores split by target, radix-sorted, walked from the top in
-//! groups of equal scores. Shared by average precision and the exact MCC thresholds.
+//! groups of equal scores. The split is shared by average precision and the exact MCC
+//! thresholds (which sort only what they need).
 
 use super::ScoreMatrix;
 
 /// Labels ranked together: one pass over the rows reads a whole cache line of each row.
 pub(crate) const LABEL_BLOCK: usize = 16;
 
-/// One label's scores split by target, each part sorted ascending.
+/// One label's scores split by target (each part sorted ascending once ranked).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RankedColumn {
     /// Buffer whose first `n_pos` values are the scores of the samples where the label is present.
@@ -18,23 +19,19 @@ pub(crate) struct RankedColumn {
 }
 
 impl RankedColumn {
-    /// Scores of the samples where the label is present, ascending.
+    /// Scores of the samples where the label is present.
     pub fn pos(&self) -> &[f32] {
         &self.pos[..self.n_pos]
     }
 
-    /// Scores of the samples where the label is absent, ascending.
-    pub fn neg(&self) -> &[f32] {
-        &self.neg[..self.n_neg]
+    /// Scores of the samples where the label is present, to sort in place.
+    pub fn pos_mut(&mut self) -> &mut [f32] {
+        &mut self.pos[..self.n_pos]
     }
 
-    /// Whether every score of the label is the same.
-    pub fn is_constant(&self) -> bool {
-        let lows = self.pos().first().into_iter().chain(self.neg().first());
-        let highs = self.pos().last().into_iter().chain(self.neg().last());
-        let min = lows.fold(f32::INFINITY, |a, &b| a.min(b));
-        let max = highs.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        min == max
+    /// Scores of the samples where the label is absent.
+    pub fn neg(&self) -> &[f32] {
+        &self.neg[..self.n_neg]
     }
 
     /// The groups of equal scores, highest first.
@@ -110,8 +107,13 @@ pub(crate) struct Ranker {
 }
 
 impl Ranker {
-    /// Ranks labels `labels` (at most [`LABEL_BLOCK`] of them, ideally) of `m`.
-    pub fn rank(&mut self, m: &ScoreMatrix, labels: std::ops::Range<usize>) -> &[RankedColumn] {
+    /// Splits labels `labels` (at most [`LABEL_BLOCK`] of them, ideally) of `m` by target,
+    /// unsorted.
+    pub fn split(
+        &mut self,
+        m: &ScoreMatrix,
+        labels: std::ops::Range<usize>,
+    ) -> &mut [RankedColumn] {
         let width = labels.len();
         self.columns.resize_with(width, RankedColumn::default);
         for col in &mut self.columns[..width] {
@@ -137,14 +139,23 @@ impl Ranker {
         }
         for (col, &(p, n)) in columns.iter_mut().zip(&lens) {
             (col.n_pos, col.n_neg) = (p, n);
-            radsort::sort(&mut col.pos[..p]);
-            radsort::sort(&mut col.neg[..n]);
+        }
+        columns
+    }
+
+    /// Splits labels `labels` of `m` by target and sorts both parts.
+    pub fn rank(&mut self, m: &ScoreMatrix, labels: std::ops::Range<usize>) -> &[RankedColumn] {
+        let columns = self.split(m, labels);
+        for col in columns.iter_mut() {
+            radsort::sort(&mut col.pos[..col.n_pos]);
+            radsort::sort(&mut col.neg[..col.n_neg]);
         }
         columns
     }
 }
 
-/// Maps every label's ranking through `f`, in label order, in parallel over blocks of labels.
+/// Maps every label's sorted ranking through `f`, in label order, in parallel over blocks of
+/// labels.
 pub(crate) fn map_ranked<T: Send>(
     m: &ScoreMatrix,
     f: impl Fn(&RankedColumn) -> T + Sync,
@@ -156,6 +167,31 @@ pub(crate) fn map_ranked<T: Send>(
             let labels = b * LABEL_BLOCK..((b + 1) * LABEL_BLOCK).min(m.cols);
             ranker.rank(m, labels).iter().map(&f).collect::<Vec<T>>()
         })
+        .flatten_iter()
+        .collect()
+}
+
+/// Maps every label's unsorted split through `f` (with a scratch value `S` per worker), in
+/// label order, in parallel over blocks of labels.
+pub(crate) fn map_split<T: Send, S>(
+    m: &ScoreMatrix,
+    scratch: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut RankedColumn, &mut S) -> T + Sync,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    (0..m.cols.div_ceil(LABEL_BLOCK))
+        .into_par_iter()
+        .map_init(
+            || (Ranker::default(), scratch()),
+            |(ranker, scratch), b| {
+                let labels = b * LABEL_BLOCK..((b + 1) * LABEL_BLOCK).min(m.cols);
+                ranker
+                    .split(m, labels)
+                    .iter_mut()
+                    .map(|col| f(col, scratch))
+                    .collect::<Vec<T>>()
+            },
+        )
         .flatten_iter()
         .collect()
 }
