@@ -23,13 +23,15 @@ fn naive_mcc(pred: &[bool], truth: &[bool]) -> f64 {
     }
 }
 
-/// Scores with many ties and grid-value hits, or fine-grained ones.
+/// Scores with many ties and grid-value hits, fine-grained ones, or logits.
 fn score() -> impl Strategy<Value = f32> {
     prop_oneof![
         (0usize..GRID.len()).prop_map(|k| GRID[k]),
         (0u32..=20).prop_map(|k| k as f32 / 20.0),
         (0u32..=100).prop_map(|k| k as f32 / 100.0),
         0.0f32..=1.0,
+        // Logits rather than probabilities: outside [0, 1], where the exact search's buckets clamp.
+        -20.0f32..20.0,
     ]
 }
 

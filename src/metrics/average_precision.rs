@@ -5,7 +5,7 @@ use super::ranking::RankedColumn;
 /// `Σ (R_k − R_{k−1}) P_k` over the distinct scores from the highest down (tied scores enter
 /// together, no interpolation); `None` for a label without any positive.
 pub(crate) fn average_precision(col: &RankedColumn) -> Option<f64> {
-    let positives = col.pos.len();
+    let positives = col.pos().len();
     if positives == 0 {
         return None;
     }

@@ -1,10 +1,9 @@
 //! [`evaluate`]: thresholded predictions against targets, on slices or Burn tensors.
 
 use burn::tensor::{backend::Backend, Tensor};
-use rayon::prelude::*;
 
 use super::average_precision::average_precision;
-use super::ranking::{rank_labels, LABEL_BLOCK};
+use super::ranking::map_ranked;
 use super::report::{AnnotationMetrics, LabelCounts};
 use super::{tensors_to_rows, MetricsError, ScoreMatrix, Thresholds};
 
@@ -36,16 +35,7 @@ pub fn evaluate(
         }
     }
 
-    let average_precisions: Vec<Option<f64>> = (0..m.cols.div_ceil(LABEL_BLOCK))
-        .into_par_iter()
-        .flat_map_iter(|b| {
-            let labels = b * LABEL_BLOCK..((b + 1) * LABEL_BLOCK).min(m.cols);
-            rank_labels(&m, labels)
-                .iter()
-                .map(average_precision)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let average_precisions = map_ranked(&m, average_precision);
 
     Ok(AnnotationMetrics::from_counts(
         m.rows,

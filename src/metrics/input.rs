@@ -33,7 +33,7 @@ impl<'a> ScoreMatrix<'a> {
                 targets: targets.len(),
             });
         }
-        if scores.len() % num_classes != 0 {
+        if !scores.len().is_multiple_of(num_classes) {
             return Err(MetricsError::Ragged {
                 len: scores.len(),
                 num_classes,
@@ -43,7 +43,7 @@ impl<'a> ScoreMatrix<'a> {
             return Err(MetricsError::NoSamples);
         }
         let at = |i: usize| (i / num_classes, i % num_classes);
-        if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+        if let Some(i) = first_where(scores, |s| !s.is_finite()) {
             let (row, label) = at(i);
             return Err(MetricsError::NonFiniteScore {
                 row,
@@ -51,7 +51,7 @@ impl<'a> ScoreMatrix<'a> {
                 value: scores[i],
             });
         }
-        if let Some(i) = targets.iter().position(|&y| y != 0.0 && y != 1.0) {
+        if let Some(i) = first_where(targets, |y| (y != 0.0) & (y != 1.0)) {
             let (row, label) = at(i);
             return Err(MetricsError::NonBinaryTarget {
                 row,
@@ -66,6 +66,18 @@ impl<'a> ScoreMatrix<'a> {
             cols: num_classes,
         })
     }
+}
+
+/// Index of the first value where `bad` holds. Checks whole chunks with a branch-free fold
+/// (which vectorises) and only looks for the position in a chunk that has one.
+fn first_where(values: &[f32], bad: impl Fn(f32) -> bool) -> Option<usize> {
+    const CHUNK: usize = 256;
+    values.chunks(CHUNK).enumerate().find_map(|(k, chunk)| {
+        chunk
+            .iter()
+            .fold(false, |any, &v| any | bad(v))
+            .then(|| k * CHUNK + chunk.iter().position(|&v| bad(v)).unwrap_or(0))
+    })
 }
 
 /// Reads `[N, C]` scores and targets back to the host as row-major `f32`, checking that their

@@ -1,37 +1,46 @@
 //! Per-label rankings: a label's scores split by target, radix-sorted, walked from the top in
-//! groups of equal scores. Shared by average precision and the exact MCC thresholds.
+//! groups of equal scores. The split is shared by average precision and the exact MCC
+//! thresholds (which sort only what they need).
 
 use super::ScoreMatrix;
 
 /// Labels ranked together: one pass over the rows reads a whole cache line of each row.
 pub(crate) const LABEL_BLOCK: usize = 16;
 
-/// One label's scores split by target, each part sorted ascending.
+/// One label's scores split by target (each part sorted ascending once ranked).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RankedColumn {
-    /// Scores of the samples where the label is present.
-    pub pos: Vec<f32>,
-    /// Scores of the samples where the label is absent.
-    pub neg: Vec<f32>,
+    /// Buffer whose first `n_pos` values are the scores of the samples where the label is present.
+    pos: Vec<f32>,
+    /// Buffer whose first `n_neg` values are the scores of the samples where it is absent.
+    neg: Vec<f32>,
+    n_pos: usize,
+    n_neg: usize,
 }
 
 impl RankedColumn {
-    /// Whether every score of the label is the same.
-    pub fn is_constant(&self) -> bool {
-        let lows = self.pos.first().into_iter().chain(self.neg.first());
-        let highs = self.pos.last().into_iter().chain(self.neg.last());
-        let min = lows.fold(f32::INFINITY, |a, &b| a.min(b));
-        let max = highs.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        min == max
+    /// Scores of the samples where the label is present.
+    pub fn pos(&self) -> &[f32] {
+        &self.pos[..self.n_pos]
+    }
+
+    /// Scores of the samples where the label is present, to sort in place.
+    pub fn pos_mut(&mut self) -> &mut [f32] {
+        &mut self.pos[..self.n_pos]
+    }
+
+    /// Scores of the samples where the label is absent.
+    pub fn neg(&self) -> &[f32] {
+        &self.neg[..self.n_neg]
     }
 
     /// The groups of equal scores, highest first.
     pub fn groups(&self) -> Groups<'_> {
         Groups {
-            pos: &self.pos,
-            neg: &self.neg,
-            i: self.pos.len(),
-            j: self.neg.len(),
+            pos: self.pos(),
+            neg: self.neg(),
+            i: self.n_pos,
+            j: self.n_neg,
         }
     }
 }
@@ -90,24 +99,99 @@ impl Iterator for Groups<'_> {
     }
 }
 
-/// Ranks labels `labels` (at most [`LABEL_BLOCK`] of them, ideally) of `m`.
-pub(crate) fn rank_labels(m: &ScoreMatrix, labels: std::ops::Range<usize>) -> Vec<RankedColumn> {
-    let mut columns: Vec<RankedColumn> = labels.clone().map(|_| RankedColumn::default()).collect();
-    for r in 0..m.rows {
-        let row = r * m.cols;
-        let scores = &m.scores[row + labels.start..row + labels.end];
-        let targets = &m.targets[row + labels.start..row + labels.end];
-        for ((col, &s), &y) in columns.iter_mut().zip(scores).zip(targets) {
-            if y != 0.0 {
-                col.pos.push(s);
-            } else {
-                col.neg.push(s);
+/// Ranks blocks of labels, reusing its buffers from one block to the next (fresh buffers of
+/// this size would cost more in page faults than the ranking itself).
+#[derive(Debug, Default)]
+pub(crate) struct Ranker {
+    columns: Vec<RankedColumn>,
+}
+
+impl Ranker {
+    /// Splits labels `labels` (at most [`LABEL_BLOCK`] of them, ideally) of `m` by target,
+    /// unsorted.
+    pub fn split(
+        &mut self,
+        m: &ScoreMatrix,
+        labels: std::ops::Range<usize>,
+    ) -> &mut [RankedColumn] {
+        let width = labels.len();
+        self.columns.resize_with(width, RankedColumn::default);
+        for col in &mut self.columns[..width] {
+            // Grows once; later blocks write over the old values.
+            col.pos.resize(m.rows, 0.0);
+            col.neg.resize(m.rows, 0.0);
+        }
+        let columns = &mut self.columns[..width];
+        let mut lens = vec![(0usize, 0usize); width];
+        for r in 0..m.rows {
+            let row = r * m.cols;
+            let scores = &m.scores[row + labels.start..row + labels.end];
+            let targets = &m.targets[row + labels.start..row + labels.end];
+            // Branch-free split: write to both sides, advance the one the target names.
+            for (((col, len), &s), &y) in columns.iter_mut().zip(&mut lens).zip(scores).zip(targets)
+            {
+                let y = (y != 0.0) as usize;
+                col.pos[len.0] = s;
+                col.neg[len.1] = s;
+                len.0 += y;
+                len.1 += 1 - y;
             }
         }
+        for (col, &(p, n)) in columns.iter_mut().zip(&lens) {
+            (col.n_pos, col.n_neg) = (p, n);
+        }
+        columns
     }
-    for col in &mut columns {
-        radsort::sort(&mut col.pos);
-        radsort::sort(&mut col.neg);
+
+    /// Splits labels `labels` of `m` by target and sorts both parts.
+    pub fn rank(&mut self, m: &ScoreMatrix, labels: std::ops::Range<usize>) -> &[RankedColumn] {
+        let columns = self.split(m, labels);
+        for col in columns.iter_mut() {
+            radsort::sort(&mut col.pos[..col.n_pos]);
+            radsort::sort(&mut col.neg[..col.n_neg]);
+        }
+        columns
     }
-    columns
+}
+
+/// Maps every label's sorted ranking through `f`, in label order, in parallel over blocks of
+/// labels.
+pub(crate) fn map_ranked<T: Send>(
+    m: &ScoreMatrix,
+    f: impl Fn(&RankedColumn) -> T + Sync,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    (0..m.cols.div_ceil(LABEL_BLOCK))
+        .into_par_iter()
+        .map_init(Ranker::default, |ranker, b| {
+            let labels = b * LABEL_BLOCK..((b + 1) * LABEL_BLOCK).min(m.cols);
+            ranker.rank(m, labels).iter().map(&f).collect::<Vec<T>>()
+        })
+        .flatten_iter()
+        .collect()
+}
+
+/// Maps every label's unsorted split through `f` (with a scratch value `S` per worker), in
+/// label order, in parallel over blocks of labels.
+pub(crate) fn map_split<T: Send, S>(
+    m: &ScoreMatrix,
+    scratch: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut RankedColumn, &mut S) -> T + Sync,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    (0..m.cols.div_ceil(LABEL_BLOCK))
+        .into_par_iter()
+        .map_init(
+            || (Ranker::default(), scratch()),
+            |(ranker, scratch), b| {
+                let labels = b * LABEL_BLOCK..((b + 1) * LABEL_BLOCK).min(m.cols);
+                ranker
+                    .split(m, labels)
+                    .iter_mut()
+                    .map(|col| f(col, scratch))
+                    .collect::<Vec<T>>()
+            },
+        )
+        .flatten_iter()
+        .collect()
 }

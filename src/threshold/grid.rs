@@ -52,10 +52,15 @@ pub(crate) fn grid_thresholds(m: &ScoreMatrix) -> Vec<(f32, f64)> {
         .zip(m.targets.par_chunks(chunk))
         .map(|(scores, targets)| {
             let mut hist = vec![0u32; cols * BINS * 2];
+            let mut slots = vec![0u32; cols];
             for (s_row, y_row) in scores.chunks(cols).zip(targets.chunks(cols)) {
-                for (c, (&s, &y)) in s_row.iter().zip(y_row).enumerate() {
-                    let bin = GRID.iter().map(|&g| (s >= g) as usize).sum::<usize>();
-                    hist[(c * BINS + bin) * 2 + (y != 0.0) as usize] += 1;
+                // Two loops: the first (no scatter) vectorises.
+                for (slot, (&s, &y)) in slots.iter_mut().zip(s_row.iter().zip(y_row)) {
+                    let bin = GRID.iter().map(|&g| (s >= g) as u32).sum::<u32>();
+                    *slot = bin * 2 + (y != 0.0) as u32;
+                }
+                for (c, &slot) in slots.iter().enumerate() {
+                    hist[c * BINS * 2 + slot as usize] += 1;
                 }
             }
             hist.into_iter().map(u64::from).collect::<Vec<u64>>()
