@@ -38,9 +38,9 @@ pub trait Progress {
     fn batch(&mut self, update: &BatchUpdate) {
         let _ = update;
     }
-    /// Before the validation pass of an epoch, with its number of batches.
-    fn validation_started(&mut self, epoch: usize, batches: usize) {
-        let _ = (epoch, batches);
+    /// Before the validation pass of an epoch, with its number of images.
+    fn validation_started(&mut self, epoch: usize, images: usize) {
+        let _ = (epoch, images);
     }
     /// After each epoch's evaluation; `best_epoch` is the best so far (possibly this one).
     fn epoch_done(&mut self, record: &EpochRecord, epochs: usize, best_epoch: usize) {
@@ -133,8 +133,8 @@ impl<W: Write> Progress for WriterProgress<W> {
         );
     }
 
-    fn validation_started(&mut self, epoch: usize, batches: usize) {
-        let _ = writeln!(self.out, "epoch {epoch}: validating ({batches} batches)");
+    fn validation_started(&mut self, epoch: usize, images: usize) {
+        let _ = writeln!(self.out, "epoch {epoch}: validating on {images} images");
     }
 
     fn epoch_done(&mut self, r: &EpochRecord, epochs: usize, best_epoch: usize) {
