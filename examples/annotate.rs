@@ -59,7 +59,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?);
         let split = AnnotationSplit::read(split_path, Some((vocabulary.clone(), &args.run)))?;
         let dir = args.images_dir.clone().unwrap_or_else(|| {
-            split_path.parent().unwrap_or(std::path::Path::new(".")).join("images")
+            split_path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("images")
         });
         for sample in split.samples() {
             paths.push(dir.join(&sample.image_name));

@@ -41,7 +41,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = ExperimentConfig::new("Synthetic".into())
         .with_data_root(args.data_root)
         // A small TResNet: one block per stage at half width (0.7 M parameters instead of 29 M).
-        .with_model(TResNetConfig::new([1, 1, 1, 1]).with_width(0.5).with_dropout(0.3))
+        .with_model(
+            TResNetConfig::new([1, 1, 1, 1])
+                .with_width(0.5)
+                .with_dropout(0.3),
+        )
         .with_loss(AsymmetricLossConfig::proposed())
         // From scratch (no ImageNet weights), a higher peak rate than the paper's fine-tuning.
         .with_train(
@@ -67,7 +71,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             best.epoch, best.metrics.per_class.f1
         );
     }
-    println!("choosing per-label thresholds by MCC on the training split, evaluating the test split...");
+    println!(
+        "choosing per-label thresholds by MCC on the training split, evaluating the test split..."
+    );
     let evaluation = experiment::evaluate::<DefaultBackend>(&args.out, &device)?;
     println!("\n{}", evaluation.table);
     println!(

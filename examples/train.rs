@@ -98,11 +98,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     if args.evaluate {
         let evaluation = experiment::evaluate::<DefaultBackend>(&args.out, &device)?;
-        println!("{} (best epoch {:?}), test split:\n", evaluation.data, evaluation.best_epoch);
+        println!(
+            "{} (best epoch {:?}), test split:\n",
+            evaluation.data, evaluation.best_epoch
+        );
         println!("{}", evaluation.table);
         if let Some([plain, mcc]) = paper_results(&evaluation.data) {
-            println!("the paper:          P {:.3} R {:.3} F1 {:.3} N+ {}", plain.0, plain.1, plain.2, plain.3);
-            println!("the paper with MCC: P {:.3} R {:.3} F1 {:.3} N+ {}", mcc.0, mcc.1, mcc.2, mcc.3);
+            println!(
+                "the paper:          P {:.3} R {:.3} F1 {:.3} N+ {}",
+                plain.0, plain.1, plain.2, plain.3
+            );
+            println!(
+                "the paper with MCC: P {:.3} R {:.3} F1 {:.3} N+ {}",
+                mcc.0, mcc.1, mcc.2, mcc.3
+            );
         }
         println!("report: {}", args.out.join(EVALUATION_FILE).display());
         return Ok(());
@@ -136,9 +145,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
              expect far lower scores than the paper's"
         );
     }
-    println!("training on {BACKEND_NAME}: {} with loss `{}` into {}", args.data, args.loss, args.out.display());
-    let outcome =
-        experiment::train::<TrainBackend>(&config, &args.out, &device, |t| t.with_resume(args.resume))?;
+    println!(
+        "training on {BACKEND_NAME}: {} with loss `{}` into {}",
+        args.data,
+        args.loss,
+        args.out.display()
+    );
+    let outcome = experiment::train::<TrainBackend>(&config, &args.out, &device, |t| {
+        t.with_resume(args.resume)
+    })?;
     if let Some(from) = outcome.resumed_from {
         println!("resumed after epoch {from}");
     }

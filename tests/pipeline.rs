@@ -34,7 +34,11 @@ fn train_resume_evaluate_annotate() {
                 .with_min_size(32)
                 .with_max_size(48),
         )
-        .with_model(TResNetConfig::new([1, 1, 1, 1]).with_width(0.25).with_dropout(0.3))
+        .with_model(
+            TResNetConfig::new([1, 1, 1, 1])
+                .with_width(0.25)
+                .with_dropout(0.3),
+        )
         .with_train(
             TrainConfig::new()
                 .with_epochs(2)
@@ -55,8 +59,12 @@ fn train_resume_evaluate_annotate() {
     assert!(!first.results.completed);
 
     // Starting again without --resume must refuse to overwrite the run.
-    let again = experiment::train::<AD>(&config, &run, &device, |t| t.with_progress(SilentProgress));
-    assert!(again.is_err(), "a second run into the same folder must not clobber it");
+    let again =
+        experiment::train::<AD>(&config, &run, &device, |t| t.with_progress(SilentProgress));
+    assert!(
+        again.is_err(),
+        "a second run into the same folder must not clobber it"
+    );
 
     // Resume continues at epoch 2 and completes the run.
     let second = experiment::train::<AD>(&config, &run, &device, |t| {
@@ -129,9 +137,7 @@ fn train_resume_evaluate_annotate() {
     // The annotator's labels are exactly the evaluation's positive predictions.
     for (row, annotation) in annotations.iter().enumerate() {
         let expected: Vec<&str> = (0..classes)
-            .filter(|&c| {
-                predictions.scores[row * classes + c] > evaluation.exact.thresholds[c]
-            })
+            .filter(|&c| predictions.scores[row * classes + c] > evaluation.exact.thresholds[c])
             .map(|c| predictions.labels[c].as_str())
             .collect();
         let mut got: Vec<&str> = annotation.labels.iter().map(|l| l.label.as_str()).collect();
@@ -147,12 +153,18 @@ fn train_resume_evaluate_annotate() {
     assert_eq!(back, annotations);
     let csv = std::fs::read_to_string(out.join("a.csv")).unwrap();
     let rows = csv.lines().count() - 1;
-    assert_eq!(rows, annotations.iter().map(|a| a.labels.len()).sum::<usize>());
+    assert_eq!(
+        rows,
+        annotations.iter().map(|a| a.labels.len()).sum::<usize>()
+    );
     let html = std::fs::read_to_string(out.join("a.html")).unwrap();
     assert_eq!(html.matches("<figure>").count(), annotations.len());
 
     // A missing image is an error naming it, not a panic.
     let missing = root.path().join("nope.jpg");
-    let err = annotator.annotate(&[missing.clone()]).unwrap_err().to_string();
+    let err = annotator
+        .annotate(&[missing.clone()])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("nope.jpg"), "{err}");
 }

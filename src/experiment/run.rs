@@ -12,8 +12,7 @@ use crate::loss::{AsymmetricLoss, LossBackend};
 use crate::metrics::{self, AnnotationMetrics, MetricsError, Thresholds};
 use crate::model::TResNet;
 use crate::train::{
-    AnnotationLoader, EpochMetrics, FitOutcome, MultiLabelLoss, MultiLabelModel,
-    PrecisionRecallF1, Trainer,
+    AnnotationLoader, EpochMetrics, FitOutcome, MultiLabelLoss, MultiLabelModel, Trainer,
 };
 use crate::Result;
 
@@ -58,19 +57,14 @@ pub(super) fn open_split(
 
 /// The end-of-epoch summary of the field's metrics at the 0.5 threshold.
 pub(super) fn epoch_metrics(metrics: &AnnotationMetrics) -> EpochMetrics {
-    let prf = |m: &metrics::PrecisionRecallF1| PrecisionRecallF1 {
-        precision: m.precision,
-        recall: m.recall,
-        f1: m.f1,
-    };
     let mut extra = std::collections::BTreeMap::new();
     if let Some(map) = metrics.mean_average_precision {
         extra.insert("mean_average_precision".to_string(), map);
     }
     EpochMetrics {
-        per_class: prf(&metrics.per_class),
+        per_class: metrics.per_class,
         n_plus: metrics.n_plus,
-        per_image: prf(&metrics.per_image),
+        per_image: metrics.per_image,
         extra,
     }
 }

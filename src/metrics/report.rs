@@ -15,7 +15,7 @@ pub(crate) struct LabelCounts {
 }
 
 /// A precision, a recall and the F1 of the two (`2PR / (P + R + e)`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct PrecisionRecallF1 {
     /// Precision.
     pub precision: f64,

@@ -4,16 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Precision, recall and F1 of one averaging scheme.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct PrecisionRecallF1 {
-    /// Precision.
-    pub precision: f64,
-    /// Recall.
-    pub recall: f64,
-    /// F1.
-    pub f1: f64,
-}
+pub use crate::metrics::PrecisionRecallF1;
 
 /// The metrics of one evaluation of the validation split, as the paper reports them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
