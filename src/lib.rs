@@ -27,3 +27,8 @@ pub mod threshold;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
