@@ -41,12 +41,7 @@ fn memory_copy(a: &[f32], b: &[f32]) -> Vec<f32> {
     out
 }
 
-fn fwd_bwd(
-    loss: &AsymmetricLoss,
-    x: &Tensor<B, 2>,
-    y: &Tensor<B, 2>,
-    fused: bool,
-) -> Tensor<B, 2> {
+fn fwd_bwd(loss: &AsymmetricLoss, x: &Tensor<B, 2>, y: &Tensor<B, 2>, fused: bool) -> Tensor<B, 2> {
     let xa = Tensor::<Ad, 2>::from_inner(x.clone()).require_grad();
     let ya = Tensor::<Ad, 2>::from_inner(y.clone());
     let l = if fused {

@@ -81,7 +81,10 @@ fn extreme_logits_give_finite_loss_and_gradient() {
             let g: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
             let value = l.into_scalar();
             assert!(value.is_finite(), "{preset} fused={fused}: loss {value}");
-            assert!(g.iter().all(|v| v.is_finite()), "{preset} fused={fused}: {g:?}");
+            assert!(
+                g.iter().all(|v| v.is_finite()),
+                "{preset} fused={fused}: {g:?}"
+            );
             // The clamps bound every term by -ln(eps): 18.42 per element.
             assert!(value <= 18.43, "{preset} fused={fused}: loss {value}");
         }
@@ -91,13 +94,20 @@ fn extreme_logits_give_finite_loss_and_gradient() {
 #[test]
 fn incoming_gradient_scales_the_fused_gradient() {
     let device = Default::default();
-    let x = Tensor::<Ad, 2>::random([5, 40], Distribution::Uniform(-6.0, 6.0), &device)
-        .require_grad();
+    let x =
+        Tensor::<Ad, 2>::random([5, 40], Distribution::Uniform(-6.0, 6.0), &device).require_grad();
     let y = Tensor::<Ad, 2>::random([5, 40], Distribution::Bernoulli(0.5), &device);
     let loss = AsymmetricLossConfig::proposed().init();
-    let g1 = x.grad(&loss.forward(x.clone(), y.clone()).backward()).unwrap();
+    let g1 = x
+        .grad(&loss.forward(x.clone(), y.clone()).backward())
+        .unwrap();
     let g3 = x
-        .grad(&loss.forward(x.clone(), y.clone()).mul_scalar(3.0).backward())
+        .grad(
+            &loss
+                .forward(x.clone(), y.clone())
+                .mul_scalar(3.0)
+                .backward(),
+        )
         .unwrap();
     assert_close(
         &g3.into_data().to_vec::<f32>().unwrap(),
@@ -129,7 +139,10 @@ fn checked_forward_rejects_bad_inputs() {
     let y = Tensor::<F, 2>::from_floats([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], &device);
 
     let ok = loss.forward_checked(x.clone(), y.clone()).unwrap();
-    assert_eq!(ok.into_scalar(), loss.forward(x.clone(), y.clone()).into_scalar());
+    assert_eq!(
+        ok.into_scalar(),
+        loss.forward(x.clone(), y.clone()).into_scalar()
+    );
 
     let wide = Tensor::<F, 2>::zeros([2, 4], &device);
     match loss.forward_checked(x.clone(), wide) {

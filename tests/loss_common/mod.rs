@@ -52,7 +52,10 @@ impl Case {
 }
 
 pub fn fixtures() -> Fixtures {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/loss/asymmetric.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/loss/asymmetric.json"
+    );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -143,7 +146,10 @@ pub fn compare_fused_composed<B: LossBackend>(rows: usize, cols: usize, range: f
         Distribution::Bernoulli(0.3)
     };
     let y = Tensor::<B, 2>::random([rows, cols], targets, &device);
-    let mut configs: Vec<_> = LossPreset::ALL.iter().map(|p| (p.name(), p.config())).collect();
+    let mut configs: Vec<_> = LossPreset::ALL
+        .iter()
+        .map(|p| (p.name(), p.config()))
+        .collect();
     configs.push((
         "fractional",
         AsymmetricLossConfig::new()
