@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use burn::backend::ndarray::{
     FloatNdArrayElement, IntNdArrayElement, NdArray, NdArrayTensor, QuantElement, SharedArray,
 };
-use burn::tensor::ops::{FloatTensor, FloatTensorOps};
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
 
 use super::backend::LossBackend;
