@@ -65,6 +65,27 @@ pub fn asymmetric_loss_cpu(
     }
 }
 
+/// A zeroed `f32` buffer of `n` elements for a kernel's output.
+///
+/// Large buffers come from the kernel as fresh pages, and faulting in thousands of 4 KiB pages
+/// costs as much as the loss itself; on Linux the buffer is advised onto transparent huge pages
+/// before its first touch, which removes most of that cost.
+pub fn zeroed_f32(n: usize) -> Vec<f32> {
+    let v = vec![0.0f32; n];
+    #[cfg(target_os = "linux")]
+    if n * 4 >= 4 << 20 {
+        let start = v.as_ptr() as usize;
+        let aligned = (start + 4095) & !4095;
+        let len = (start + n * 4).saturating_sub(aligned) & !4095;
+        // SAFETY: the range lies inside the allocation; MADV_HUGEPAGE only changes how the
+        // kernel backs it, never its contents, and a failure just leaves small pages.
+        unsafe {
+            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        }
+    }
+    v
+}
+
 /// Multiply `grad` by `factor` in place, in parallel for large slices.
 pub(crate) fn scale_in_place(grad: &mut [f32], factor: f32) {
     if grad.len() <= CHUNK {

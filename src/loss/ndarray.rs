@@ -9,7 +9,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
 
 use super::backend::LossBackend;
-use super::cpu::asymmetric_loss_cpu;
+use super::cpu::{asymmetric_loss_cpu, zeroed_f32};
 use super::params::LossParams;
 
 /// The `f32` values in row-major order, borrowed when the array is standard-layout `f32`.
@@ -51,7 +51,7 @@ fn run<B: LossBackend<FloatTensorPrimitive = NdArrayTensor>>(
     let (x, y) = (to_f32(logits), to_f32(targets));
     let (xs, ys) = (values(&x).expect("f32"), values(&y).expect("f32"));
     let (loss, grad) = if with_grad {
-        let mut g = vec![0.0f32; xs.len()];
+        let mut g = zeroed_f32(xs.len());
         let loss = asymmetric_loss_cpu(&xs, &ys, params, Some(&mut g));
         (
             loss,
