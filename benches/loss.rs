@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use aia::loss::{AsymmetricLoss, AsymmetricLossConfig};
+use aia::loss::{zeroed_f32, AsymmetricLoss, AsymmetricLossConfig};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Distribution, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -21,10 +21,11 @@ type Ad = Autodiff<Flex>;
 const SHAPES: [(usize, usize); 3] = [(32, 260), (256, 1000), (1024, 9605)];
 
 /// Read `a` and `b`, write a new array: the memory traffic of the fused forward+backward, with
-/// the same chunking over the same threads, and a fresh output as every tensor op allocates.
+/// the same chunking over the same threads, and a fresh output allocated as the fused kernel
+/// allocates its gradient.
 fn memory_copy(a: &[f32], b: &[f32]) -> Vec<f32> {
     const CHUNK: usize = 16 * 1024;
-    let mut out = vec![0.0f32; a.len()];
+    let mut out = zeroed_f32(a.len());
     if a.len() <= CHUNK {
         out.iter_mut()
             .zip(a.iter().zip(b))

@@ -34,8 +34,15 @@ fn ndarray_fused_and_composed_match_torch_fixtures() {
 fn fused_matches_composed_on_random_inputs() {
     // 7x33 leaves a tail after the 16-lane blocks; 300x130 is split across threads.
     for (rows, cols) in [(7, 33), (300, 130)] {
-        compare_fused_composed::<F>(rows, cols, 12.0);
+        compare_fused_composed::<F>(rows, cols, 12.0, false);
     }
+}
+
+#[test]
+fn fused_matches_composed_with_soft_targets() {
+    // Soft targets take the kernel's general path, which computes both terms.
+    compare_fused_composed::<F>(7, 33, 12.0, true);
+    compare_fused_composed::<F>(300, 130, 30.0, true);
 }
 
 #[test]

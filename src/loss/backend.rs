@@ -99,7 +99,8 @@ impl<B: LossBackend> Backward<B, 2> for AsymmetricLossBackward {
             let n = x.shape().num_elements();
             let (pos, neg) = composed::terms(&state.params, x);
             let grad = (pos - neg).mul_scalar(-state.params.scale(n));
-            let grad = B::asymmetric_loss_scale_grad(grad.into_primitive().tensor(), grad_out.clone());
+            let grad =
+                B::asymmetric_loss_scale_grad(grad.into_primitive().tensor(), grad_out.clone());
             grads.register::<B>(node.id, grad);
         }
         if let (Some(node), Some(grad)) = (node_logits, state.grad_logits) {
@@ -144,9 +145,11 @@ impl<B: LossBackend, C: CheckpointStrategy> LossBackend for Autodiff<B, C> {
                 };
                 prep.finish(state, loss)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::asymmetric_loss(logits.primitive, targets.primitive, params))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(B::asymmetric_loss(
+                logits.primitive,
+                targets.primitive,
+                params,
+            )),
         }
     }
 
@@ -156,11 +159,8 @@ impl<B: LossBackend, C: CheckpointStrategy> LossBackend for Autodiff<B, C> {
         params: &LossParams,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         // A gradient of a gradient is not supported: the fused gradient comes back as a constant.
-        let (loss, grad) = B::asymmetric_loss_with_grad(
-            Self::inner(logits),
-            Self::inner(targets),
-            params,
-        );
+        let (loss, grad) =
+            B::asymmetric_loss_with_grad(Self::inner(logits), Self::inner(targets), params);
         (Self::from_inner(loss), Self::from_inner(grad))
     }
 

@@ -9,8 +9,8 @@ use super::params::LossParams;
 
 /// The per-element positive and negative terms `(L+, L-)` of the loss (before the sign).
 ///
-/// `1 - sigmoid(x)` is computed as `sigmoid(-x)`: in `f32` the subtraction loses every digit for
-/// large logits, which would move the `eps` clamp of the negative term.
+/// `1 - sigmoid(v)` is always computed as `sigmoid(-v)`: in `f32` the subtraction loses every
+/// digit for large logits, in the value (which would move the `eps` clamp) and in its gradient.
 pub(crate) fn terms<B: Backend>(
     params: &LossParams,
     logits: Tensor<B, 2>,
@@ -21,7 +21,8 @@ pub(crate) fn terms<B: Backend>(
     // Negative term: probability shifting, q = max(s - m, 0) and 1 - q = min(1 - s + m, 1).
     let m = params.neg_margin;
     let (q, one_minus_q) = if m > 0.0 {
-        (s.clone().sub_scalar(m).clamp_min(0.0), s_comp.clone().add_scalar(m).clamp_max(1.0))
+        let q = s.clone().sub_scalar(m).clamp_min(0.0);
+        (q, s_comp.clone().add_scalar(m).clamp_max(1.0))
     } else {
         (s.clone(), s_comp.clone())
     };
@@ -37,6 +38,7 @@ pub(crate) fn terms<B: Backend>(
     };
     let log_pos = p.clamp_min(params.eps).log();
     let loss_pos = if params.pos_margin > 0.0 {
+        // p >= threshold exactly when x >= switch_logit (see LossParams).
         let confident = logits.greater_equal_elem(params.switch_logit);
         let w = power(one_minus_p, params.gamma_pos).mask_fill(confident, 1.0);
         log_pos * w
@@ -52,16 +54,37 @@ fn weighted<B: Backend>(value: Tensor<B, 2>, base: Tensor<B, 2>, gamma: f32) -> 
     if gamma == 0.0 {
         value
     } else {
-        value * base.powf_scalar(gamma)
+        value * power(base, gamma)
     }
 }
 
+/// `base^gamma`. Small integer exponents (the presets' 3 and 4) are products: a general `powf` is
+/// an order of magnitude slower per element on the CPU backends, forward and backward.
 fn power<B: Backend>(base: Tensor<B, 2>, gamma: f32) -> Tensor<B, 2> {
     if gamma == 0.0 {
-        base.ones_like()
-    } else {
-        base.powf_scalar(gamma)
+        return base.ones_like();
     }
+    if gamma.fract() != 0.0 || !(1.0..=8.0).contains(&gamma) {
+        return base.powf_scalar(gamma);
+    }
+    // Square-and-multiply over the bits of the exponent.
+    let mut n = gamma as u32;
+    let mut square = base;
+    let mut result: Option<Tensor<B, 2>> = None;
+    loop {
+        if n & 1 == 1 {
+            result = Some(match result {
+                Some(r) => r * square.clone(),
+                None => square.clone(),
+            });
+        }
+        n >>= 1;
+        if n == 0 {
+            break;
+        }
+        square = square.clone() * square;
+    }
+    result.expect("gamma >= 1 has a set bit")
 }
 
 /// The reduced loss, `-reduce(y * L+ + (1 - y) * L-)`.

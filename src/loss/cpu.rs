@@ -65,6 +65,27 @@ pub fn asymmetric_loss_cpu(
     }
 }
 
+/// A zeroed `f32` buffer of `n` elements for a kernel's output.
+///
+/// Large buffers come from the kernel as fresh pages, and faulting in thousands of 4 KiB pages
+/// costs as much as the loss itself; on Linux the buffer is advised onto transparent huge pages
+/// before its first touch, which removes most of that cost.
+pub fn zeroed_f32(n: usize) -> Vec<f32> {
+    let v = vec![0.0f32; n];
+    #[cfg(target_os = "linux")]
+    if n * 4 >= 4 << 20 {
+        let start = v.as_ptr() as usize;
+        let aligned = (start + 4095) & !4095;
+        let len = (start + n * 4).saturating_sub(aligned) & !4095;
+        // SAFETY: the range lies inside the allocation; MADV_HUGEPAGE only changes how the
+        // kernel backs it, never its contents, and a failure just leaves small pages.
+        unsafe {
+            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        }
+    }
+    v
+}
+
 /// Multiply `grad` by `factor` in place, in parallel for large slices.
 pub(crate) fn scale_in_place(grad: &mut [f32], factor: f32) {
     if grad.len() <= CHUNK {
@@ -83,37 +104,45 @@ fn dispatch<const GRAD: bool>(
     y: &[f32],
     g: &mut [f32],
 ) -> f64 {
-    let int_pow = |v: f32| v >= 0.0 && v <= 15.0 && v.fract() == 0.0;
-    let margin = p.pos_margin > 0.0;
-    if int_pow(p.gamma_neg) && int_pow(p.gamma_pos) {
-        let k = Elem {
-            p: *p,
-            scale,
-            pow_neg: IntPow(p.gamma_neg as u32),
-            pow_pos: IntPow(p.gamma_pos as u32),
-        };
-        if margin {
-            run::<_, GRAD, true>(&k, x, y, g)
-        } else {
-            run::<_, GRAD, false>(&k, x, y, g)
+    let int_pow = |v: f32| (0.0..=15.0).contains(&v) && v.fract() == 0.0;
+    // The presets' exponents are compile-time constants: their powers are one or two products.
+    match (p.gamma_neg, p.gamma_pos) {
+        (0.0, 0.0) => with_pows::<GRAD, _, _>(p, scale, ConstPow::<0>, ConstPow::<0>, x, y, g),
+        (3.0, 3.0) => with_pows::<GRAD, _, _>(p, scale, ConstPow::<3>, ConstPow::<3>, x, y, g),
+        (4.0, 0.0) => with_pows::<GRAD, _, _>(p, scale, ConstPow::<4>, ConstPow::<0>, x, y, g),
+        (4.0, 3.0) => with_pows::<GRAD, _, _>(p, scale, ConstPow::<4>, ConstPow::<3>, x, y, g),
+        (n, q) if int_pow(n) && int_pow(q) => {
+            let (n, q) = (IntPow(n as u32), IntPow(q as u32));
+            with_pows::<GRAD, _, _>(p, scale, n, q, x, y, g)
         }
-    } else {
-        let k = Elem {
-            p: *p,
-            scale,
-            pow_neg: FloatPow(p.gamma_neg),
-            pow_pos: FloatPow(p.gamma_pos),
-        };
-        if margin {
-            run::<_, GRAD, true>(&k, x, y, g)
-        } else {
-            run::<_, GRAD, false>(&k, x, y, g)
-        }
+        (n, q) => with_pows::<GRAD, _, _>(p, scale, FloatPow(n), FloatPow(q), x, y, g),
     }
 }
 
-fn run<P: Pow, const GRAD: bool, const MARGIN: bool>(
-    k: &Elem<P>,
+fn with_pows<const GRAD: bool, N: Pow, Q: Pow>(
+    p: &LossParams,
+    scale: f32,
+    pow_neg: N,
+    pow_pos: Q,
+    x: &[f32],
+    y: &[f32],
+    g: &mut [f32],
+) -> f64 {
+    let k = Elem {
+        p: *p,
+        scale,
+        pow_neg,
+        pow_pos,
+    };
+    if p.pos_margin > 0.0 {
+        run::<N, Q, GRAD, true>(&k, x, y, g)
+    } else {
+        run::<N, Q, GRAD, false>(&k, x, y, g)
+    }
+}
+
+fn run<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
+    k: &Elem<N, Q>,
     x: &[f32],
     y: &[f32],
     g: &mut [f32],
@@ -122,41 +151,41 @@ fn run<P: Pow, const GRAD: bool, const MARGIN: bool>(
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { run_avx512::<P, GRAD, MARGIN>(k, x, y, g) };
+            return unsafe { run_avx512::<N, Q, GRAD, MARGIN>(k, x, y, g) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { run_avx2::<P, GRAD, MARGIN>(k, x, y, g) };
+            return unsafe { run_avx2::<N, Q, GRAD, MARGIN>(k, x, y, g) };
         }
     }
-    run_loop::<P, GRAD, MARGIN>(k, x, y, g)
+    run_loop::<N, Q, GRAD, MARGIN>(k, x, y, g)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn run_avx512<P: Pow, const GRAD: bool, const MARGIN: bool>(
-    k: &Elem<P>,
+unsafe fn run_avx512<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
+    k: &Elem<N, Q>,
     x: &[f32],
     y: &[f32],
     g: &mut [f32],
 ) -> f64 {
-    run_loop::<P, GRAD, MARGIN>(k, x, y, g)
+    run_loop::<N, Q, GRAD, MARGIN>(k, x, y, g)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn run_avx2<P: Pow, const GRAD: bool, const MARGIN: bool>(
-    k: &Elem<P>,
+unsafe fn run_avx2<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
+    k: &Elem<N, Q>,
     x: &[f32],
     y: &[f32],
     g: &mut [f32],
 ) -> f64 {
-    run_loop::<P, GRAD, MARGIN>(k, x, y, g)
+    run_loop::<N, Q, GRAD, MARGIN>(k, x, y, g)
 }
 
 #[inline(always)]
-fn run_loop<P: Pow, const GRAD: bool, const MARGIN: bool>(
-    k: &Elem<P>,
+fn run_loop<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
+    k: &Elem<N, Q>,
     x: &[f32],
     y: &[f32],
     g: &mut [f32],
@@ -170,7 +199,9 @@ fn run_loop<P: Pow, const GRAD: bool, const MARGIN: bool>(
         let (xs, ys) = (&x[start..end], &y[start..end]);
         let ls = &mut buf[..end - start];
         // Hard targets need only one of the two terms per element: half the transcendentals.
-        let binary = ys.iter().fold(true, |all, &v| all & ((v == 0.0) | (v == 1.0)));
+        let binary = ys
+            .iter()
+            .fold(true, |all, &v| all & ((v == 0.0) | (v == 1.0)));
         match (GRAD, binary) {
             (true, true) => {
                 let gs = &mut g[start..end];
@@ -215,8 +246,6 @@ fn lane_sum(values: &[f32]) -> f64 {
 
 /// A power `base^gamma` with `base` in `[0, 1]` and its derivative coefficient.
 trait Pow: Copy + Send + Sync {
-    /// `if first { a } else { b }`, lane by lane.
-    fn select(first: bool, a: Self, b: Self) -> Self;
     /// `base^gamma`.
     fn pow(self, base: f32) -> f32;
     /// `(base^gamma, gamma * base^(gamma - 1))`, the latter `0` where `base == 0` and
@@ -229,11 +258,6 @@ trait Pow: Copy + Send + Sync {
 struct IntPow(u32);
 
 impl Pow for IntPow {
-    #[inline(always)]
-    fn select(first: bool, a: Self, b: Self) -> Self {
-        IntPow(if first { a.0 } else { b.0 })
-    }
-
     #[inline(always)]
     fn pow(self, base: f32) -> f32 {
         powi4(base, self.0)
@@ -261,16 +285,34 @@ fn powi4(base: f32, n: u32) -> f32 {
     r
 }
 
+/// An exponent known at compile time: `K - 1` products.
+#[derive(Clone, Copy)]
+struct ConstPow<const K: u32>;
+
+impl<const K: u32> Pow for ConstPow<K> {
+    #[inline(always)]
+    fn pow(self, base: f32) -> f32 {
+        self.pow_deriv(base).0
+    }
+
+    #[inline(always)]
+    fn pow_deriv(self, base: f32) -> (f32, f32) {
+        if K == 0 {
+            return (1.0, 0.0);
+        }
+        let mut below = 1.0f32;
+        for _ in 1..K {
+            below *= base;
+        }
+        (below * base, K as f32 * below)
+    }
+}
+
 /// Any non-negative exponent, through `exp(gamma * ln(base))`.
 #[derive(Clone, Copy)]
 struct FloatPow(f32);
 
 impl Pow for FloatPow {
-    #[inline(always)]
-    fn select(first: bool, a: Self, b: Self) -> Self {
-        FloatPow(if first { a.0 } else { b.0 })
-    }
-
     #[inline(always)]
     fn pow(self, base: f32) -> f32 {
         if self.0 == 0.0 {
@@ -288,24 +330,20 @@ impl Pow for FloatPow {
     #[inline(always)]
     fn pow_deriv(self, base: f32) -> (f32, f32) {
         let v = self.pow(base);
-        let d = if base > 0.0 {
-            self.0 * v / base
-        } else {
-            0.0
-        };
+        let d = if base > 0.0 { self.0 * v / base } else { 0.0 };
         (v, d)
     }
 }
 
 /// The element-wise loss and gradient, with everything uniform hoisted out.
-struct Elem<P> {
+struct Elem<N, Q> {
     p: LossParams,
     scale: f32,
-    pow_neg: P,
-    pow_pos: P,
+    pow_neg: N,
+    pow_pos: Q,
 }
 
-impl<P: Pow> Elem<P> {
+impl<N: Pow, Q: Pow> Elem<N, Q> {
     /// `(l, dl/dx * scale)` for one element, `l = -(y L+ + (1 - y) L-)`.
     #[inline(always)]
     fn elem<const GRAD: bool, const MARGIN: bool>(&self, x: f32, y: f32) -> (f32, f32) {
@@ -363,7 +401,7 @@ impl<P: Pow> Elem<P> {
     }
 }
 
-impl<P: Pow> Elem<P> {
+impl<N: Pow, Q: Pow> Elem<N, Q> {
     /// [`elem`](Self::elem) for a target of exactly 0 or 1: only that target's term is computed,
     /// with one `exp`, one `ln` and one power, the choices made by lane-wise selects.
     #[inline(always)]
@@ -382,15 +420,17 @@ impl<P: Pow> Elem<P> {
         let unclamped = arg >= p.eps;
         let log = ln(arg.max(p.eps));
         let base = if pos { s_comp } else { q };
-        let pow = P::select(pos, self.pow_pos, self.pow_neg);
+        // Both exponents are applied and one result picked: with constant exponents that is a
+        // few products, cheaper than a power with an exponent varying by lane.
+        let (wn, dwn) = self.pow_neg.pow_deriv(base);
+        let (wp, dwp) = self.pow_pos.pow_deriv(base);
+        let (w_focal, dw_focal) = if pos { (wp, dwp) } else { (wn, dwn) };
         let confident = MARGIN && pos && x >= p.switch_logit;
 
         if !GRAD {
-            // The same arithmetic as the gradient path, so both give bit-identical losses.
-            let w = if confident { 1.0 } else { pow.pow_deriv(base).0 };
+            let w = if confident { 1.0 } else { w_focal };
             return (-(log * w), 0.0);
         }
-        let (w_focal, dw_focal) = pow.pow_deriv(base);
         let w = if confident { 1.0 } else { w_focal };
         let l = -(log * w);
 
@@ -399,8 +439,18 @@ impl<P: Pow> Elem<P> {
         //   negative: d/dx = [active] t (-[unclamped] w / (1 - q) + log * gamma q^(gamma-1))
         let t = s * s_comp;
         let d_log = if pos { s_comp } else { -t / one_minus_q };
-        let d_log = if unclamped && (pos || active) { d_log } else { 0.0 };
-        let d_base = if pos { -t } else if active { t } else { 0.0 };
+        let d_log = if unclamped && (pos || active) {
+            d_log
+        } else {
+            0.0
+        };
+        let d_base = if pos {
+            -t
+        } else if active {
+            t
+        } else {
+            0.0
+        };
         let d_w = if confident { 0.0 } else { d_base * dw_focal };
         let d = -(d_log * w + log * d_w) * self.scale;
         (l, d)
@@ -435,15 +485,14 @@ fn exp(x: f32) -> f32 {
     let ni = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
     let r = x - n * LN2_HI - n * LN2_LO;
     let z = r * r;
-    let poly = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r
-        + 4.166_579_6e-2)
-        * r
-        + 1.666_666_5e-1)
-        * r
-        + 5.000_000_1e-1)
-        * z
-        + r
-        + 1.0;
+    let poly =
+        (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+            + 1.666_666_5e-1)
+            * r
+            + 0.5)
+            * z
+            + r
+            + 1.0;
     f32::from_bits((poly.to_bits() as i32).wrapping_add(ni << 23) as u32)
 }
 
@@ -520,7 +569,10 @@ mod tests {
         for n in 0..=15u32 {
             for &b in &[0.0f32, 0.3, 0.999, 1.0] {
                 let want = (b as f64).powi(n as i32);
-                assert!((IntPow(n).pow(b) as f64 - want).abs() <= 1e-6 * want.max(1e-30), "{b}^{n}");
+                assert!(
+                    (IntPow(n).pow(b) as f64 - want).abs() <= 1e-6 * want.max(1e-30),
+                    "{b}^{n}"
+                );
             }
         }
     }

@@ -6,7 +6,7 @@ use burn::tensor::ops::{FloatTensor, FloatTensorOps};
 use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
 
 use super::backend::LossBackend;
-use super::cpu::{asymmetric_loss_cpu, scale_in_place};
+use super::cpu::{asymmetric_loss_cpu, scale_in_place, zeroed_f32};
 use super::params::LossParams;
 
 /// An `f32` tensor whose storage is one contiguous run (a view of it needs no copy).
@@ -44,8 +44,7 @@ fn run(
     let y = contiguous_f32(targets);
     let (xs, ys) = (x.as_slice::<f32>().unwrap(), y.as_slice::<f32>().unwrap());
     let (loss, grad) = if with_grad {
-        // Zeroed memory comes from the allocator as fresh pages, without a memset pass.
-        let mut g = vec![0.0f32; xs.len()];
+        let mut g = zeroed_f32(xs.len());
         let loss = asymmetric_loss_cpu(xs, ys, params, Some(&mut g));
         let g = FlexTensor::from_data(TensorData::new(g, shape));
         (loss, Some(in_dtype(g, dtype)))

@@ -135,11 +135,17 @@ pub fn check_fixtures<B: LossBackend>(which: Impl) {
     }
 }
 
-/// Fused and composed agree (loss and both gradients) on random inputs of this size.
-pub fn compare_fused_composed<B: LossBackend>(rows: usize, cols: usize, range: f64) {
+/// Fused and composed agree (loss and both gradients) on random inputs of this size, with hard
+/// (0/1) or soft (uniform in [0, 1]) targets.
+pub fn compare_fused_composed<B: LossBackend>(rows: usize, cols: usize, range: f64, soft: bool) {
     let device = Default::default();
     let x = Tensor::<B, 2>::random([rows, cols], Distribution::Uniform(-range, range), &device);
-    let y = Tensor::<B, 2>::random([rows, cols], Distribution::Bernoulli(0.3), &device);
+    let targets = if soft {
+        Distribution::Uniform(0.0, 1.0)
+    } else {
+        Distribution::Bernoulli(0.3)
+    };
+    let y = Tensor::<B, 2>::random([rows, cols], targets, &device);
     let mut configs: Vec<_> = LossPreset::ALL
         .iter()
         .map(|p| (p.name(), p.config()))

@@ -1,0 +1,187 @@
+//! [`LossBackend`] for the CubeCL backends (CUDA, wgpu): one element-wise CubeCL kernel writes
+//! the per-element losses (and gradients), then Burn's reduction sums them.
+
+use burn::tensor::ops::{FloatTensor, FloatTensorOps};
+use burn::tensor::Shape;
+use burn_cubecl::element::BoolElement;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::{CubeBackend, CubeRuntime, FloatElement, IntElement};
+use cubecl::prelude::*;
+use cubecl::{calculate_cube_count_elemwise, CubeDim};
+
+use super::backend::LossBackend;
+use super::params::LossParams;
+
+/// `base^gamma` and `gamma * base^(gamma - 1)` for `base` in `[0, 1]`, `gamma >= 0`.
+///
+/// `pow(0, 0)` is NaN on some targets, and the derivative is unbounded at 0 for `gamma < 1`;
+/// wherever `base == 0` the caller multiplies the derivative by 0, so 0 is returned there.
+#[cube]
+fn pow_deriv<F: Float>(base: F, gamma: F) -> (F, F) {
+    let zero = F::new(0.0);
+    let one = F::new(1.0);
+    let positive = base > zero;
+    let safe = select(positive, base, one);
+    let value = select(gamma == zero, one, F::powf(safe, gamma));
+    let value = select(positive || gamma == zero, value, zero);
+    let deriv = select(positive, gamma * value / safe, zero);
+    (value, deriv)
+}
+
+/// One thread per element: `losses[i] = -(y L+ + (1 - y) L-)` and, when `with_grad`,
+/// `grad[i] = scale * d losses[i] / d x`. The same formulas as the CPU kernel's general path.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn asymmetric_loss_kernel<F: Float>(
+    logits: &Tensor<F>,
+    targets: &Tensor<F>,
+    losses: &mut Tensor<F>,
+    grad: &mut Tensor<F>,
+    gamma_neg: f32,
+    gamma_pos: f32,
+    pos_margin: f32,
+    neg_margin: f32,
+    eps: f32,
+    switch_logit: f32,
+    scale: f32,
+    #[comptime] with_grad: bool,
+    #[comptime] margin: bool,
+    #[define(F)] _dtype: StorageType,
+) {
+    let i = ABSOLUTE_POS;
+    if i >= logits.len() {
+        terminate!();
+    }
+    let zero = F::new(0.0);
+    let one = F::new(1.0);
+    let x = logits[i];
+    let y = targets[i];
+    let gamma_neg = F::cast_from(gamma_neg);
+    let gamma_pos = F::cast_from(gamma_pos);
+    let neg_margin = F::cast_from(neg_margin);
+    let eps = F::cast_from(eps);
+
+    // sigmoid(x) and sigmoid(-x), each without cancellation.
+    let e = F::exp(-F::abs(x));
+    let big = one / (one + e);
+    let small = e * big;
+    let nonneg = x >= zero;
+    let s = select(nonneg, big, small);
+    let s_comp = select(nonneg, small, big);
+
+    // Negative term.
+    let active = s > neg_margin;
+    let q = select(active, s - neg_margin, zero);
+    let one_minus_q = select(active, s_comp + neg_margin, one);
+    let log_neg = F::ln(F::max(one_minus_q, eps));
+    let (w_neg, dw_neg) = pow_deriv::<F>(q, gamma_neg);
+
+    // Positive term.
+    let mut p = s;
+    let mut p_comp = s_comp;
+    let mut confident = false;
+    if margin {
+        let z = x - F::cast_from(pos_margin);
+        let e2 = F::exp(-F::abs(z));
+        let big2 = one / (one + e2);
+        let small2 = e2 * big2;
+        let nonneg2 = z >= zero;
+        p = select(nonneg2, big2, small2);
+        p_comp = select(nonneg2, small2, big2);
+        confident = x >= F::cast_from(switch_logit);
+    }
+    let log_pos = F::ln(F::max(p, eps));
+    let (w_focal, dw_focal) = pow_deriv::<F>(p_comp, gamma_pos);
+    let w_pos = select(confident, one, w_focal);
+
+    losses[i] = -(y * log_pos * w_pos + (one - y) * log_neg * w_neg);
+
+    if with_grad {
+        let t = s * s_comp;
+        // d L- / dx = [active] t (-[unclamped] w / (1 - q) + log(1 - q) gamma q^(gamma - 1))
+        let d_log_neg = select(one_minus_q >= eps, -w_neg / one_minus_q, zero);
+        let d_neg = select(active, t * (d_log_neg + log_neg * dw_neg), zero);
+        // d L+ / dx = [unclamped] (1 - p) w - [focal] log(p) gamma (1 - p)^(gamma - 1) p (1 - p)
+        let t_pos = p * p_comp;
+        let d_log_pos = select(p >= eps, p_comp * w_pos, zero);
+        let d_w_pos = select(confident, zero, log_pos * dw_focal * t_pos);
+        let d_pos = d_log_pos - d_w_pos;
+        grad[i] = -(y * d_pos + (one - y) * d_neg) * F::cast_from(scale);
+    }
+}
+
+type Cube<R, F, I, BT> = CubeBackend<R, F, I, BT>;
+
+fn run<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+    logits: CubeTensor<R>,
+    targets: CubeTensor<R>,
+    params: &LossParams,
+    with_grad: bool,
+) -> (CubeTensor<R>, Option<CubeTensor<R>>) {
+    let dtype = logits.dtype;
+    let targets = if targets.dtype == dtype {
+        targets
+    } else {
+        Cube::<R, F, I, BT>::float_cast(targets, dtype.into())
+    };
+    let logits = into_contiguous(logits);
+    let targets = into_contiguous(targets);
+    let shape: Shape = logits.meta.shape().clone();
+    let n = shape.num_elements();
+    let client = logits.client.clone();
+    let device = logits.device.clone();
+
+    let losses = empty_device_dtype(client.clone(), device.clone(), shape.clone(), dtype);
+    // Without a gradient the kernel still takes a tensor there, which it never writes.
+    let grad_shape = if with_grad { shape } else { Shape::new([1]) };
+    let grad = empty_device_dtype(client.clone(), device, grad_shape, dtype);
+
+    let cube_dim = CubeDim::new(&client, n);
+    let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
+    asymmetric_loss_kernel::launch::<R>(
+        &client,
+        cube_count,
+        cube_dim,
+        logits.into_tensor_arg(),
+        targets.into_tensor_arg(),
+        losses.clone().into_tensor_arg(),
+        grad.clone().into_tensor_arg(),
+        params.gamma_neg,
+        params.gamma_pos,
+        params.pos_margin,
+        params.neg_margin,
+        params.eps,
+        params.switch_logit,
+        params.scale(n),
+        with_grad,
+        params.pos_margin > 0.0,
+        dtype.into(),
+    );
+
+    let total = Cube::<R, F, I, BT>::float_sum(losses);
+    let total = Cube::<R, F, I, BT>::float_mul_scalar(total, params.scale(n).into());
+    (total, with_grad.then_some(grad))
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LossBackend
+    for CubeBackend<R, F, I, BT>
+{
+    fn asymmetric_loss(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+        params: &LossParams,
+    ) -> FloatTensor<Self> {
+        run::<R, F, I, BT>(logits, targets, params, false).0
+    }
+
+    fn asymmetric_loss_with_grad(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+        params: &LossParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (loss, grad) = run::<R, F, I, BT>(logits, targets, params, true);
+        (loss, grad.expect("requested"))
+    }
+}
