@@ -163,7 +163,7 @@ fn train_resume_evaluate_annotate() {
     // A missing image is an error naming it, not a panic.
     let missing = root.path().join("nope.jpg");
     let err = annotator
-        .annotate(&[missing.clone()])
+        .annotate(std::slice::from_ref(&missing))
         .unwrap_err()
         .to_string();
     assert!(err.contains("nope.jpg"), "{err}");
