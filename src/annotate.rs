@@ -132,10 +132,7 @@ impl<B: Backend> Annotator<B> {
             ThresholdChoice::Fixed(t) => Thresholds::Global(t),
             ThresholdChoice::MccGrid | ThresholdChoice::MccExact => {
                 let path = run.join(EVALUATION_FILE);
-                let bytes = std::fs::read(&path).map_err(|source| TrainError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                let bytes = crate::train::atomic::read_file(&path)?;
                 let evaluation: Evaluation = serde_json::from_slice(&bytes)
                     .map_err(|source| TrainError::Json { path, source })?;
                 match choice {
@@ -258,27 +255,12 @@ pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    Ok(crate::train::atomic::write_atomic(path, bytes)?)
 }
 
 /// Writes the annotations as a JSON array.
 pub fn write_json(path: &Path, annotations: &[ImageAnnotation]) -> Result<()> {
-    let json = serde_json::to_vec_pretty(annotations).map_err(|source| TrainError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    write_file(path, &json)
+    crate::experiment::evaluate::write_json(path, &annotations)
 }
 
 /// Writes the annotations as CSV, one row per (image, label): `image,label,score,rank`.

@@ -60,20 +60,13 @@ impl Evaluation {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let io = |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+/// Writes `value` as pretty JSON, atomically.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(|source| TrainError::Json {
         path: path.to_path_buf(),
         source,
     })?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    std::io::Write::write_all(&mut tmp, &json).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    Ok(crate::train::atomic::write_atomic(path, &json)?)
 }
 
 /// Loads a run's best model as trained by [`train`](super::train), with its experiment config.

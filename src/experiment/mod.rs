@@ -13,7 +13,7 @@
 
 mod baseline;
 mod config;
-mod evaluate;
+pub(crate) mod evaluate;
 mod run;
 
 pub use baseline::frequency_baseline;

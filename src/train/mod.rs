@@ -8,7 +8,7 @@
 //!   live [`Progress`], atomic checkpoints and exact resume, the best model, `results.json`
 //!   ([`RunResults`]) and `curves.svg` ([`training_curves_svg`]).
 
-mod atomic;
+pub(crate) mod atomic;
 mod checkpoint;
 mod config;
 mod evaluate;
