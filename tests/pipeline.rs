@@ -168,3 +168,49 @@ fn train_resume_evaluate_annotate() {
         .to_string();
     assert!(err.contains("nope.jpg"), "{err}");
 }
+
+#[test]
+fn a_truncated_image_is_an_error_naming_it_or_skipped_on_request() {
+    let root = tempfile::tempdir().unwrap();
+    let config = ExperimentConfig::new("Synthetic".into())
+        .with_data_root(root.path().to_path_buf())
+        .with_synthetic(
+            SyntheticConfig::new()
+                .with_seed(3)
+                .with_train_images(32)
+                .with_test_images(16)
+                .with_min_size(32)
+                .with_max_size(40),
+        )
+        .with_model(TResNetConfig::new([1, 1, 1, 1]).with_width(0.25))
+        .with_train(
+            TrainConfig::new()
+                .with_epochs(1)
+                .with_batch_size(16)
+                .with_image_size(32)
+                .with_num_workers(1),
+        );
+    let folder = experiment::open_data(&config).unwrap().1;
+    let victim = folder.train().samples()[5].image_name.clone();
+    let path = folder.images_dir().join(&victim);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+
+    let device = Default::default();
+    let err = experiment::train::<AD>(&config, &root.path().join("a"), &device, |t| {
+        t.with_progress(SilentProgress)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains(&victim), "{err}");
+
+    // Batches of 31: the 31 readable images make one step, all 32 would make two.
+    let mut skipping = config.clone().with_skip_bad_images(true);
+    skipping.train.batch_size = 31;
+    let outcome = experiment::train::<AD>(&skipping, &root.path().join("b"), &device, |t| {
+        t.with_progress(SilentProgress)
+    })
+    .unwrap();
+    assert!(outcome.results.completed);
+    assert_eq!(outcome.results.steps_per_epoch, 1);
+}

@@ -46,12 +46,22 @@ pub(super) fn open_split(
     folder: &AnnotationFolder,
     split: &crate::data::AnnotationSplit,
 ) -> Result<AnnotationDataset> {
-    // Headers only: decoding every image up front would double the first epoch's I/O.
+    // A full decode up front (in parallel, about one epoch's decoding) so that a truncated image
+    // is an error here, naming the file, rather than a failure in a loader thread mid-epoch.
     let dataset = if config.skip_bad_images {
-        AnnotationDataset::open_skipping(folder, split, ImageCheck::Headers)?
+        AnnotationDataset::open_skipping(folder, split, ImageCheck::Full)?
     } else {
-        AnnotationDataset::open(folder, split, ImageCheck::Headers)?
+        AnnotationDataset::open(folder, split, ImageCheck::Full)?
     };
+    if !dataset.skipped().is_empty() {
+        eprintln!(
+            "warning: {}: skipped {} unreadable images of {} (first: {})",
+            split.path().display(),
+            dataset.skipped().len(),
+            split.len(),
+            dataset.skipped()[0].error
+        );
+    }
     Ok(dataset)
 }
 
