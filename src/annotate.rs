@@ -22,7 +22,9 @@ use burn::tensor::backend::Backend;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{load_rgb8, AnnotationBatcher, AnnotationBatcherConfig, AnnotationItem, DataError};
+use crate::data::{
+    load_rgb8, AnnotationBatcher, AnnotationBatcherConfig, AnnotationItem, DataError,
+};
 use crate::experiment::{load_best, open_data, Evaluation, EVALUATION_FILE};
 use crate::metrics::Thresholds;
 use crate::model::TResNet;
@@ -53,7 +55,9 @@ impl FromStr for ThresholdChoice {
                 .ok()
                 .filter(|t| (0.0..=1.0).contains(t))
                 .map(Self::Fixed)
-                .ok_or_else(|| format!("unknown threshold `{s}`: expected grid, exact or a number in [0, 1]")),
+                .ok_or_else(|| {
+                    format!("unknown threshold `{s}`: expected grid, exact or a number in [0, 1]")
+                }),
         }
     }
 }
@@ -143,7 +147,13 @@ impl<B: Backend> Annotator<B> {
         let batcher = AnnotationBatcherConfig::new(source.normalization())
             .with_image_size(config.train.image_size)
             .init();
-        Self::new(model, folder.vocabulary().labels().to_vec(), &thresholds, batcher, device)
+        Self::new(
+            model,
+            folder.vocabulary().labels().to_vec(),
+            &thresholds,
+            batcher,
+            device,
+        )
     }
 
     /// The vocabulary, in output order.
@@ -294,7 +304,9 @@ pub fn write_csv(path: &Path, annotations: &[ImageAnnotation]) -> Result<()> {
                 .map_err(csv_error)?;
         }
     }
-    let bytes = writer.into_inner().map_err(|e| csv_error(e.into_error().into()))?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| csv_error(e.into_error().into()))?;
     write_file(path, &bytes)
 }
 
@@ -362,7 +374,11 @@ pub fn write_html(path: &Path, title: &str, annotations: &[ImageAnnotation]) -> 
             for word in truth {
                 let found = annotation.labels.iter().any(|l| &l.label == word);
                 let class = if found { "hit" } else { "miss" };
-                let _ = write!(html, "<span class=\"{class}\">{}</span> ", escape_html(word));
+                let _ = write!(
+                    html,
+                    "<span class=\"{class}\">{}</span> ",
+                    escape_html(word)
+                );
             }
             html.push_str("</div>");
         }

@@ -52,7 +52,11 @@ impl Evaluation {
     /// The row named `name` (`"threshold 0.5"`, `"MCC grid"`, `"MCC exact"`,
     /// `"frequency baseline"`).
     pub fn row(&self, name: &str) -> Option<&AnnotationMetrics> {
-        self.table.rows().iter().find(|(n, _)| n == name).map(|(_, m)| m)
+        self.table
+            .rows()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m)
     }
 }
 
@@ -129,7 +133,8 @@ pub fn evaluate<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation
     } = score(test_set)?;
     let labels = folder.vocabulary().labels().to_vec();
     let measure = |scores: &[f32], thresholds: &Thresholds| -> Result<AnnotationMetrics> {
-        Ok(metrics::evaluate(scores, &targets, classes, thresholds)?.with_vocabulary(Some(&labels))?)
+        Ok(metrics::evaluate(scores, &targets, classes, thresholds)?
+            .with_vocabulary(Some(&labels))?)
     };
     let rows = targets.len() / classes.max(1);
     let (baseline_scores, baseline_threshold) = frequency_baseline(&train_targets, classes, rows);
@@ -137,7 +142,10 @@ pub fn evaluate<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation
     table.push("threshold 0.5", measure(&scores, &Thresholds::Global(0.5))?);
     table.push("MCC grid", measure(&scores, &grid.to_thresholds())?);
     table.push("MCC exact", measure(&scores, &exact.to_thresholds())?);
-    table.push("frequency baseline", measure(&baseline_scores, &baseline_threshold)?);
+    table.push(
+        "frequency baseline",
+        measure(&baseline_scores, &baseline_threshold)?,
+    );
 
     write_json(
         &run.join(PREDICTIONS_FILE),

@@ -136,13 +136,7 @@ where
     let run_info = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
     let mut trainer = customize(Trainer::new(config.train.clone(), out).with_run_info(run_info));
     let loss = config.loss.init();
-    let outcome = trainer.fit::<B, _, _, _, _>(
-        model,
-        &loss,
-        &train_loader,
-        valid,
-        &mut evaluator,
-        device,
-    )?;
+    let outcome =
+        trainer.fit::<B, _, _, _, _>(model, &loss, &train_loader, valid, &mut evaluator, device)?;
     Ok(outcome)
 }
