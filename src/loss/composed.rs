@@ -11,9 +11,9 @@ use burn::tensor::Tensor;
 use super::config::Reduction;
 use super::params::LossParams;
 
-/// Beyond `±LOGIT_RANGE` (shifted by the positive margin) every term of the loss is constant to
-/// `f32` precision and its gradient below `1e-17`: logits are clamped there, which keeps
-/// `exp(-x)` finite.
+/// Below `-LOGIT_RANGE` every term of the loss is constant to `f32` precision and its gradient
+/// below `1e-17`: logits are clamped there from below, which keeps `exp(-x)` finite. (Above, it
+/// underflows to 0, which every formula below takes.)
 const LOGIT_RANGE: f32 = 40.0;
 
 /// The per-element positive and negative terms `(L+, L-)` of the loss (before the sign).
@@ -26,14 +26,22 @@ pub(crate) fn terms<B: Backend>(
     logits: Tensor<B, 2>,
 ) -> (Tensor<B, 2>, Tensor<B, 2>) {
     let pm = params.pos_margin;
-    let e = logits
-        .clone()
-        .clamp(-LOGIT_RANGE, LOGIT_RANGE + pm)
-        .neg()
-        .exp();
+    let e = logits.clone().clamp_min(-LOGIT_RANGE).neg().exp();
     let one_plus_e = e.clone().add_scalar(1.0);
-    let s = one_plus_e.clone().recip();
+    // Tensors used once more only without the positive margin: not cloning them otherwise lets
+    // the next operation reuse their memory.
+    let margin = pm > 0.0;
+    let (s, one_plus_e) = if margin {
+        (one_plus_e.recip(), None)
+    } else {
+        (one_plus_e.clone().recip(), Some(one_plus_e))
+    };
     let s_comp = e.clone() * s.clone();
+    let (s_comp, s_comp_again) = if margin {
+        (s_comp, None)
+    } else {
+        (s_comp.clone(), Some(s_comp))
+    };
 
     // Negative term.
     let m = params.neg_margin;
@@ -42,7 +50,7 @@ pub(crate) fn terms<B: Backend>(
         // matters where q = 0, where q^gamma = 0 hides it unless gamma is 0; 1 - q >= m, so
         // the eps clamp is inactive unless m < eps.
         let q = s.sub_scalar(m).clamp_min(0.0);
-        let mut one_minus_q = s_comp.clone().add_scalar(m);
+        let mut one_minus_q = s_comp.add_scalar(m);
         if params.gamma_neg == 0.0 {
             one_minus_q = one_minus_q.clamp_max(1.0);
         }
@@ -51,13 +59,13 @@ pub(crate) fn terms<B: Backend>(
         }
         weighted(one_minus_q.log(), || q, params.gamma_neg)
     } else {
-        let log_neg = s_comp.clone().clamp_min(params.eps).log();
+        let log_neg = s_comp.clamp_min(params.eps).log();
         weighted(log_neg, || s, params.gamma_neg)
     };
 
     // Positive term: log(max(p, eps)) = -min(log(1 + exp(-(x - m))), -log(eps)).
     let max_neg_log = -((params.eps as f64).ln() as f32);
-    let loss_pos = if pm > 0.0 {
+    let loss_pos = if margin {
         // Logit margin, and plain cross-entropy above the threshold.
         let one_plus_f = e.mul_scalar(pm.exp()).add_scalar(1.0);
         let log_pos = one_plus_f.clone().log().clamp_max(max_neg_log).neg();
@@ -72,6 +80,8 @@ pub(crate) fn terms<B: Backend>(
             log_pos * w
         }
     } else {
+        let one_plus_e = one_plus_e.expect("kept without a margin");
+        let s_comp = s_comp_again.expect("kept without a margin");
         let log_pos = one_plus_e.log().clamp_max(max_neg_log).neg();
         weighted(log_pos, || s_comp, params.gamma_pos)
     };
