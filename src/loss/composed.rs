@@ -26,41 +26,40 @@ pub(crate) fn terms<B: Backend>(
     logits: Tensor<B, 2>,
 ) -> (Tensor<B, 2>, Tensor<B, 2>) {
     let pm = params.pos_margin;
+    let m = params.neg_margin;
+    let margin = pm > 0.0;
     let e = logits.clone().clamp_min(-LOGIT_RANGE).neg().exp();
     let one_plus_e = e.clone().add_scalar(1.0);
-    // Tensors used once more only without the positive margin: not cloning them otherwise lets
-    // the next operation reuse their memory.
-    let margin = pm > 0.0;
+    // Tensors are cloned only when used once more: otherwise the next operation can reuse their
+    // memory. Without a margin, log(1 + e) is the positive term's logarithm.
     let (s, one_plus_e) = if margin {
         (one_plus_e.recip(), None)
     } else {
         (one_plus_e.clone().recip(), Some(one_plus_e))
     };
-    let s_comp = e.clone() * s.clone();
-    let (s_comp, s_comp_again) = if margin {
-        (s_comp, None)
-    } else {
-        (s_comp.clone(), Some(s_comp))
-    };
+    // s(-x) = e s, to full relative precision where it is small; only where a term needs it.
+    let comp_for_pos = !margin && params.gamma_pos != 0.0;
+    let s_comp = (m == 0.0 || comp_for_pos).then(|| e.clone() * s.clone());
 
     // Negative term.
-    let m = params.neg_margin;
-    let loss_neg = if m > 0.0 {
-        // Probability shifting, q = max(s - m, 0), 1 - q = min(s(-x) + m, 1). The min only
-        // matters where q = 0, where q^gamma = 0 hides it unless gamma is 0; 1 - q >= m, so
-        // the eps clamp is inactive unless m < eps.
+    let (loss_neg, s_comp) = if m > 0.0 {
+        // Probability shifting, q = max(s - m, 0). 1 - q is exact given q, and >= m, so the
+        // eps clamp is inactive unless m < eps.
         let q = s.sub_scalar(m).clamp_min(0.0);
-        let mut one_minus_q = s_comp.add_scalar(m);
-        if params.gamma_neg == 0.0 {
-            one_minus_q = one_minus_q.clamp_max(1.0);
-        }
+        let mut one_minus_q = q.clone().neg().add_scalar(1.0);
         if m < params.eps {
             one_minus_q = one_minus_q.clamp_min(params.eps);
         }
-        weighted(one_minus_q.log(), || q, params.gamma_neg)
+        (weighted(one_minus_q.log(), || q, params.gamma_neg), s_comp)
     } else {
-        let log_neg = s_comp.clamp_min(params.eps).log();
-        weighted(log_neg, || s, params.gamma_neg)
+        let comp = s_comp.expect("computed without a negative margin");
+        let (comp, kept) = if comp_for_pos {
+            (comp.clone(), Some(comp))
+        } else {
+            (comp, None)
+        };
+        let log_neg = comp.clamp_min(params.eps).log();
+        (weighted(log_neg, || s, params.gamma_neg), kept)
     };
 
     // Positive term: log(max(p, eps)) = -min(log(1 + exp(-(x - m))), -log(eps)).
@@ -81,9 +80,9 @@ pub(crate) fn terms<B: Backend>(
         }
     } else {
         let one_plus_e = one_plus_e.expect("kept without a margin");
-        let s_comp = s_comp_again.expect("kept without a margin");
         let log_pos = one_plus_e.log().clamp_max(max_neg_log).neg();
-        weighted(log_pos, || s_comp, params.gamma_pos)
+        let weight_base = || s_comp.expect("computed for a focal positive term");
+        weighted(log_pos, weight_base, params.gamma_pos)
     };
     (loss_pos, loss_neg)
 }
