@@ -1,60 +1,103 @@
 //! The loss written with plain tensor operations: the readable reference.
+//!
+//! It is also meant to be usable as is, so it is written with few, cheap operations: every
+//! element-wise operation is a full pass over memory (and under autodiff a backward pass too),
+//! and a transcendental one costs ten times an arithmetic one on the CPU backends (a sigmoid,
+//! twenty). Everything is derived from one `exp(-x)` and two logarithms.
 
-use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::config::Reduction;
 use super::params::LossParams;
 
+/// Below `-LOGIT_RANGE` every term of the loss is constant to `f32` precision and its gradient
+/// below `1e-17`: logits are clamped there from below, which keeps `exp(-x)` finite. (Above, it
+/// underflows to 0, which every formula below takes.)
+const LOGIT_RANGE: f32 = 40.0;
+
 /// The per-element positive and negative terms `(L+, L-)` of the loss (before the sign).
 ///
-/// `1 - sigmoid(v)` is always computed as `sigmoid(-v)`: in `f32` the subtraction loses every
-/// digit for large logits, in the value (which would move the `eps` clamp) and in its gradient.
+/// With `e = exp(-x)`: `s(x) = 1 / (1 + e)`, `s(-x) = e s(x)` and `log s(x - m) = -log(1 + e
+/// exp(m))`. Each keeps full relative precision, and so do their autodiff gradients (`e s^2`
+/// for `s(x)`, where the sigmoid's own `s (1 - s)` would round `1 - s`).
 pub(crate) fn terms<B: Backend>(
     params: &LossParams,
     logits: Tensor<B, 2>,
 ) -> (Tensor<B, 2>, Tensor<B, 2>) {
-    let s = sigmoid(logits.clone());
-    let s_comp = sigmoid(logits.clone().neg());
-
-    // Negative term: probability shifting, q = max(s - m, 0) and 1 - q = min(1 - s + m, 1).
+    let pm = params.pos_margin;
     let m = params.neg_margin;
-    let (q, one_minus_q) = if m > 0.0 {
-        let q = s.clone().sub_scalar(m).clamp_min(0.0);
-        (q, s_comp.clone().add_scalar(m).clamp_max(1.0))
+    let margin = pm > 0.0;
+    let e = logits.clone().clamp_min(-LOGIT_RANGE).neg().exp();
+    let one_plus_e = e.clone().add_scalar(1.0);
+    // Tensors are cloned only when used once more: otherwise the next operation can reuse their
+    // memory. Without a margin, log(1 + e) is the positive term's logarithm.
+    let (s, one_plus_e) = if margin {
+        (one_plus_e.recip(), None)
     } else {
-        (s.clone(), s_comp.clone())
+        (one_plus_e.clone().recip(), Some(one_plus_e))
     };
-    let log_neg = one_minus_q.clamp_min(params.eps).log();
-    let loss_neg = weighted(log_neg, q, params.gamma_neg);
+    // s(-x) = e s, to full relative precision where it is small; only where a term needs it.
+    let comp_for_pos = !margin && params.gamma_pos != 0.0;
+    let s_comp = (m == 0.0 || comp_for_pos).then(|| e.clone() * s.clone());
 
-    // Positive term: logit margin, and plain cross-entropy above the threshold.
-    let (p, one_minus_p) = if params.pos_margin > 0.0 {
-        let shifted = logits.clone().sub_scalar(params.pos_margin);
-        (sigmoid(shifted.clone()), sigmoid(shifted.neg()))
+    // Negative term.
+    let (loss_neg, s_comp) = if m > 0.0 {
+        // Probability shifting, q = max(s - m, 0). 1 - q is exact given q, and >= m, so the
+        // eps clamp is inactive unless m < eps.
+        let q = s.sub_scalar(m).clamp_min(0.0);
+        let mut one_minus_q = q.clone().neg().add_scalar(1.0);
+        if m < params.eps {
+            one_minus_q = one_minus_q.clamp_min(params.eps);
+        }
+        (weighted(one_minus_q.log(), || q, params.gamma_neg), s_comp)
     } else {
-        (s, s_comp)
+        let comp = s_comp.expect("computed without a negative margin");
+        let (comp, kept) = if comp_for_pos {
+            (comp.clone(), Some(comp))
+        } else {
+            (comp, None)
+        };
+        let log_neg = comp.clamp_min(params.eps).log();
+        (weighted(log_neg, || s, params.gamma_neg), kept)
     };
-    let log_pos = p.clamp_min(params.eps).log();
-    let loss_pos = if params.pos_margin > 0.0 {
-        // p >= threshold exactly when x >= switch_logit (see LossParams).
-        let confident = logits.greater_equal_elem(params.switch_logit);
-        let w = power(one_minus_p, params.gamma_pos).mask_fill(confident, 1.0);
-        log_pos * w
+
+    // Positive term: log(max(p, eps)) = -min(log(1 + exp(-(x - m))), -log(eps)).
+    let max_neg_log = -((params.eps as f64).ln() as f32);
+    let loss_pos = if margin {
+        // Logit margin, and plain cross-entropy above the threshold.
+        let one_plus_f = e.mul_scalar(pm.exp()).add_scalar(1.0);
+        let log_pos = one_plus_f.clone().log().clamp_max(max_neg_log).neg();
+        if params.gamma_pos == 0.0 {
+            log_pos
+        } else {
+            // The weight is only used where p < threshold <= 1, so 1 - p loses no digit that
+            // matters. p >= threshold exactly when x >= switch_logit (see LossParams).
+            let p = one_plus_f.recip();
+            let confident = logits.greater_equal_elem(params.switch_logit);
+            let w = power(p.neg().add_scalar(1.0), params.gamma_pos).mask_fill(confident, 1.0);
+            log_pos * w
+        }
     } else {
-        weighted(log_pos, one_minus_p, params.gamma_pos)
+        let one_plus_e = one_plus_e.expect("kept without a margin");
+        let log_pos = one_plus_e.log().clamp_max(max_neg_log).neg();
+        let weight_base = || s_comp.expect("computed for a focal positive term");
+        weighted(log_pos, weight_base, params.gamma_pos)
     };
     (loss_pos, loss_neg)
 }
 
-/// `value * base^gamma`, skipping the power when `gamma == 0` (its autodiff gradient would be
-/// `0 * base^-1`, NaN where `base` is 0).
-fn weighted<B: Backend>(value: Tensor<B, 2>, base: Tensor<B, 2>, gamma: f32) -> Tensor<B, 2> {
+/// `value * base^gamma`, skipping the power (and `base`) when `gamma == 0` (its autodiff
+/// gradient would be `0 * base^-1`, NaN where `base` is 0).
+fn weighted<B: Backend>(
+    value: Tensor<B, 2>,
+    base: impl FnOnce() -> Tensor<B, 2>,
+    gamma: f32,
+) -> Tensor<B, 2> {
     if gamma == 0.0 {
         value
     } else {
-        value * power(base, gamma)
+        value * power(base(), gamma)
     }
 }
 
@@ -99,7 +142,8 @@ pub(crate) fn loss<B: Backend>(
         "AsymmetricLoss: logits have shape {xs:?} but targets have shape {ys:?}"
     );
     let (loss_pos, loss_neg) = terms(params, logits);
-    let per_element = targets.clone() * loss_pos + (targets.neg().add_scalar(1.0)) * loss_neg;
+    // y L+ + (1 - y) L- = y (L+ - L-) + L-: three passes instead of five.
+    let per_element = (loss_pos - loss_neg.clone()) * targets + loss_neg;
     // Summing rows first keeps f32 accumulation error small on large batches.
     let n = per_element.shape().num_elements();
     let total = per_element.sum_dim(1).sum();

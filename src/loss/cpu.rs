@@ -150,15 +150,17 @@ fn run<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
+            // SAFETY: the CPU supports AVX-512F (which implies FMA), checked just above.
             return unsafe { run_avx512::<N, Q, GRAD, MARGIN>(k, x, y, g) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
             return unsafe { run_avx2::<N, Q, GRAD, MARGIN>(k, x, y, g) };
         }
     }
-    run_loop::<N, Q, GRAD, MARGIN>(k, x, y, g)
+    // Without a hardware FMA, `mul_add` would be a library call.
+    run_loop::<N, Q, GRAD, MARGIN, false>(k, x, y, g)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -169,22 +171,22 @@ unsafe fn run_avx512<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
     y: &[f32],
     g: &mut [f32],
 ) -> f64 {
-    run_loop::<N, Q, GRAD, MARGIN>(k, x, y, g)
+    run_loop::<N, Q, GRAD, MARGIN, true>(k, x, y, g)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
     k: &Elem<N, Q>,
     x: &[f32],
     y: &[f32],
     g: &mut [f32],
 ) -> f64 {
-    run_loop::<N, Q, GRAD, MARGIN>(k, x, y, g)
+    run_loop::<N, Q, GRAD, MARGIN, true>(k, x, y, g)
 }
 
 #[inline(always)]
-fn run_loop<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
+fn run_loop<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool, const FMA: bool>(
     k: &Elem<N, Q>,
     x: &[f32],
     y: &[f32],
@@ -206,23 +208,23 @@ fn run_loop<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
             (true, true) => {
                 let gs = &mut g[start..end];
                 for ((l, d), (&x, &y)) in ls.iter_mut().zip(gs.iter_mut()).zip(xs.iter().zip(ys)) {
-                    (*l, *d) = k.elem_binary::<GRAD, MARGIN>(x, y);
+                    (*l, *d) = k.elem_binary::<GRAD, MARGIN, FMA>(x, y);
                 }
             }
             (true, false) => {
                 let gs = &mut g[start..end];
                 for ((l, d), (&x, &y)) in ls.iter_mut().zip(gs.iter_mut()).zip(xs.iter().zip(ys)) {
-                    (*l, *d) = k.elem::<GRAD, MARGIN>(x, y);
+                    (*l, *d) = k.elem::<GRAD, MARGIN, FMA>(x, y);
                 }
             }
             (false, true) => {
                 for (l, (&x, &y)) in ls.iter_mut().zip(xs.iter().zip(ys)) {
-                    *l = k.elem_binary::<GRAD, MARGIN>(x, y).0;
+                    *l = k.elem_binary::<GRAD, MARGIN, FMA>(x, y).0;
                 }
             }
             (false, false) => {
                 for (l, (&x, &y)) in ls.iter_mut().zip(xs.iter().zip(ys)) {
-                    *l = k.elem::<GRAD, MARGIN>(x, y).0;
+                    *l = k.elem::<GRAD, MARGIN, FMA>(x, y).0;
                 }
             }
         }
@@ -318,7 +320,7 @@ impl Pow for FloatPow {
         if self.0 == 0.0 {
             1.0
         } else {
-            let v = exp(self.0 * ln(base.max(f32::MIN_POSITIVE)));
+            let v = exp::<false>(self.0 * ln::<false>(base.max(f32::MIN_POSITIVE)));
             if base > 0.0 {
                 v
             } else {
@@ -346,26 +348,30 @@ struct Elem<N, Q> {
 impl<N: Pow, Q: Pow> Elem<N, Q> {
     /// `(l, dl/dx * scale)` for one element, `l = -(y L+ + (1 - y) L-)`.
     #[inline(always)]
-    fn elem<const GRAD: bool, const MARGIN: bool>(&self, x: f32, y: f32) -> (f32, f32) {
+    fn elem<const GRAD: bool, const MARGIN: bool, const FMA: bool>(
+        &self,
+        x: f32,
+        y: f32,
+    ) -> (f32, f32) {
         let p = &self.p;
         // sigmoid(x) and sigmoid(-x) from one exp(-|x|), both to full relative precision.
-        let (s, s_comp) = sigmoid_pair(x);
+        let (s, s_comp) = sigmoid_pair::<FMA>(x);
 
         // Negative term. neg_margin is 0 when off, which makes this q = s exactly.
         let active = s > p.neg_margin;
         let q = if active { s - p.neg_margin } else { 0.0 };
         let one_minus_q = if active { s_comp + p.neg_margin } else { 1.0 };
         let clamp_neg = one_minus_q >= p.eps;
-        let log_neg = ln(one_minus_q.max(p.eps));
+        let log_neg = ln::<FMA>(one_minus_q.max(p.eps));
 
         // Positive term.
         let (pr, pr_comp) = if MARGIN {
-            sigmoid_pair(x - p.pos_margin)
+            sigmoid_pair::<FMA>(x - p.pos_margin)
         } else {
             (s, s_comp)
         };
         let clamp_pos = pr >= p.eps;
-        let log_pos = ln(pr.max(p.eps));
+        let log_pos = ln::<FMA>(pr.max(p.eps));
         let confident = MARGIN && x >= p.switch_logit;
 
         if !GRAD {
@@ -405,12 +411,24 @@ impl<N: Pow, Q: Pow> Elem<N, Q> {
     /// [`elem`](Self::elem) for a target of exactly 0 or 1: only that target's term is computed,
     /// with one `exp`, one `ln` and one power, the choices made by lane-wise selects.
     #[inline(always)]
-    fn elem_binary<const GRAD: bool, const MARGIN: bool>(&self, x: f32, y: f32) -> (f32, f32) {
+    fn elem_binary<const GRAD: bool, const MARGIN: bool, const FMA: bool>(
+        &self,
+        x: f32,
+        y: f32,
+    ) -> (f32, f32) {
         let p = &self.p;
         let pos = y != 0.0;
         // The sigmoid of the positive term is taken at x - pos_margin, of the negative at x.
         let z = if MARGIN && pos { x - p.pos_margin } else { x };
-        let (s, s_comp) = sigmoid_pair(z);
+        // s(|z|) = 1 / (1 + e) and, for the gradient, 1 / (s(-z) + m) = (1 + e) / num: both
+        // from one division, the slowest instruction of the loop.
+        let e = exp::<FMA>(-z.abs());
+        let one_e = 1.0 + e;
+        let num = madd::<FMA>(p.neg_margin, one_e, if z >= 0.0 { e } else { 1.0 });
+        let r = 1.0 / (one_e * num);
+        let big = r * num;
+        let small = e * big;
+        let (s, s_comp) = if z >= 0.0 { (big, small) } else { (small, big) };
 
         // Negative: q = max(s - m, 0), log argument 1 - q. Positive: log argument p = s.
         let active = s > p.neg_margin;
@@ -418,7 +436,7 @@ impl<N: Pow, Q: Pow> Elem<N, Q> {
         let one_minus_q = if active { s_comp + p.neg_margin } else { 1.0 };
         let arg = if pos { s } else { one_minus_q };
         let unclamped = arg >= p.eps;
-        let log = ln(arg.max(p.eps));
+        let log = ln::<FMA>(arg.max(p.eps));
         let base = if pos { s_comp } else { q };
         // Both exponents are applied and one result picked: with constant exponents that is a
         // few products, cheaper than a power with an exponent varying by lane.
@@ -438,7 +456,11 @@ impl<N: Pow, Q: Pow> Elem<N, Q> {
         //   positive: d/dx = [unclamped] (1 - s) w - [focal] log * gamma (1-s)^(gamma-1) t
         //   negative: d/dx = [active] t (-[unclamped] w / (1 - q) + log * gamma q^(gamma-1))
         let t = s * s_comp;
-        let d_log = if pos { s_comp } else { -t / one_minus_q };
+        let d_log = if pos {
+            s_comp
+        } else {
+            -t * (r * one_e * one_e)
+        };
         let d_log = if unclamped && (pos || active) {
             d_log
         } else {
@@ -459,8 +481,8 @@ impl<N: Pow, Q: Pow> Elem<N, Q> {
 
 /// `(sigmoid(x), sigmoid(-x))`, each computed without cancellation.
 #[inline(always)]
-fn sigmoid_pair(x: f32) -> (f32, f32) {
-    let e = exp(-x.abs());
+fn sigmoid_pair<const FMA: bool>(x: f32) -> (f32, f32) {
+    let e = exp::<FMA>(-x.abs());
     let big = 1.0 / (1.0 + e);
     let small = e * big;
     if x >= 0.0 {
@@ -478,27 +500,27 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 
 /// `e^x` (Cephes `expf` polynomial, about 1 ulp), branch-free, for `x` clamped to `[-87, 88]`.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+fn exp<const FMA: bool>(x: f32) -> f32 {
+    let f = madd::<FMA>;
     let x = x.clamp(-87.0, 88.0);
-    let t = x * LOG2E + ROUND_MAGIC;
+    let t = f(x, LOG2E, ROUND_MAGIC);
     let n = t - ROUND_MAGIC;
     let ni = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let r = f(-n, LN2_LO, f(-n, LN2_HI, x));
     let z = r * r;
-    let poly =
-        (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-            + 1.666_666_5e-1)
-            * r
-            + 0.5)
-            * z
-            + r
-            + 1.0;
+    let poly = f(1.987_569_1e-4, r, 1.398_199_9e-3);
+    let poly = f(poly, r, 8.333_452e-3);
+    let poly = f(poly, r, 4.166_579_6e-2);
+    let poly = f(poly, r, 1.666_666_5e-1);
+    let poly = f(poly, r, 0.5);
+    let poly = f(poly, z, r) + 1.0;
     f32::from_bits((poly.to_bits() as i32).wrapping_add(ni << 23) as u32)
 }
 
 /// `ln(x)` (Cephes `logf` polynomial, about 1 ulp), branch-free, for normal positive `x`.
 #[inline(always)]
-fn ln(x: f32) -> f32 {
+fn ln<const FMA: bool>(x: f32) -> f32 {
+    let m_ = madd::<FMA>;
     let bits = x.to_bits() as i32;
     let e = ((bits >> 23) & 0xff) - 126;
     let m = f32::from_bits(((bits & 0x007f_ffff) | 0x3f00_0000) as u32);
@@ -506,22 +528,33 @@ fn ln(x: f32) -> f32 {
     let e = if small { e - 1 } else { e } as f32;
     let f = if small { m + m - 1.0 } else { m - 1.0 };
     let z = f * f;
-    let poly = ((((((((7.037_683_6e-2 * f - 1.151_461e-1) * f + 1.167_699_9e-1) * f
-        - 1.242_014_1e-1)
-        * f
-        + 1.424_932_3e-1)
-        * f
-        - 1.666_805_8e-1)
-        * f
-        + 2.000_071_4e-1)
-        * f
-        - 2.499_999_4e-1)
-        * f
-        + 3.333_333e-1)
-        * f
-        * z;
-    let y = poly + e * LN2_LO - 0.5 * z;
-    f + y + e * LN2_HI
+    let mut poly = 7.037_683_6e-2;
+    for c in [
+        -1.151_461e-1,
+        1.167_699_9e-1,
+        -1.242_014_1e-1,
+        1.424_932_3e-1,
+        -1.666_805_8e-1,
+        2.000_071_4e-1,
+        -2.499_999_4e-1,
+        3.333_333e-1,
+    ] {
+        poly = m_(poly, f, c);
+    }
+    let poly = poly * f * z;
+    let y = m_(-0.5, z, m_(e, LN2_LO, poly));
+    m_(e, LN2_HI, f + y)
+}
+
+/// `a * b + c`, fused (one rounding, one instruction) where the loop is compiled for a CPU with
+/// FMA; elsewhere `mul_add` would be a slow library call.
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
 }
 
 #[cfg(test)]
@@ -537,7 +570,8 @@ mod tests {
         let mut worst = 0.0f64;
         let mut x = -87.0f32;
         while x <= 88.0 {
-            worst = worst.max(rel(exp(x), (x as f64).exp()));
+            let want = (x as f64).exp();
+            worst = worst.max(rel(exp::<false>(x), want).max(rel(exp::<true>(x), want)));
             x += 0.0137;
         }
         assert!(worst < 3e-7, "worst relative error {worst}");
@@ -550,16 +584,22 @@ mod tests {
         while x < 1e30 {
             let want = (x as f64).ln();
             // Relative error is meaningless where ln crosses 0; measure absolute error there.
-            let err = if want.abs() < 1.0 {
-                (ln(x) as f64 - want).abs()
-            } else {
-                rel(ln(x), want)
-            };
-            worst = worst.max(err);
+            for got in [ln::<false>(x), ln::<true>(x)] {
+                let err = if want.abs() < 1.0 {
+                    (got as f64 - want).abs()
+                } else {
+                    rel(got, want)
+                };
+                worst = worst.max(err);
+            }
             x *= 1.0173;
         }
         for x in [1.0f32, 0.5, 0.999_999, 1.000_001, 1e-8, f32::MIN_POSITIVE] {
-            assert!((ln(x) as f64 - (x as f64).ln()).abs() < 1e-6 * (x as f64).ln().abs().max(1.0));
+            for got in [ln::<false>(x), ln::<true>(x)] {
+                assert!(
+                    (got as f64 - (x as f64).ln()).abs() < 1e-6 * (x as f64).ln().abs().max(1.0)
+                );
+            }
         }
         assert!(worst < 3e-7, "worst error {worst}");
     }
