@@ -186,14 +186,7 @@ impl<B: Backend> Annotator<B> {
                 .collect::<std::result::Result<Vec<_>, DataError>>()?;
             let batch = self.batcher.batch(items, &self.device);
             let probabilities = sigmoid(self.model.try_forward(batch.images)?);
-            let values = probabilities
-                .into_data()
-                .convert::<f32>()
-                .into_vec::<f32>()
-                .map_err(|e| {
-                    crate::model::ModelError::InvalidInput(format!("reading scores: {e:?}"))
-                })?;
-            scores.extend(values);
+            scores.extend(crate::train::predict::to_f32(probabilities)?);
         }
         Ok(scores)
     }

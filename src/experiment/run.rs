@@ -34,8 +34,9 @@ pub fn open_data(config: &ExperimentConfig) -> Result<(DataSource, AnnotationFol
     let source = config.source()?;
     let dir = source.folder(&config.data_root);
     let folder = match source {
+        // Generated with the experiment's own settings, not DataSource::open's defaults.
         DataSource::Synthetic => config.synthetic.ensure(&dir)?,
-        _ => AnnotationFolder::open(&dir)?,
+        _ => source.open(&config.data_root)?,
     };
     Ok((source, folder))
 }

@@ -16,7 +16,7 @@ mod fit;
 mod model;
 mod optim;
 mod plot;
-mod predict;
+pub(crate) mod predict;
 mod progress;
 mod results;
 mod schedule;

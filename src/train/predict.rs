@@ -26,7 +26,9 @@ impl Predictions {
 }
 
 /// Reads a tensor as `f32` values.
-fn to_f32<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>, TrainError> {
+pub(crate) fn to_f32<B: Backend, const D: usize>(
+    tensor: Tensor<B, D>,
+) -> Result<Vec<f32>, TrainError> {
     tensor
         .into_data()
         .convert::<f32>()
