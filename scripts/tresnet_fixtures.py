@@ -33,6 +33,10 @@ TRAIN_KEYS = [
     "body.layer2.0.conv1.bn.weight",
     "body.layer3.0.se.fc1.weight",
     "body.layer4.0.conv3.bn.bias",
+    "body.layer2.0.conv2.conv.weight",
+    "body.layer3.0.conv1.conv.weight",
+    "body.layer4.0.conv3.conv.weight",
+    "body.layer3.0.downsample.1.conv.weight",
     "head.fc.weight",
 ]
 

@@ -136,6 +136,35 @@ fn training_mode_matches_timm_outputs_running_stats_and_gradients() {
         g1("body_layer4_0_conv3_bn_bias"),
         "grad layer4 last bn bias",
     );
+    // Convolutions of every kind the training backward meets: 3x3, 1x1 in and out of a
+    // bottleneck, and a shortcut's 1x1 after its average pool.
+    let conv_grads = [
+        (
+            &model.layer2[0].conv2.conv.weight,
+            "body_layer2_0_conv2_conv_weight",
+        ),
+        (
+            &model.layer3[0].conv1.conv.weight,
+            "body_layer3_0_conv1_conv_weight",
+        ),
+        (
+            &model.layer4[0].conv3.conv.weight,
+            "body_layer4_0_conv3_conv_weight",
+        ),
+        (
+            &model.layer3[0]
+                .downsample
+                .as_ref()
+                .unwrap()
+                .conv
+                .conv
+                .weight,
+            "body_layer3_0_downsample_1_conv_weight",
+        ),
+    ];
+    for (param, name) in conv_grads {
+        assert_close_rel(param.grad(&grads).unwrap(), g(name), name);
+    }
     let fc = model.head.fc.weight.grad(&grads).unwrap().transpose();
     assert_close_rel(fc, fixture::<B, 2>("a_train_head_fc_weight"), "grad head");
 

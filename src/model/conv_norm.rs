@@ -11,6 +11,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
 
 use super::blur_pool::blur_pool2d;
+use super::conv;
 
 /// Epsilon of every BatchNorm in TResNet (PyTorch's default).
 pub const BN_EPS: f64 = 1e-5;
@@ -94,7 +95,7 @@ impl<B: Backend> ConvNormAct<B> {
     /// Applies convolution, normalisation, activation and (if configured) the blur pool.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let x = if B::ad_enabled(&x.device()) {
-            self.batch_norm_train(self.conv.forward(x))
+            self.batch_norm_train(self.conv_train(x))
         } else {
             self.forward_folded(x)
         };
@@ -115,6 +116,17 @@ impl<B: Backend> ConvNormAct<B> {
         let gamma = self.bn.gamma.val().zeros_like();
         self.bn.gamma = Param::from_tensor(gamma);
         self
+    }
+
+    /// The convolution alone, through [`conv::conv2d`] for its faster backward on the CPU.
+    fn conv_train(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let pad = self.conv.kernel_size[0] / 2;
+        conv::conv2d(
+            x,
+            self.conv.weight.val(),
+            None,
+            ConvOptions::new(self.conv.stride, [pad, pad], self.conv.dilation, 1),
+        )
     }
 
     /// Training-mode BatchNorm (batch statistics, running statistics updated as PyTorch does,

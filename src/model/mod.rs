@@ -23,6 +23,7 @@ use std::path::PathBuf;
 
 pub mod block;
 pub mod blur_pool;
+pub mod conv;
 pub mod conv_norm;
 pub mod head;
 pub mod space_to_depth;

@@ -1,0 +1,112 @@
+//! `aia::model::conv::conv2d` against Burn's own `conv2d` on the same backend: same output, and
+//! on `Autodiff<Flex>` (where its backward is the crate's GEMM one) the same gradients.
+
+use aia::model::conv::conv2d;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::Backend;
+use burn::tensor::module;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Distribution, Tensor};
+
+type B = Flex;
+type A = Autodiff<Flex>;
+
+fn random<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B, D> {
+    B::seed(&Default::default(), seed);
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+}
+
+fn assert_close<const D: usize>(got: Tensor<B, D>, want: Tensor<B, D>, what: &str) {
+    assert_eq!(got.dims(), want.dims(), "{what}: shape");
+    let scale = want.clone().abs().max().into_scalar();
+    let diff = (got - want).abs().max().into_scalar();
+    assert!(
+        diff <= 1e-5 * scale.max(1.0),
+        "{what}: max diff {diff} (max |want| {scale})"
+    );
+}
+
+/// Output and gradients of `sum(r * conv(x, w, b))` through `ours` or Burn's `conv2d`.
+#[allow(clippy::type_complexity)]
+fn run(
+    ours: bool,
+    x: &Tensor<B, 4>,
+    w: &Tensor<B, 4>,
+    bias: Option<&Tensor<B, 1>>,
+    track: (bool, bool),
+    options: &ConvOptions<2>,
+) -> (
+    Tensor<B, 4>,
+    Option<Tensor<B, 4>>,
+    Option<Tensor<B, 4>>,
+    Option<Tensor<B, 1>>,
+) {
+    let mut xa = Tensor::<A, 4>::from_inner(x.clone());
+    let mut wa = Tensor::<A, 4>::from_inner(w.clone());
+    if track.0 {
+        xa = xa.require_grad();
+    }
+    if track.1 {
+        wa = wa.require_grad();
+    }
+    let ba = bias.map(|b| Tensor::<A, 1>::from_inner(b.clone()).require_grad());
+    let y = if ours {
+        conv2d(xa.clone(), wa.clone(), ba.clone(), options.clone())
+    } else {
+        module::conv2d(xa.clone(), wa.clone(), ba.clone(), options.clone())
+    };
+    let r = Tensor::<A, 4>::from_inner(random(y.dims(), 99));
+    let grads = (y.clone() * r).sum().backward();
+    (
+        y.inner(),
+        xa.grad(&grads),
+        wa.grad(&grads),
+        ba.and_then(|b| b.grad(&grads)),
+    )
+}
+
+#[test]
+fn gradients_match_burns_convolution() {
+    // (N, C, O, H, W, k, pad, stride): 1x1, 3x3 same-padded, unpadded, a non-square map, and a
+    // strided one (which takes Burn's own path).
+    let cases = [
+        (2, 8, 16, 9, 7, 1, 0, 1),
+        (2, 6, 5, 8, 8, 3, 1, 1),
+        (1, 3, 4, 7, 9, 3, 0, 1),
+        (3, 4, 6, 5, 11, 5, 2, 1),
+        (2, 4, 3, 8, 8, 3, 1, 2),
+    ];
+    for (i, &(n, c, o, h, wd, k, pad, stride)) in cases.iter().enumerate() {
+        let x = random([n, c, h, wd], 3 * i as u64);
+        let w = random([o, c, k, k], 3 * i as u64 + 1);
+        let b = random([o], 3 * i as u64 + 2);
+        let options = ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1);
+        for track in [(true, true), (true, false), (false, true)] {
+            let bias = (i % 2 == 0).then_some(&b);
+            let what = format!("case {i} {track:?}");
+            let (y0, dx0, dw0, db0) = run(false, &x, &w, bias, track, &options);
+            let (y1, dx1, dw1, db1) = run(true, &x, &w, bias, track, &options);
+            assert_close(y1, y0, &format!("{what}: output"));
+            assert_eq!(dx1.is_some(), track.0, "{what}: dx presence");
+            assert_eq!(dw1.is_some(), track.1, "{what}: dw presence");
+            if let (Some(a), Some(b)) = (dx1, dx0) {
+                assert_close(a, b, &format!("{what}: dx"));
+            }
+            if let (Some(a), Some(b)) = (dw1, dw0) {
+                assert_close(a, b, &format!("{what}: dw"));
+            }
+            if let (Some(a), Some(b)) = (db1, db0) {
+                assert_close(a, b, &format!("{what}: db"));
+            }
+        }
+    }
+}
+
+#[test]
+fn without_autodiff_it_is_burns_convolution() {
+    let x = random([2, 3, 6, 6], 1);
+    let w = random([4, 3, 3, 3], 2);
+    let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let want = module::conv2d(x.clone(), w.clone(), None, options.clone());
+    assert_close(conv2d(x, w, None, options), want, "plain Flex");
+}
