@@ -10,6 +10,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
 
+use super::batch_norm::batch_norm_act;
 use super::blur_pool::blur_pool2d;
 use super::conv;
 
@@ -95,13 +96,13 @@ impl<B: Backend> ConvNormAct<B> {
     /// Applies convolution, normalisation, activation and (if configured) the blur pool.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let x = if B::ad_enabled(&x.device()) {
-            self.batch_norm_train(self.conv_train(x))
+            self.norm_act_train(self.conv_train(x))
         } else {
-            self.forward_folded(x)
-        };
-        let x = match self.leaky_slope {
-            Some(slope) => leaky_relu(x, slope),
-            None => x,
+            let x = self.forward_folded(x);
+            match self.leaky_slope {
+                Some(slope) => leaky_relu(x, slope),
+                None => x,
+            }
         };
         if self.anti_alias {
             blur_pool2d(x)
@@ -129,42 +130,36 @@ impl<B: Backend> ConvNormAct<B> {
         )
     }
 
-    /// Training-mode BatchNorm (batch statistics, running statistics updated as PyTorch does,
-    /// with the unbiased variance), written so that every broadcast is over the innermost axis of
-    /// a contiguous `[N, C, H*W]` tensor against a materialised `[N, C, 1]` one: flex runs those
-    /// (and their gradients' reductions) with SIMD kernels, whereas burn-nn's `[1, C, 1, 1]`
-    /// broadcasts take a scalar strided loop that made a training step several times slower.
-    fn batch_norm_train(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [n, c, h, w] = x.dims();
+    /// Training-mode BatchNorm (batch statistics) and the activation, updating the running
+    /// statistics as PyTorch does (momentum, unbiased variance).
+    fn norm_act_train(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, _, h, w] = x.dims();
         let count = n * h * w;
-        let x = x.reshape([n, c, h * w]);
-        let per_row = |t: Tensor<B, 3>| t.repeat_dim(0, n);
-        let mean = x.clone().mean_dim(2).mean_dim(0); // [1, C, 1]
-        let centered = x - per_row(mean.clone());
-        let var = centered.clone().square().mean_dim(2).mean_dim(0); // biased, [1, C, 1]
-        let scale =
-            self.bn.gamma.val().reshape([1, c, 1]) / var.clone().add_scalar(self.bn.epsilon).sqrt();
-        let y = centered * per_row(scale) + per_row(self.bn.beta.val().reshape([1, c, 1]));
-
+        let bn = batch_norm_act(
+            x,
+            self.bn.gamma.val(),
+            self.bn.beta.val(),
+            self.bn.epsilon,
+            self.leaky_slope,
+        );
         let momentum = self.bn.momentum;
         let unbiased = if count > 1 {
             count as f64 / (count - 1) as f64
         } else {
             1.0
         };
-        let device = y.device();
-        let update = |state: &burn::module::RunningState<Tensor<B, 1>>, batch: Tensor<B, 3>| {
+        let device = bn.output.device();
+        let update = |state: &burn::module::RunningState<Tensor<B, 1>>, batch: Tensor<B, 1>| {
             let old = state.value_sync().to_device(&device);
-            let batch = batch.detach().reshape([c]);
             state.update(
                 old.mul_scalar(1.0 - momentum)
                     .add(batch.mul_scalar(momentum))
                     .detach(),
             );
         };
-        update(&self.bn.running_mean, mean);
-        update(&self.bn.running_var, var.mul_scalar(unbiased));
-        y.reshape([n, c, h, w])
+        update(&self.bn.running_mean, bn.mean);
+        update(&self.bn.running_var, bn.var.mul_scalar(unbiased));
+        bn.output
     }
 
     /// Convolution with the inference BatchNorm folded in:

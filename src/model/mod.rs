@@ -21,6 +21,7 @@
 
 use std::path::PathBuf;
 
+pub mod batch_norm;
 pub mod block;
 pub mod blur_pool;
 pub mod conv;
