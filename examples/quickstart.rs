@@ -6,7 +6,7 @@
 //! ```
 //!
 //! No download: the synthetic set is written to `datasets/Synthetic` (once), the run to
-//! `runs/quickstart`. About 5 minutes on 2 CPU cores.
+//! `runs/quickstart`. About 2 minutes on 2 CPU cores.
 
 use std::path::PathBuf;
 use std::time::Instant;
