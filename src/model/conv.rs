@@ -281,7 +281,15 @@ mod flex {
         weight: Tensor<B, 4>,
         options: ConvOptions<2>,
     ) -> Result<Tensor<B, 4>, (Tensor<B, 4>, Tensor<B, 4>)> {
+        let ([n, c, h, w], [o, wc, kh, kw]) = (x.dims(), weight.dims());
+        // Anything unusual (empty, mismatched or too small for the kernel) takes Burn's path
+        // and its checks.
+        let shapes_fit = n * c * h * w * o * kh * kw > 0
+            && wc == c
+            && h + 2 * options.padding[0] >= kh
+            && w + 2 * options.padding[1] >= kw;
         if !gemm_backward_applies(&options)
+            || !shapes_fit
             || x.dtype() != DType::F32
             || weight.dtype() != DType::F32
         {
