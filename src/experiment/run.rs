@@ -29,7 +29,7 @@ impl<B: LossBackend> MultiLabelLoss<B> for AsymmetricLoss {
 }
 
 /// Opens the experiment's data set; the synthetic set is generated first when it is missing
-/// (or was generated with another [`SyntheticConfig`](crate::data::SyntheticConfig)).
+/// (or was generated with another [`SyntheticConfig`](crate::data::synthetic::SyntheticConfig)).
 pub fn open_data(config: &ExperimentConfig) -> Result<(DataSource, AnnotationFolder)> {
     let source = config.source()?;
     let dir = source.folder(&config.data_root);

@@ -117,29 +117,83 @@ mod kernel {
         }
     }
 
-    /// Per-channel `(mean, biased variance)`, accumulated in `f64`.
+    /// Sums of `f(v)` over `values`: in `f32` lanes within a short chunk (so that the loop
+    /// vectorises without reassociating one long chain), in `f64` across chunks.
+    fn sum_by<const K: usize>(values: &[f32], f: impl Fn(f32) -> [f32; K]) -> [f64; K] {
+        const LANES: usize = 16;
+        let mut total = [0.0f64; K];
+        for chunk in values.chunks(CHUNK) {
+            let mut acc = [[0.0f32; LANES]; K];
+            let mut blocks = chunk.chunks_exact(LANES);
+            for block in &mut blocks {
+                for (l, &v) in block.iter().enumerate() {
+                    let terms = f(v);
+                    for k in 0..K {
+                        acc[k][l] += terms[k];
+                    }
+                }
+            }
+            for &v in blocks.remainder() {
+                let terms = f(v);
+                for k in 0..K {
+                    acc[k][0] += terms[k];
+                }
+            }
+            for k in 0..K {
+                total[k] += acc[k].iter().map(|&a| a as f64).sum::<f64>();
+            }
+        }
+        total
+    }
+
+    /// [`sum_by`] over two slices taken element by element.
+    fn sum_by_pairs<const K: usize>(
+        a: &[f32],
+        b: &[f32],
+        f: impl Fn(f32, f32) -> [f32; K],
+    ) -> [f64; K] {
+        const LANES: usize = 16;
+        let mut total = [0.0f64; K];
+        for (ca, cb) in a.chunks(CHUNK).zip(b.chunks(CHUNK)) {
+            let mut acc = [[0.0f32; LANES]; K];
+            let mut blocks = ca.chunks_exact(LANES).zip(cb.chunks_exact(LANES));
+            for (ba, bb) in &mut blocks {
+                for l in 0..LANES {
+                    let terms = f(ba[l], bb[l]);
+                    for k in 0..K {
+                        acc[k][l] += terms[k];
+                    }
+                }
+            }
+            let done = ca.len() / LANES * LANES;
+            for (&va, &vb) in ca[done..].iter().zip(&cb[done..]) {
+                let terms = f(va, vb);
+                for k in 0..K {
+                    acc[k][0] += terms[k];
+                }
+            }
+            for k in 0..K {
+                total[k] += acc[k].iter().map(|&a| a as f64).sum::<f64>();
+            }
+        }
+        total
+    }
+
+    /// Per-channel `(mean, biased variance)`, the variance from the centred values.
     pub fn stats(d: Dims, x: &[f32]) -> Vec<(f64, f64)> {
         (0..d.c)
             .into_par_iter()
             .map(|ci| {
-                let mean = d
+                let sum: f64 = d.planes(x, ci).map(|p| sum_by(p, |v| [v])[0]).sum();
+                let mean = sum / d.count();
+                let m = mean as f32;
+                let squares: f64 = d
                     .planes(x, ci)
-                    .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
-                    .sum::<f64>()
-                    / d.count();
-                let var = d
-                    .planes(x, ci)
-                    .map(|p| {
-                        p.iter()
-                            .map(|&v| {
-                                let t = v as f64 - mean;
-                                t * t
-                            })
-                            .sum::<f64>()
-                    })
-                    .sum::<f64>()
-                    / d.count();
-                (mean, var)
+                    .map(|p| sum_by(p, |v| [(v - m) * (v - m)])[0])
+                    .sum();
+                // The f32 mean's rounding, removed: E[(x - m)^2] = var + (mean - m)^2.
+                let shift = mean - m as f64;
+                (mean, (squares / d.count() - shift * shift).max(0.0))
             })
             .collect()
     }
@@ -198,16 +252,13 @@ mod kernel {
                 let (m, s, k, b) = (mean[ci], invstd[ci], scale[ci], shift[ci]);
                 d.planes(x, ci)
                     .zip(d.planes(dz, ci))
-                    .flat_map(|(xp, gp)| xp.chunks(CHUNK).zip(gp.chunks(CHUNK)))
-                    .map(|(xc, gc)| {
-                        // f32 within a short chunk (vectorised), f64 across chunks.
-                        let (mut sum, mut dot) = (0.0f32, 0.0f32);
-                        for (&x, &g) in xc.iter().zip(gc) {
+                    .map(|(xp, gp)| {
+                        // Both sums in one pass: pair each x with its gradient by index.
+                        let [sum, dot] = sum_by_pairs(xp, gp, |x, g| {
                             let dy = pre_act(g, x, k, b, slope);
-                            sum += dy;
-                            dot += dy * (x - m) * s;
-                        }
-                        (sum as f64, dot as f64)
+                            [dy, dy * (x - m) * s]
+                        });
+                        (sum, dot)
                     })
                     .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
             })

@@ -6,7 +6,7 @@
 //! matrix products (matrix-vector products for a 1x1 kernel), and it made a TResNet training step
 //! spend most of its time there. [`conv2d`] gives the same forward and the same gradients, but on
 //! `Autodiff<Flex>` (this crate's CPU training backend) a stride-1 convolution gets an analytic
-//! backward: both gradients as one GEMM per kernel tap over the whole batch (see [`gemm_backward`]).
+//! backward: both gradients as one GEMM per kernel tap over the whole batch.
 //! Every other backend, and every other convolution, goes through Burn's own `conv2d` unchanged.
 
 use burn::tensor::backend::Backend;
