@@ -4,7 +4,10 @@
 //!   the pooled embedding, `forward_feature_map` for the last map);
 //! - [`TResNet::load_timm`]: timm's `.safetensors` / `.pth` checkpoints, as they are;
 //! - building blocks, one file each: [`conv_norm`], [`blur_pool`], [`space_to_depth`],
-//!   [`squeeze_excite`], [`block`], [`head`].
+//!   [`squeeze_excite`], [`block`], [`head`];
+//! - the two operations a training step spends its time in, with fused kernels and analytic
+//!   backwards on `Autodiff<Flex>` (Burn's own operations elsewhere): [`conv::conv2d`] and
+//!   [`batch_norm::batch_norm_act`].
 //!
 //! ```
 //! use aia::model::TResNetConfig;
