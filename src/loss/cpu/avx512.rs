@@ -13,13 +13,22 @@ use super::{Elem, Pow, LN2_HI, LN2_LO, LOG2E};
 
 /// `f32` lanes of a vector.
 const LANES: usize = 16;
-/// Elements summed in `f32` before the partial sum joins the `f64` total.
-const BLOCK: usize = 256;
+/// Vectors per block: each phase of the loop runs over a block before the next phase starts.
+const VECS: usize = 16;
+/// Elements per block; their losses are summed in `f32` before joining the `f64` total.
+const BLOCK: usize = LANES * VECS;
 
 /// The sum of the per-element losses of `x` against `y` and, when `GRAD`, the scaled gradient
 /// written to `g`, for as long as every target is 0 or 1: returns the sum and the number of
 /// elements done, which is short of `x.len()` when the vector starting there holds another target
 /// (nothing of that vector is written).
+///
+/// The work of a vector is one chain of about fifty dependent instructions (the exponential, a
+/// reciprocal, the logarithm): run as one loop, the out-of-order core cannot hold enough
+/// iterations in flight to hide that latency and runs at about one instruction per cycle. So a
+/// block is done in two phases, each a loop of independent iterations with half the chain:
+/// up to the logarithm's argument, and from the logarithm on, passing values through small
+/// buffers that stay in L1.
 ///
 /// # Safety
 ///
@@ -42,57 +51,60 @@ pub(super) unsafe fn run_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: 
     let n = x.len();
     let (xp, yp, gp) = (x.as_ptr(), y.as_ptr(), g.as_mut_ptr());
     let mut total = [_mm512_setzero_pd(); 2];
-    let flush = |total: &mut [__m512d; 2], acc: __m512| {
+    let mut mid = [Mid::default(); VECS];
+    let mut start = 0;
+    while start < n {
+        let len = BLOCK.min(n - start);
+        let vecs = len.div_ceil(LANES);
+        let lanes = |j: usize| -> __mmask16 {
+            let left = len - j * LANES;
+            if left >= LANES {
+                u16::MAX
+            } else {
+                (1u16 << left) - 1
+            }
+        };
+        // SAFETY: the masked lanes of vector j are within the block, inside every slice.
+        let load = |j: usize| unsafe {
+            let at = start + j * LANES;
+            (
+                _mm512_maskz_loadu_ps(lanes(j), xp.add(at)),
+                _mm512_maskz_loadu_ps(lanes(j), yp.add(at)),
+            )
+        };
+
+        let mut stop = vecs;
+        for (j, m) in mid.iter_mut().enumerate().take(vecs) {
+            let (xv, yv) = load(j);
+            let (binary, v) = first_half::<GRAD, MARGIN>(&c, xv, yv);
+            if binary & lanes(j) != lanes(j) {
+                stop = j;
+                break;
+            }
+            *m = v;
+        }
+        let mut acc = _mm512_setzero_ps();
+        for (j, m) in mid.iter().enumerate().take(stop) {
+            let (xv, yv) = load(j);
+            let (log, weight, grad) = second_half::<GRAD, MARGIN>(&c, n_neg, n_pos, xv, yv, m);
+            acc = _mm512_mask3_fnmadd_ps(log, weight, acc, lanes(j));
+            if GRAD {
+                // SAFETY: as for the loads; g has the length of x when GRAD.
+                unsafe { _mm512_mask_storeu_ps(gp.add(start + j * LANES), lanes(j), grad) };
+            }
+        }
         let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc));
         let hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(acc));
         total[0] = _mm512_add_pd(total[0], lo);
         total[1] = _mm512_add_pd(total[1], hi);
-    };
-    let done = |total: [__m512d; 2]| _mm512_reduce_add_pd(_mm512_add_pd(total[0], total[1]));
-
-    let mut i = 0;
-    while i < n {
-        let end = (i + BLOCK).min(n);
-        let mut acc = _mm512_setzero_ps();
-        while i + LANES <= end {
-            // SAFETY: i + LANES <= n, the length of every slice read or written.
-            let (xv, yv) = unsafe { (_mm512_loadu_ps(xp.add(i)), _mm512_loadu_ps(yp.add(i))) };
-            let v = step::<GRAD, MARGIN>(&c, n_neg, n_pos, xv, yv);
-            if v.binary != u16::MAX {
-                flush(&mut total, acc);
-                return (done(total), i);
-            }
-            acc = _mm512_fnmadd_ps(v.log, v.weight, acc);
-            if GRAD {
-                // SAFETY: as above; g has the length of x when GRAD.
-                unsafe { _mm512_storeu_ps(gp.add(i), v.grad) };
-            }
-            i += LANES;
+        if stop < vecs {
+            start += stop * LANES;
+            break;
         }
-        if i < end {
-            let lanes: __mmask16 = (1u16 << (end - i)) - 1;
-            // SAFETY: the masked lanes are the end - i elements left in every slice.
-            let (xv, yv) = unsafe {
-                (
-                    _mm512_maskz_loadu_ps(lanes, xp.add(i)),
-                    _mm512_maskz_loadu_ps(lanes, yp.add(i)),
-                )
-            };
-            let v = step::<GRAD, MARGIN>(&c, n_neg, n_pos, xv, yv);
-            if v.binary & lanes != lanes {
-                flush(&mut total, acc);
-                return (done(total), i);
-            }
-            acc = _mm512_mask3_fnmadd_ps(v.log, v.weight, acc, lanes);
-            if GRAD {
-                // SAFETY: as above.
-                unsafe { _mm512_mask_storeu_ps(gp.add(i), lanes, v.grad) };
-            }
-            i = end;
-        }
-        flush(&mut total, acc);
+        start += len;
     }
-    (done(total), n)
+    let sum = _mm512_reduce_add_pd(_mm512_add_pd(total[0], total[1]));
+    (sum, start)
 }
 
 /// The parameters broadcast to every lane.
@@ -119,25 +131,36 @@ impl Consts {
     }
 }
 
-/// One vector's results: the loss is `-log * weight`.
-struct Step {
-    /// Lanes whose target is 0 or 1.
-    binary: __mmask16,
-    log: __m512,
-    weight: __m512,
-    grad: __m512,
+/// What the first half of a vector's work hands to the second.
+#[derive(Clone, Copy)]
+struct Mid {
+    /// The logarithm's argument, clamped at `eps`.
+    log_arg: __m512,
+    /// The focal weight's base, `q` or `1 - p`.
+    base: __m512,
+    /// The gradient's factor of the weight, `[unclamped] d log / dx` up to sign.
+    a: __m512,
+    /// `s (1 - s)` where the weight has a gradient, else 0.
+    t: __m512,
 }
 
-/// [`Elem::elem_binary`](super::Elem::elem_binary) on 16 lanes; see there for the formulas.
+impl Default for Mid {
+    fn default() -> Self {
+        // SAFETY: an all-zero bit pattern is a valid __m512; no instruction is executed.
+        unsafe { std::mem::zeroed() }
+    }
+}
+
+/// The sigmoids and the arguments of the logarithm and the weight, for 16 lanes, with the lanes
+/// whose target is 0 or 1 (see [`Elem::elem_binary`](super::Elem::elem_binary) for the
+/// formulas).
 #[target_feature(enable = "avx512f,avx512dq")]
 #[inline]
-fn step<const GRAD: bool, const MARGIN: bool>(
+fn first_half<const GRAD: bool, const MARGIN: bool>(
     c: &Consts,
-    n_neg: u32,
-    n_pos: u32,
     x: __m512,
     y: __m512,
-) -> Step {
+) -> (__mmask16, Mid) {
     let zero = _mm512_setzero_ps();
     let one = _mm512_set1_ps(1.0);
     let pos = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(y, one);
@@ -164,30 +187,25 @@ fn step<const GRAD: bool, const MARGIN: bool>(
     let q = _mm512_maskz_sub_ps(active, s, c.neg_margin);
     let one_minus_q = _mm512_mask_add_ps(one, active, s_comp, c.neg_margin);
     let arg = _mm512_mask_blend_ps(pos, one_minus_q, s);
-    let unclamped = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(arg, c.eps);
-    let log = ln(_mm512_max_ps(arg, c.eps));
+    let log_arg = _mm512_max_ps(arg, c.eps);
     let base = _mm512_mask_blend_ps(pos, q, s_comp);
-    let (w_neg, dw_neg) = pow_deriv(n_neg, base);
-    let (w_pos, dw_pos) = pow_deriv(n_pos, base);
-    let confident = if MARGIN {
-        pos & _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, c.switch_logit)
-    } else {
-        0
-    };
-    let weight = _mm512_mask_mov_ps(_mm512_mask_blend_ps(pos, w_neg, w_pos), confident, one);
     if !GRAD {
-        return Step {
+        return (
             binary,
-            log,
-            weight,
-            grad: zero,
-        };
+            Mid {
+                log_arg,
+                base,
+                a: zero,
+                t: zero,
+            },
+        );
     }
 
     // d loss / dx = -D * scale with, for t = s (1 - s):
     //   positive: D = [unclamped] (1 - s) w - log * [not confident] t * dw
     //   negative: D = -([unclamped, active] t / (1 - q)) w + log * [active] t * dw
-    // i.e. D = +-(a w - log u) with a and u below, the sign folded into the scale.
+    // i.e. D = +-(a w - log t dw) with a and t masked here, the sign folded into the scale.
+    let unclamped = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(arg, c.eps);
     let t = _mm512_mul_ps(s, s_comp);
     let valid = pos | active;
     let with_log = unclamped & valid;
@@ -195,16 +213,55 @@ fn step<const GRAD: bool, const MARGIN: bool>(
     let inv_one_minus_q = _mm512_mul_ps(r, _mm512_mul_ps(one_e, one_e));
     let a = _mm512_maskz_mul_ps(with_log & !pos, t, inv_one_minus_q);
     let a = _mm512_mask_mov_ps(a, with_log & pos, s_comp);
-    let dw = _mm512_mask_blend_ps(pos, dw_neg, dw_pos);
-    let u = _mm512_maskz_mul_ps(valid & !confident, t, dw);
-    let d = _mm512_fmsub_ps(a, weight, _mm512_mul_ps(log, u));
-    let grad = _mm512_mul_ps(d, _mm512_mask_blend_ps(pos, c.scale, c.neg_scale));
-    Step {
+    let t = _mm512_maskz_mov_ps(valid & !confident::<MARGIN>(c, pos, x), t);
+    (
         binary,
-        log,
-        weight,
-        grad,
+        Mid {
+            log_arg,
+            base,
+            a,
+            t,
+        },
+    )
+}
+
+/// Lanes of a positive target at or past the threshold switch (plain cross-entropy).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn confident<const MARGIN: bool>(c: &Consts, pos: __mmask16, x: __m512) -> __mmask16 {
+    if MARGIN {
+        pos & _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, c.switch_logit)
+    } else {
+        0
     }
+}
+
+/// The logarithm, the weight and the gradient from the first half's values: `(log, weight,
+/// grad)`, the loss being `-log * weight`.
+#[target_feature(enable = "avx512f,avx512dq")]
+#[inline]
+fn second_half<const GRAD: bool, const MARGIN: bool>(
+    c: &Consts,
+    n_neg: u32,
+    n_pos: u32,
+    x: __m512,
+    y: __m512,
+    m: &Mid,
+) -> (__m512, __m512, __m512) {
+    let one = _mm512_set1_ps(1.0);
+    let pos = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(y, one);
+    let log = ln(m.log_arg);
+    let (w_neg, dw_neg) = pow_deriv(n_neg, m.base);
+    let (w_pos, dw_pos) = pow_deriv(n_pos, m.base);
+    let confident = confident::<MARGIN>(c, pos, x);
+    let weight = _mm512_mask_mov_ps(_mm512_mask_blend_ps(pos, w_neg, w_pos), confident, one);
+    if !GRAD {
+        return (log, weight, _mm512_setzero_ps());
+    }
+    let dw = _mm512_mask_blend_ps(pos, dw_neg, dw_pos);
+    let d = _mm512_fmsub_ps(m.a, weight, _mm512_mul_ps(log, _mm512_mul_ps(m.t, dw)));
+    let grad = _mm512_mul_ps(d, _mm512_mask_blend_ps(pos, c.scale, c.neg_scale));
+    (log, weight, grad)
 }
 
 /// `(base^n, n base^(n - 1))` by square-and-multiply; `n` is the same in every lane (and a
