@@ -68,6 +68,51 @@ pub fn asymmetric_loss_cpu(
     }
 }
 
+/// [`asymmetric_loss_cpu`] with the gradient written over the logits: `values` holds the logits
+/// on entry and their gradient on return, which saves allocating (and the kernel faulting in) a
+/// buffer as large as the logits when the caller owns them.
+///
+/// # Panics
+///
+/// If the slices' lengths differ.
+pub fn asymmetric_loss_cpu_in_place(
+    values: &mut [f32],
+    targets: &[f32],
+    params: &LossParams,
+) -> f64 {
+    assert_eq!(values.len(), targets.len(), "logits and targets lengths");
+    let n = values.len();
+    let scale = params.scale(n);
+    // The kernels read logits and write gradients through distinct slices: each run of the
+    // logits is first copied to a buffer that stays in cache.
+    let chunk = |g: &mut [f32], y: &[f32]| -> f64 {
+        let mut buf = [0.0f32; IN_PLACE_RUN];
+        let mut sum = 0.0;
+        for (g, y) in g.chunks_mut(IN_PLACE_RUN).zip(y.chunks(IN_PLACE_RUN)) {
+            let x = &mut buf[..g.len()];
+            x.copy_from_slice(g);
+            sum += dispatch::<true>(params, scale, x, y, g);
+        }
+        sum
+    };
+    let sum: f64 = if n <= CHUNK {
+        chunk(values, targets)
+    } else {
+        values
+            .par_chunks_mut(CHUNK)
+            .zip(targets.par_chunks(CHUNK))
+            .map(|(g, y)| chunk(g, y))
+            .sum()
+    };
+    match params.reduction {
+        super::Reduction::Mean => sum / n.max(1) as f64,
+        super::Reduction::Sum => sum,
+    }
+}
+
+/// Elements of the logits copied aside at a time by [`asymmetric_loss_cpu_in_place`] (16 KiB).
+const IN_PLACE_RUN: usize = 4096;
+
 /// A zeroed `f32` buffer of `n` elements for a kernel's output.
 ///
 /// Large buffers come from the kernel as fresh pages, and faulting in thousands of 4 KiB pages
