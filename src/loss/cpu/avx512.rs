@@ -17,6 +17,8 @@ const LANES: usize = 16;
 const VECS: usize = 16;
 /// Elements per block; their losses are summed in `f32` before joining the `f64` total.
 const BLOCK: usize = LANES * VECS;
+/// How many blocks ahead the inputs are prefetched.
+const PREFETCH_BLOCKS: usize = 2;
 
 /// The sum of the per-element losses of `x` against `y` and, when `GRAD`, the scaled gradient
 /// written to `g`, for as long as every target is 0 or 1: returns the sum and the number of
@@ -75,6 +77,14 @@ pub(super) unsafe fn run_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: 
 
         let mut stop = vecs;
         for (j, m) in mid.iter_mut().enumerate().take(vecs) {
+            // Fetch ahead the cache line each vector will need two blocks on: the hardware
+            // prefetcher alone leaves the loop waiting on memory.
+            let ahead = start + PREFETCH_BLOCKS * BLOCK + j * LANES;
+            _mm_prefetch::<_MM_HINT_T0>(xp.wrapping_add(ahead).cast());
+            _mm_prefetch::<_MM_HINT_T0>(yp.wrapping_add(ahead).cast());
+            if GRAD {
+                _mm_prefetch::<_MM_HINT_ET0>(gp.wrapping_add(ahead).cast_const().cast());
+            }
             let (xv, yv) = load(j);
             let (binary, v) = first_half::<GRAD, MARGIN>(&c, xv, yv);
             if binary & lanes(j) != lanes(j) {
