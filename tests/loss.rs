@@ -246,9 +246,10 @@ fn handed_over_logits_become_the_gradient() {
             let (loss_shared, grad_shared) =
                 F::asymmetric_loss_with_grad(shared, targets(), &params);
             // Logits nobody else holds: their storage becomes the gradient.
-            let owned = Tensor::<F, 2>::from_data(x.to_data(), &device)
-                .into_primitive()
-                .tensor();
+            let owned =
+                Tensor::<F, 2>::from_data(TensorData::new(logits.clone(), [300, 130]), &device)
+                    .into_primitive()
+                    .tensor();
             let at = owned.as_slice::<f32>().unwrap().as_ptr();
             let (loss_owned, grad_owned) = F::asymmetric_loss_with_grad(owned, targets(), &params);
             assert_eq!(
