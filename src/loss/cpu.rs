@@ -2,7 +2,10 @@
 //!
 //! The element-wise math is branch-free (selects, and `exp`/`ln` written as polynomials on the
 //! float bits) so that LLVM vectorises it; chunks of the data run in parallel on rayon's pool.
-//! On x86-64 the loop is also compiled for AVX2 and picked at run time.
+//! On x86-64 the loop is also compiled for AVX2 and AVX-512 and picked at run time, and on CPUs
+//! with AVX-512 the common case (targets exactly 0 or 1, integer exponents) runs a loop written
+//! with intrinsics instead ([`avx512`]), which falls back to the general loop block by block
+//! where a target is soft.
 
 use rayon::prelude::*;
 
