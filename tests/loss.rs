@@ -215,3 +215,57 @@ fn bce_preset_is_plain_binary_cross_entropy() {
         assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
     }
 }
+
+#[test]
+fn handed_over_logits_become_the_gradient() {
+    use aia::loss::{LossBackend, LossParams};
+    use burn::tensor::TensorPrimitive;
+
+    let device = Default::default();
+    let values = |t: burn::tensor::ops::FloatTensor<F>| {
+        Tensor::<F, 2>::from_primitive(TensorPrimitive::Float(t))
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    // Large enough for the parallel path; soft targets take the kernel's general path.
+    for soft in [false, true] {
+        let x = Tensor::<F, 2>::random([300, 130], Distribution::Uniform(-30.0, 30.0), &device);
+        let dist = if soft {
+            Distribution::Uniform(0.0, 1.0)
+        } else {
+            Distribution::Bernoulli(0.3)
+        };
+        let y = Tensor::<F, 2>::random([300, 130], dist, &device);
+        let logits: Vec<f32> = x.to_data().to_vec().unwrap();
+        for preset in LossPreset::ALL {
+            let params = LossParams::from_config(&preset.config());
+            let targets = || y.clone().into_primitive().tensor();
+            // Logits still held by `x`: the gradient goes to a new buffer.
+            let shared = x.clone().into_primitive().tensor();
+            let (loss_shared, grad_shared) =
+                F::asymmetric_loss_with_grad(shared, targets(), &params);
+            // Logits nobody else holds: their storage becomes the gradient.
+            let owned =
+                Tensor::<F, 2>::from_data(TensorData::new(logits.clone(), [300, 130]), &device)
+                    .into_primitive()
+                    .tensor();
+            let at = owned.as_slice::<f32>().unwrap().as_ptr();
+            let (loss_owned, grad_owned) = F::asymmetric_loss_with_grad(owned, targets(), &params);
+            assert_eq!(
+                grad_owned.as_slice::<f32>().unwrap().as_ptr(),
+                at,
+                "{preset}"
+            );
+            assert_eq!(
+                values(grad_owned),
+                values(grad_shared),
+                "{preset} soft={soft}"
+            );
+            let (a, b) = (values(loss_owned)[0], values(loss_shared)[0]);
+            assert!((a - b).abs() <= 1e-6 * b.abs(), "{preset}: {a} vs {b}");
+        }
+        // Shared logits are left as they were.
+        assert_eq!(x.into_data().to_vec::<f32>().unwrap(), logits);
+    }
+}

@@ -123,9 +123,12 @@ impl<B: LossBackend, C: CheckpointStrategy> LossBackend for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
+                // The logits are only lent to the kernel when the backward step needs them: a
+                // backend may then write the gradient over them.
+                let kept_logits = targets_tracked.then(|| logits.primitive.clone());
                 let (loss, grad_logits) = if logits_tracked {
                     let (loss, grad) = B::asymmetric_loss_with_grad(
-                        logits.primitive.clone(),
+                        logits.primitive,
                         targets.primitive.clone(),
                         params,
                     );
@@ -140,7 +143,7 @@ impl<B: LossBackend, C: CheckpointStrategy> LossBackend for Autodiff<B, C> {
                 };
                 let state = LossState {
                     grad_logits,
-                    logits: targets_tracked.then_some(logits.primitive),
+                    logits: kept_logits,
                     params: *params,
                 };
                 prep.finish(state, loss)

@@ -2,11 +2,17 @@
 //!
 //! The element-wise math is branch-free (selects, and `exp`/`ln` written as polynomials on the
 //! float bits) so that LLVM vectorises it; chunks of the data run in parallel on rayon's pool.
-//! On x86-64 the loop is also compiled for AVX2 and picked at run time.
+//! On x86-64 the loop is also compiled for AVX2 and AVX-512 and picked at run time, and on CPUs
+//! with AVX-512 the common case (targets exactly 0 or 1, integer exponents) runs a loop written
+//! with intrinsics instead ([`avx512`]), which falls back to the general loop block by block
+//! where a target is soft.
 
 use rayon::prelude::*;
 
 use super::params::LossParams;
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// Elements per parallel task: big enough to amortise scheduling, small enough to stay in L2.
 const CHUNK: usize = 16 * 1024;
@@ -64,6 +70,51 @@ pub fn asymmetric_loss_cpu(
         super::Reduction::Sum => sum,
     }
 }
+
+/// [`asymmetric_loss_cpu`] with the gradient written over the logits: `values` holds the logits
+/// on entry and their gradient on return, which saves allocating (and the kernel faulting in) a
+/// buffer as large as the logits when the caller owns them.
+///
+/// # Panics
+///
+/// If the slices' lengths differ.
+pub fn asymmetric_loss_cpu_in_place(
+    values: &mut [f32],
+    targets: &[f32],
+    params: &LossParams,
+) -> f64 {
+    assert_eq!(values.len(), targets.len(), "logits and targets lengths");
+    let n = values.len();
+    let scale = params.scale(n);
+    // The kernels read logits and write gradients through distinct slices: each run of the
+    // logits is first copied to a buffer that stays in cache.
+    let chunk = |g: &mut [f32], y: &[f32]| -> f64 {
+        let mut buf = [0.0f32; IN_PLACE_RUN];
+        let mut sum = 0.0;
+        for (g, y) in g.chunks_mut(IN_PLACE_RUN).zip(y.chunks(IN_PLACE_RUN)) {
+            let x = &mut buf[..g.len()];
+            x.copy_from_slice(g);
+            sum += dispatch::<true>(params, scale, x, y, g);
+        }
+        sum
+    };
+    let sum: f64 = if n <= CHUNK {
+        chunk(values, targets)
+    } else {
+        values
+            .par_chunks_mut(CHUNK)
+            .zip(targets.par_chunks(CHUNK))
+            .map(|(g, y)| chunk(g, y))
+            .sum()
+    };
+    match params.reduction {
+        super::Reduction::Mean => sum / n.max(1) as f64,
+        super::Reduction::Sum => sum,
+    }
+}
+
+/// Elements of the logits copied aside at a time by [`asymmetric_loss_cpu_in_place`] (16 KiB).
+const IN_PLACE_RUN: usize = 4096;
 
 /// A zeroed `f32` buffer of `n` elements for a kernel's output.
 ///
@@ -149,6 +200,14 @@ fn run<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
 ) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
+        let int_exps = k.pow_neg.int_exp().is_some() && k.pow_pos.int_exp().is_some();
+        if int_exps
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+        {
+            // SAFETY: the CPU supports AVX-512F and DQ, and both exponents are integers.
+            return unsafe { run_avx512_binary::<N, Q, GRAD, MARGIN>(k, x, y, g) };
+        }
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (which implies FMA), checked just above.
             return unsafe { run_avx512::<N, Q, GRAD, MARGIN>(k, x, y, g) };
@@ -172,6 +231,39 @@ unsafe fn run_avx512<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
     g: &mut [f32],
 ) -> f64 {
     run_loop::<N, Q, GRAD, MARGIN, true>(k, x, y, g)
+}
+
+/// The AVX-512 intrinsics loop while targets are 0 or 1; where a vector holds another target,
+/// the autovectorised general loop takes one block from there.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn run_avx512_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
+    k: &Elem<N, Q>,
+    x: &[f32],
+    y: &[f32],
+    g: &mut [f32],
+) -> f64 {
+    let mut sum = 0.0;
+    let mut start = 0;
+    while start < x.len() {
+        let gs = if GRAD { &mut g[start..] } else { &mut [][..] };
+        // SAFETY: forwarded from the caller; the slices have equal lengths.
+        let (part, done) =
+            unsafe { avx512::run_binary::<N, Q, GRAD, MARGIN>(k, &x[start..], &y[start..], gs) };
+        sum += part;
+        start += done;
+        if start < x.len() {
+            let end = (start + BLOCK).min(x.len());
+            let gs = if GRAD {
+                &mut g[start..end]
+            } else {
+                &mut [][..]
+            };
+            sum += run_loop::<N, Q, GRAD, MARGIN, true>(k, &x[start..end], &y[start..end], gs);
+            start = end;
+        }
+    }
+    sum
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -253,6 +345,8 @@ trait Pow: Copy + Send + Sync {
     /// `(base^gamma, gamma * base^(gamma - 1))`, the latter `0` where `base == 0` and
     /// `gamma < 1` (where it is unbounded).
     fn pow_deriv(self, base: f32) -> (f32, f32);
+    /// The exponent when it is an integer in `0..=15`, for the vector kernels.
+    fn int_exp(self) -> Option<u32>;
 }
 
 /// An integer exponent in `0..=15`: four squarings, no transcendental.
@@ -271,6 +365,11 @@ impl Pow for IntPow {
         let below = powi4(base, self.0.saturating_sub(1));
         let value = if self.0 == 0 { 1.0 } else { below * base };
         (value, self.0 as f32 * below)
+    }
+
+    #[inline(always)]
+    fn int_exp(self) -> Option<u32> {
+        (self.0 <= 15).then_some(self.0)
     }
 }
 
@@ -308,6 +407,11 @@ impl<const K: u32> Pow for ConstPow<K> {
         }
         (below * base, K as f32 * below)
     }
+
+    #[inline(always)]
+    fn int_exp(self) -> Option<u32> {
+        (K <= 15).then_some(K)
+    }
 }
 
 /// Any non-negative exponent, through `exp(gamma * ln(base))`.
@@ -334,6 +438,11 @@ impl Pow for FloatPow {
         let v = self.pow(base);
         let d = if base > 0.0 { self.0 * v / base } else { 0.0 };
         (v, d)
+    }
+
+    #[inline(always)]
+    fn int_exp(self) -> Option<u32> {
+        None
     }
 }
 

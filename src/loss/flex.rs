@@ -6,7 +6,7 @@ use burn::tensor::ops::{FloatTensor, FloatTensorOps};
 use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
 
 use super::backend::LossBackend;
-use super::cpu::{asymmetric_loss_cpu, scale_in_place, zeroed_f32};
+use super::cpu::{asymmetric_loss_cpu, asymmetric_loss_cpu_in_place, scale_in_place, zeroed_f32};
 use super::params::LossParams;
 
 /// An `f32` tensor whose storage is one contiguous run (a view of it needs no copy).
@@ -40,6 +40,23 @@ fn run(
 ) -> (FlexTensor, Option<FlexTensor>) {
     let dtype = logits.dtype();
     let shape = logits.shape();
+    let loss_tensor = |loss: f64| {
+        in_dtype(
+            FlexTensor::from_data(TensorData::new(vec![loss as f32], [1])),
+            dtype,
+        )
+    };
+    let mut logits = logits;
+    if with_grad && dtype == DType::F32 && logits.is_unique() {
+        // Nobody else sees these logits: their storage becomes the gradient.
+        if let Some((start, end)) = logits.layout().contiguous_offsets() {
+            let y = contiguous_f32(targets);
+            let ys = y.as_slice::<f32>().unwrap();
+            let values = logits.try_storage_mut::<f32>().expect("unique");
+            let loss = asymmetric_loss_cpu_in_place(&mut values[start..end], ys, params);
+            return (loss_tensor(loss), Some(logits));
+        }
+    }
     let x = contiguous_f32(logits);
     let y = contiguous_f32(targets);
     let (xs, ys) = (x.as_slice::<f32>().unwrap(), y.as_slice::<f32>().unwrap());
@@ -51,8 +68,7 @@ fn run(
     } else {
         (asymmetric_loss_cpu(xs, ys, params, None), None)
     };
-    let loss = FlexTensor::from_data(TensorData::new(vec![loss as f32], [1]));
-    (in_dtype(loss, dtype), grad)
+    (loss_tensor(loss), grad)
 }
 
 impl LossBackend for Flex {

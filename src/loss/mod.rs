@@ -39,7 +39,7 @@ mod validate;
 
 pub use backend::LossBackend;
 pub use config::{AsymmetricLoss, AsymmetricLossConfig, LossPreset, Reduction};
-pub use cpu::{asymmetric_loss_cpu, zeroed_f32};
+pub use cpu::{asymmetric_loss_cpu, asymmetric_loss_cpu_in_place, zeroed_f32};
 pub use params::LossParams;
 
 /// Errors of the loss module.

@@ -63,7 +63,7 @@ impl LossParams {
 }
 
 /// The smallest `f32` not below `v`.
-fn round_up_f32(v: f64) -> f32 {
+pub(super) fn round_up_f32(v: f64) -> f32 {
     let f = v as f32;
     if (f as f64) < v {
         f.next_up()
