@@ -137,6 +137,7 @@ pub fn zeroed_f32(n: usize) -> Vec<f32> {
     v
 }
 
+#[cfg(feature = "flex")]
 /// Multiply `grad` by `factor` in place, in parallel for large slices.
 pub(crate) fn scale_in_place(grad: &mut [f32], factor: f32) {
     if grad.len() <= CHUNK {
