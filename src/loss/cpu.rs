@@ -607,6 +607,19 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 const ROUND_MAGIC: f32 = 12_582_912.0;
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
+/// Cephes `logf`'s polynomial in `f = m - 1`: its leading coefficient, then the rest by falling
+/// degree (shared by the portable and the AVX-512 loops).
+const LN_POLY_HEAD: f32 = 7.037_683_6e-2;
+const LN_POLY: [f32; 8] = [
+    -1.151_461e-1,
+    1.167_699_9e-1,
+    -1.242_014_1e-1,
+    1.424_932_3e-1,
+    -1.666_805_8e-1,
+    2.000_071_4e-1,
+    -2.499_999_4e-1,
+    3.333_333e-1,
+];
 
 /// `e^x` (Cephes `expf` polynomial, about 1 ulp), branch-free, for `x` clamped to `[-87, 88]`.
 #[inline(always)]
@@ -638,17 +651,8 @@ fn ln<const FMA: bool>(x: f32) -> f32 {
     let e = if small { e - 1 } else { e } as f32;
     let f = if small { m + m - 1.0 } else { m - 1.0 };
     let z = f * f;
-    let mut poly = 7.037_683_6e-2;
-    for c in [
-        -1.151_461e-1,
-        1.167_699_9e-1,
-        -1.242_014_1e-1,
-        1.424_932_3e-1,
-        -1.666_805_8e-1,
-        2.000_071_4e-1,
-        -2.499_999_4e-1,
-        3.333_333e-1,
-    ] {
+    let mut poly = LN_POLY_HEAD;
+    for c in LN_POLY {
         poly = m_(poly, f, c);
     }
     let poly = poly * f * z;

@@ -117,37 +117,9 @@ mod kernel {
         }
     }
 
-    /// Sums of `f(v)` over `values`: in `f32` lanes within a short chunk (so that the loop
-    /// vectorises without reassociating one long chain), in `f64` across chunks.
-    fn sum_by<const K: usize>(values: &[f32], f: impl Fn(f32) -> [f32; K]) -> [f64; K] {
-        const LANES: usize = 16;
-        let mut total = [0.0f64; K];
-        for chunk in values.chunks(CHUNK) {
-            let mut acc = [[0.0f32; LANES]; K];
-            let mut blocks = chunk.chunks_exact(LANES);
-            for block in &mut blocks {
-                for (l, &v) in block.iter().enumerate() {
-                    let terms = f(v);
-                    for k in 0..K {
-                        acc[k][l] += terms[k];
-                    }
-                }
-            }
-            for &v in blocks.remainder() {
-                let terms = f(v);
-                for k in 0..K {
-                    acc[k][0] += terms[k];
-                }
-            }
-            for k in 0..K {
-                total[k] += acc[k].iter().map(|&a| a as f64).sum::<f64>();
-            }
-        }
-        total
-    }
-
-    /// [`sum_by`] over two slices taken element by element.
-    fn sum_by_pairs<const K: usize>(
+    /// Sums of `f(a[i], b[i])`: in `f32` lanes within a short chunk (so that the loop vectorises
+    /// without reassociating one long chain), in `f64` across chunks.
+    fn sum_pairs<const K: usize>(
         a: &[f32],
         b: &[f32],
         f: impl Fn(f32, f32) -> [f32; K],
@@ -184,12 +156,15 @@ mod kernel {
         (0..d.c)
             .into_par_iter()
             .map(|ci| {
-                let sum: f64 = d.planes(x, ci).map(|p| sum_by(p, |v| [v])[0]).sum();
+                let sum: f64 = d
+                    .planes(x, ci)
+                    .map(|p| sum_pairs(p, p, |v, _| [v])[0])
+                    .sum();
                 let mean = sum / d.count();
                 let m = mean as f32;
                 let squares: f64 = d
                     .planes(x, ci)
-                    .map(|p| sum_by(p, |v| [(v - m) * (v - m)])[0])
+                    .map(|p| sum_pairs(p, p, |v, _| [(v - m) * (v - m)])[0])
                     .sum();
                 // The f32 mean's rounding, removed: E[(x - m)^2] = var + (mean - m)^2.
                 let shift = mean - m as f64;
@@ -199,13 +174,8 @@ mod kernel {
     }
 
     /// `act(x * scale[c] + shift[c])`, plane by plane.
-    pub fn normalise(
-        d: Dims,
-        x: &[f32],
-        scale: &[f32],
-        shift: &[f32],
-        slope: Option<f32>,
-    ) -> Vec<f32> {
+    pub fn normalise(d: Dims, x: &[f32], ch: &Channels) -> Vec<f32> {
+        let (scale, shift, slope) = (&ch.scale, &ch.shift, ch.slope);
         let mut out = vec![0.0f32; x.len()];
         out.par_chunks_mut(d.plane)
             .zip(x.par_chunks(d.plane))
@@ -223,6 +193,30 @@ mod kernel {
         out
     }
 
+    /// What the forward pass derived per channel, which the backward pass reuses.
+    #[derive(Debug, Clone)]
+    pub struct Channels {
+        pub mean: Vec<f32>,
+        pub invstd: Vec<f32>,
+        /// `gamma * invstd`.
+        pub scale: Vec<f32>,
+        /// `beta - mean * scale`.
+        pub shift: Vec<f32>,
+        pub slope: Option<f32>,
+    }
+
+    impl Channels {
+        /// `(mean, invstd, scale, shift)` of channel `ci`.
+        fn at(&self, ci: usize) -> (f32, f32, f32, f32) {
+            (
+                self.mean[ci],
+                self.invstd[ci],
+                self.scale[ci],
+                self.shift[ci],
+            )
+        }
+    }
+
     /// The gradient before the activation, from the one after it: the slope's mask, recomputed
     /// from the pre-activation `x * scale + shift`.
     #[inline(always)]
@@ -235,26 +229,17 @@ mod kernel {
 
     /// Per-channel `(sum dy, sum dy * xhat)`, with `dy` the gradient before the activation and
     /// `xhat = (x - mean) * invstd`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn grad_sums(
-        d: Dims,
-        x: &[f32],
-        dz: &[f32],
-        mean: &[f32],
-        invstd: &[f32],
-        scale: &[f32],
-        shift: &[f32],
-        slope: Option<f32>,
-    ) -> Vec<(f64, f64)> {
+    pub fn grad_sums(d: Dims, x: &[f32], dz: &[f32], ch: &Channels) -> Vec<(f64, f64)> {
+        let slope = ch.slope;
         (0..d.c)
             .into_par_iter()
             .map(|ci| {
-                let (m, s, k, b) = (mean[ci], invstd[ci], scale[ci], shift[ci]);
+                let (m, s, k, b) = ch.at(ci);
                 d.planes(x, ci)
                     .zip(d.planes(dz, ci))
                     .map(|(xp, gp)| {
                         // Both sums in one pass: pair each x with its gradient by index.
-                        let [sum, dot] = sum_by_pairs(xp, gp, |x, g| {
+                        let [sum, dot] = sum_pairs(xp, gp, |x, g| {
                             let dy = pre_act(g, x, k, b, slope);
                             [dy, dy * (x - m) * s]
                         });
@@ -266,18 +251,14 @@ mod kernel {
     }
 
     /// `dx = gamma invstd (dy - sum_dy / M - xhat sum_dy_xhat / M)`, plane by plane.
-    #[allow(clippy::too_many_arguments)]
     pub fn input_grad(
         d: Dims,
         x: &[f32],
         dz: &[f32],
-        mean: &[f32],
-        invstd: &[f32],
-        scale: &[f32],
-        shift: &[f32],
-        slope: Option<f32>,
+        ch: &Channels,
         sums: &[(f64, f64)],
     ) -> Vec<f32> {
+        let slope = ch.slope;
         let count = d.count();
         let mut dx = vec![0.0f32; x.len()];
         dx.par_chunks_mut(d.plane)
@@ -285,7 +266,7 @@ mod kernel {
             .enumerate()
             .for_each(|(i, (out, (xp, gp)))| {
                 let ci = i % d.c;
-                let (m, s, k, b) = (mean[ci], invstd[ci], scale[ci], shift[ci]);
+                let (m, s, k, b) = ch.at(ci);
                 let mean_dy = (sums[ci].0 / count) as f32;
                 let mean_dy_xhat = (sums[ci].1 / count) as f32;
                 for ((o, &x), &g) in out.iter_mut().zip(xp).zip(gp) {
@@ -312,7 +293,7 @@ mod flex {
     use burn::tensor::backend::Backend;
     use burn::tensor::{DType, TensorData, TensorMetadata, TensorPrimitive};
 
-    use super::kernel::{self, Dims};
+    use super::kernel::{self, Channels, Dims};
     use super::{BatchNormOutput, Tensor};
 
     type Ad = Autodiff<Flex>;
@@ -357,11 +338,7 @@ mod flex {
     struct State {
         x: FlexTensor,
         dims: Dims,
-        mean: Vec<f32>,
-        invstd: Vec<f32>,
-        scale: Vec<f32>,
-        shift: Vec<f32>,
-        slope: Option<f32>,
+        channels: Channels,
     }
 
     impl Backward<Flex, 3> for BatchNormBackward {
@@ -378,9 +355,7 @@ mod flex {
             let s = ops.state;
             let x = s.x.to_contiguous();
             let (x, dz) = (slice(&x), slice(&dz));
-            let sums = kernel::grad_sums(
-                s.dims, x, dz, &s.mean, &s.invstd, &s.scale, &s.shift, s.slope,
-            );
+            let sums = kernel::grad_sums(s.dims, x, dz, &s.channels);
             let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, [s.dims.c]));
             if let Some(node) = node_beta {
                 grads.register::<Flex>(node.id, vector(sums.iter().map(|t| t.0 as f32).collect()));
@@ -389,9 +364,7 @@ mod flex {
                 grads.register::<Flex>(node.id, vector(sums.iter().map(|t| t.1 as f32).collect()));
             }
             if let Some(node) = node_x {
-                let dx = kernel::input_grad(
-                    s.dims, x, dz, &s.mean, &s.invstd, &s.scale, &s.shift, s.slope, &sums,
-                );
+                let dx = kernel::input_grad(s.dims, x, dz, &s.channels, &sums);
                 let shape = s.x.shape();
                 grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
             }
@@ -436,9 +409,16 @@ mod flex {
             .zip(&mean)
             .map(|((b, k), m)| b - m * k)
             .collect();
-        let slope = leaky_slope.map(|a| a as f32);
-        let y = kernel::normalise(dims, slice(&xs), &scale, &shift, slope);
+        let channels = Channels {
+            mean,
+            invstd,
+            scale,
+            shift,
+            slope: leaky_slope.map(|a| a as f32),
+        };
+        let y = kernel::normalise(dims, slice(&xs), &channels);
         let y = FlexTensor::from_data(TensorData::new(y, [n, c, h, w]));
+        let mean = channels.mean.clone();
 
         let output = match BatchNormBackward
             .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
@@ -449,11 +429,7 @@ mod flex {
                 State {
                     x: xs,
                     dims,
-                    mean: mean.clone(),
-                    invstd,
-                    scale,
-                    shift,
-                    slope,
+                    channels,
                 },
                 y,
             ),

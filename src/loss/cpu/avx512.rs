@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Elem, Pow, LN2_HI, LN2_LO, LOG2E};
+use super::{Elem, Pow, LN2_HI, LN2_LO, LN_POLY, LN_POLY_HEAD, LOG2E};
 
 /// `f32` lanes of a vector.
 const LANES: usize = 16;
@@ -355,17 +355,8 @@ fn ln(v: __m512) -> __m512 {
     let f = _mm512_sub_ps(m, one);
     let f = _mm512_mask_add_ps(f, small, f, m);
     let z = _mm512_mul_ps(f, f);
-    let mut p = _mm512_set1_ps(7.037_683_6e-2);
-    for coef in [
-        -1.151_461e-1,
-        1.167_699_9e-1,
-        -1.242_014_1e-1,
-        1.424_932_3e-1,
-        -1.666_805_8e-1,
-        2.000_071_4e-1,
-        -2.499_999_4e-1,
-        3.333_333e-1,
-    ] {
+    let mut p = _mm512_set1_ps(LN_POLY_HEAD);
+    for coef in LN_POLY {
         p = f_(p, f, _mm512_set1_ps(coef));
     }
     let p = _mm512_mul_ps(_mm512_mul_ps(p, f), z);
