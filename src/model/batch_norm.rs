@@ -282,21 +282,19 @@ mod kernel {
 
 #[cfg(feature = "flex")]
 mod flex {
-    use std::any::Any;
-
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::backend::flex::FlexTensor;
-    use burn::backend::{Autodiff, Flex};
+    use burn::backend::Flex;
     use burn::tensor::backend::Backend;
     use burn::tensor::{DType, TensorData, TensorMetadata, TensorPrimitive};
 
+    use super::super::on_flex::{host_slice, on_autodiff_flex, Ad};
     use super::kernel::{self, Channels, Dims};
     use super::{BatchNormOutput, Tensor};
 
-    type Ad = Autodiff<Flex>;
     type Inputs<B> = (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>);
 
     /// The fused BatchNorm when `B` is `Autodiff<Flex>` and everything is `f32`; otherwise the
@@ -315,18 +313,9 @@ mod flex {
         if !shapes_fit || [x.dtype(), gamma.dtype(), beta.dtype()] != [DType::F32; 3] {
             return Err((x, gamma, beta));
         }
-        let inputs: Box<dyn Any> = Box::new((x, gamma, beta));
-        match inputs.downcast::<Inputs<Ad>>() {
-            Ok(inputs) => {
-                let (x, gamma, beta) = *inputs;
-                let out: Box<dyn Any> =
-                    Box::new(batch_norm_act_ad(x, gamma, beta, epsilon, leaky_slope));
-                Ok(*out
-                    .downcast::<BatchNormOutput<B>>()
-                    .expect("B is Autodiff<Flex>, checked above"))
-            }
-            Err(inputs) => Err(*inputs.downcast::<Inputs<B>>().expect("boxed as such above")),
-        }
+        on_autodiff_flex((x, gamma, beta), |(x, gamma, beta): Inputs<Ad>| {
+            batch_norm_act_ad(x, gamma, beta, epsilon, leaky_slope)
+        })
     }
 
     #[derive(Debug)]
@@ -354,7 +343,7 @@ mod flex {
             let dz = grads.consume::<Flex>(&ops.node).to_contiguous();
             let s = ops.state;
             let x = s.x.to_contiguous();
-            let (x, dz) = (slice(&x), slice(&dz));
+            let (x, dz) = (host_slice(&x), host_slice(&dz));
             let sums = kernel::grad_sums(s.dims, x, dz, &s.channels);
             let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, [s.dims.c]));
             if let Some(node) = node_beta {
@@ -371,13 +360,8 @@ mod flex {
         }
     }
 
-    fn slice(t: &FlexTensor) -> &[f32] {
-        let n = t.shape().num_elements();
-        &t.as_slice::<f32>().expect("contiguous f32")[..n]
-    }
-
     fn values(t: &FlexTensor) -> Vec<f32> {
-        slice(&t.to_contiguous()).to_vec()
+        host_slice(&t.to_contiguous()).to_vec()
     }
 
     fn batch_norm_act_ad(
@@ -393,7 +377,7 @@ mod flex {
         let [n, c, h, w] = x.primitive.shape().dims();
         let dims = Dims { n, c, plane: h * w };
         let xs = x.primitive.to_contiguous();
-        let stats = kernel::stats(dims, slice(&xs));
+        let stats = kernel::stats(dims, host_slice(&xs));
         let mean: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
         let var: Vec<f32> = stats.iter().map(|s| s.1 as f32).collect();
         let invstd: Vec<f32> = stats
@@ -416,7 +400,7 @@ mod flex {
             shift,
             slope: leaky_slope.map(|a| a as f32),
         };
-        let y = kernel::normalise(dims, slice(&xs), &channels);
+        let y = kernel::normalise(dims, host_slice(&xs), &channels);
         let y = FlexTensor::from_data(TensorData::new(y, [n, c, h, w]));
         let mean = channels.mean.clone();
 

@@ -257,21 +257,18 @@ fn gemm_backward(
 
 #[cfg(feature = "flex")]
 mod flex {
-    use std::any::Any;
-
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::backend::flex::FlexTensor;
-    use burn::backend::{Autodiff, Flex};
+    use burn::backend::Flex;
     use burn::tensor::backend::Backend;
     use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
     use burn::tensor::{DType, TensorData, TensorMetadata, TensorPrimitive};
 
+    use super::super::on_flex::{host_slice, on_autodiff_flex, Ad};
     use super::{gemm_backward, gemm_backward_applies, Grid, Tensor};
-
-    type Ad = Autodiff<Flex>;
 
     /// The convolution through the GEMM backward when `B` is `Autodiff<Flex>` and the
     /// convolution qualifies; otherwise the inputs back, untouched.
@@ -295,19 +292,10 @@ mod flex {
         {
             return Err((x, weight));
         }
-        let inputs: Box<dyn Any> = Box::new((x, weight));
-        match inputs.downcast::<(Tensor<Ad, 4>, Tensor<Ad, 4>)>() {
-            Ok(pair) => {
-                let (x, weight) = *pair;
-                let y: Box<dyn Any> = Box::new(conv2d_ad(x, weight, options));
-                Ok(*y
-                    .downcast::<Tensor<B, 4>>()
-                    .expect("B is Autodiff<Flex>, checked above"))
-            }
-            Err(inputs) => Err(*inputs
-                .downcast::<(Tensor<B, 4>, Tensor<B, 4>)>()
-                .expect("boxed as such above")),
-        }
+        on_autodiff_flex(
+            (x, weight),
+            |(x, weight): (Tensor<Ad, 4>, Tensor<Ad, 4>)| conv2d_ad(x, weight, options),
+        )
     }
 
     #[derive(Debug)]
@@ -338,9 +326,9 @@ mod flex {
             let w = state.weight.map(|t| t.to_contiguous());
             let (dx, dw) = gemm_backward(
                 grid,
-                node_w.as_ref().and(x.as_ref()).map(slice),
-                node_x.as_ref().and(w.as_ref()).map(slice),
-                slice(&g),
+                node_w.as_ref().and(x.as_ref()).map(host_slice),
+                node_x.as_ref().and(w.as_ref()).map(host_slice),
+                host_slice(&g),
             );
             let tensor =
                 |v: Vec<f32>, shape: [usize; 4]| FlexTensor::from_data(TensorData::new(v, shape));
@@ -351,11 +339,6 @@ mod flex {
                 grads.register::<Flex>(node.id, tensor(dw, [grid.o, grid.c, grid.kh, grid.kw]));
             }
         }
-    }
-
-    fn slice(t: &FlexTensor) -> &[f32] {
-        let n = t.shape().num_elements();
-        &t.as_slice::<f32>().expect("contiguous f32")[..n]
     }
 
     fn conv2d_ad(

@@ -121,13 +121,13 @@ impl<B: Backend> ConvNormAct<B> {
 
     /// The convolution alone, through [`conv::conv2d`] for its faster backward on the CPU.
     fn conv_train(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        conv::conv2d(x, self.conv.weight.val(), None, self.conv_options())
+    }
+
+    /// The convolution's stride, "same" padding and dilation.
+    fn conv_options(&self) -> ConvOptions<2> {
         let pad = self.conv.kernel_size[0] / 2;
-        conv::conv2d(
-            x,
-            self.conv.weight.val(),
-            None,
-            ConvOptions::new(self.conv.stride, [pad, pad], self.conv.dilation, 1),
-        )
+        ConvOptions::new(self.conv.stride, [pad, pad], self.conv.dilation, 1)
     }
 
     /// Training-mode BatchNorm (batch statistics) and the activation, updating the running
@@ -188,12 +188,6 @@ impl<B: Backend> ConvNormAct<B> {
             .reshape([out, dims[1] * dims[2] * dims[3]])
             .mul(scale.reshape([out, 1]))
             .reshape(dims);
-        let pad = self.conv.kernel_size[0] / 2;
-        conv2d(
-            x,
-            weight,
-            Some(bias),
-            ConvOptions::new(self.conv.stride, [pad, pad], self.conv.dilation, 1),
-        )
+        conv2d(x, weight, Some(bias), self.conv_options())
     }
 }

@@ -30,6 +30,8 @@ pub mod blur_pool;
 pub mod conv;
 pub mod conv_norm;
 pub mod head;
+#[cfg(feature = "flex")]
+mod on_flex;
 pub mod space_to_depth;
 pub mod squeeze_excite;
 mod tresnet;
