@@ -65,18 +65,25 @@ fn run(
     )
 }
 
+type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+/// (N, C, O, H, W, k, pad, stride): 1x1, 3x3 same-padded and unpadded on small maps (the
+/// forward unfolds the input) and on larger ones (the forward runs on the padded grid), a
+/// non-square map and kernel, and a strided one (which takes Burn's own path).
+const CASES: [Case; 8] = [
+    (2, 8, 16, 9, 7, 1, 0, 1),
+    (2, 6, 5, 8, 8, 3, 1, 1),
+    (1, 3, 4, 7, 9, 3, 0, 1),
+    (3, 4, 6, 5, 11, 5, 2, 1),
+    (2, 4, 5, 16, 12, 3, 1, 1),
+    (1, 3, 4, 20, 20, 3, 0, 1),
+    (2, 5, 3, 24, 18, 5, 2, 1),
+    (2, 4, 3, 8, 8, 3, 1, 2),
+];
+
 #[test]
 fn gradients_match_burns_convolution() {
-    // (N, C, O, H, W, k, pad, stride): 1x1, 3x3 same-padded, unpadded, a non-square map, and a
-    // strided one (which takes Burn's own path).
-    let cases = [
-        (2, 8, 16, 9, 7, 1, 0, 1),
-        (2, 6, 5, 8, 8, 3, 1, 1),
-        (1, 3, 4, 7, 9, 3, 0, 1),
-        (3, 4, 6, 5, 11, 5, 2, 1),
-        (2, 4, 3, 8, 8, 3, 1, 2),
-    ];
-    for (i, &(n, c, o, h, wd, k, pad, stride)) in cases.iter().enumerate() {
+    for (i, &(n, c, o, h, wd, k, pad, stride)) in CASES.iter().enumerate() {
         let x = random([n, c, h, wd], 3 * i as u64);
         let w = random([o, c, k, k], 3 * i as u64 + 1);
         let b = random([o], 3 * i as u64 + 2);
@@ -103,10 +110,27 @@ fn gradients_match_burns_convolution() {
 }
 
 #[test]
-fn without_autodiff_it_is_burns_convolution() {
-    let x = random([2, 3, 6, 6], 1);
-    let w = random([4, 3, 3, 3], 2);
+fn without_autodiff_it_matches_burns_convolution() {
+    for (i, &(n, c, o, h, wd, k, pad, stride)) in CASES.iter().enumerate() {
+        let x = random([n, c, h, wd], 5 * i as u64);
+        let w = random([o, c, k, k], 5 * i as u64 + 1);
+        let b = random([o], 5 * i as u64 + 2);
+        let options = ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1);
+        for bias in [None, Some(b)] {
+            let what = format!("case {i}, bias {}", bias.is_some());
+            let want = module::conv2d(x.clone(), w.clone(), bias.clone(), options.clone());
+            let got = conv2d(x.clone(), w.clone(), bias, options.clone());
+            assert_close(got, want, &what);
+        }
+    }
+}
+
+#[test]
+fn strided_views_are_read_as_their_values() {
+    // A transposed (non-contiguous) input and weight give the same result as contiguous copies.
+    let x = random([2, 3, 12, 10], 11).swap_dims(2, 3);
+    let w = random([4, 3, 3, 3], 12).swap_dims(2, 3);
     let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
     let want = module::conv2d(x.clone(), w.clone(), None, options.clone());
-    assert_close(conv2d(x, w, None, options), want, "plain Flex");
+    assert_close(conv2d(x, w, None, options), want, "transposed views");
 }

@@ -291,7 +291,7 @@ mod flex {
     use burn::tensor::backend::Backend;
     use burn::tensor::{DType, TensorData, TensorMetadata, TensorPrimitive};
 
-    use super::super::on_flex::{host_slice, on_autodiff_flex, Ad};
+    use super::super::on_flex::{host_slice, on_backend, Ad};
     use super::kernel::{self, Channels, Dims};
     use super::{BatchNormOutput, Tensor};
 
@@ -313,7 +313,7 @@ mod flex {
         if !shapes_fit || [x.dtype(), gamma.dtype(), beta.dtype()] != [DType::F32; 3] {
             return Err((x, gamma, beta));
         }
-        on_autodiff_flex((x, gamma, beta), |(x, gamma, beta): Inputs<Ad>| {
+        on_backend((x, gamma, beta), |(x, gamma, beta): Inputs<Ad>| {
             batch_norm_act_ad(x, gamma, beta, epsilon, leaky_slope)
         })
     }

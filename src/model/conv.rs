@@ -1,12 +1,14 @@
-//! 2-D convolution whose backward pass runs as a few large matrix products on the default CPU
-//! training backend.
+//! 2-D convolution that runs as a few large matrix products on the default CPU backends, forward
+//! and backward.
 //!
-//! Burn computes a convolution's weight gradient as another convolution, with the batch as
-//! channels and the whole feature map as the kernel. On the CPU that becomes thousands of narrow
-//! matrix products (matrix-vector products for a 1x1 kernel), and it made a TResNet training step
-//! spend most of its time there. [`conv2d`] gives the same forward and the same gradients, but on
-//! `Autodiff<Flex>` (this crate's CPU training backend) a stride-1 convolution gets an analytic
-//! backward: both gradients as one GEMM per kernel tap over the whole batch.
+//! Burn's CPU convolution unfolds the input (`kh*kw` times its size) and multiplies, and it
+//! computes the weight gradient as another convolution, with the batch as channels and the whole
+//! feature map as the kernel: on the CPU that becomes thousands of narrow matrix products
+//! (matrix-vector products for a 1x1 kernel), and it made a TResNet training step spend most of
+//! its time there. [`conv2d`] gives the same results, but on `Flex` and `Autodiff<Flex>` a
+//! stride-1 convolution runs its forward as one GEMM per kernel row over the whole batch, on
+//! the padded input laid out channel-last (1x1 kernels keep Flex's own, already one GEMM), and
+//! under autodiff gets an analytic backward with both gradients as one GEMM per kernel tap.
 //! Every other backend, and every other convolution, goes through Burn's own `conv2d` unchanged.
 
 use burn::tensor::backend::Backend;
@@ -14,8 +16,12 @@ use burn::tensor::module;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
 
-/// `burn::tensor::module::conv2d`, with a faster backward on `Autodiff<Flex>` for convolutions
-/// of stride 1, dilation 1 and one group (all of TResNet's trainable ones).
+#[cfg(feature = "flex")]
+use super::scratch::Scratch;
+
+/// `burn::tensor::module::conv2d`, faster on `Flex` and `Autodiff<Flex>` for convolutions of
+/// stride 1, dilation 1 and one group (all of TResNet's trainable ones): see the
+/// [module](self) documentation.
 ///
 /// ```
 /// use aia::model::conv::conv2d;
@@ -38,24 +44,16 @@ pub fn conv2d<B: Backend>(
     options: ConvOptions<2>,
 ) -> Tensor<B, 4> {
     #[cfg(feature = "flex")]
-    let (x, weight) = match flex::try_conv2d(x, weight, options.clone()) {
-        Ok(y) => {
-            return match bias {
-                Some(b) => {
-                    let out = b.dims()[0];
-                    y + b.reshape([1, out, 1, 1])
-                }
-                None => y,
-            }
-        }
+    let (x, weight, bias) = match flex::try_conv2d(x, weight, bias, options.clone()) {
+        Ok(y) => return y,
         Err(inputs) => inputs,
     };
     module::conv2d(x, weight, bias, options)
 }
 
 #[cfg(feature = "flex")]
-/// Whether the GEMM backward applies to a convolution with these options.
-fn gemm_backward_applies(options: &ConvOptions<2>) -> bool {
+/// Whether the GEMM kernels apply to a convolution with these options.
+fn gemm_applies(options: &ConvOptions<2>) -> bool {
     options.stride == [1, 1] && options.dilation == [1, 1] && options.groups == 1
 }
 
@@ -80,6 +78,29 @@ struct Grid {
 
 #[cfg(feature = "flex")]
 impl Grid {
+    /// The geometry of `conv2d(x, w)` with these options' padding.
+    fn new(
+        x: &burn::backend::flex::FlexTensor,
+        w: &burn::backend::flex::FlexTensor,
+        options: &ConvOptions<2>,
+    ) -> Self {
+        use burn::tensor::TensorMetadata;
+
+        let [n, c, h, w_] = x.shape().dims();
+        let [o, _, kh, kw] = w.shape().dims();
+        Grid {
+            n,
+            c,
+            o,
+            h,
+            w: w_,
+            kh,
+            kw,
+            ph: options.padding[0],
+            pw: options.padding[1],
+        }
+    }
+
     fn hp(&self) -> usize {
         self.h + 2 * self.ph
     }
@@ -100,6 +121,216 @@ impl Grid {
     /// multiplied by zero, for the padding columns).
     fn slack(&self) -> usize {
         (self.kh - 1) * self.wp() + self.kw - 1
+    }
+}
+
+/// The input `[N, C, H, W]`, zero-padded and laid out channel-major as `[C][N][Hp][Wp]`, with
+/// [`Grid::slack`] zeros after it for the last taps' windows.
+#[cfg(feature = "flex")]
+fn pad_channel_major(grid: Grid, x: &[f32]) -> Scratch {
+    use rayon::prelude::*;
+
+    let Grid { n, c, h, w: wd, .. } = grid;
+    let (wp, cols, plane) = (grid.wp(), grid.cols(), grid.hp() * grid.wp());
+    let mut xx = Scratch::zeroed(c * cols + grid.slack());
+    xx[..c * cols]
+        .par_chunks_mut(cols)
+        .enumerate()
+        .for_each(|(ci, row)| {
+            for ni in 0..n {
+                for y in 0..h {
+                    let src = ((ni * c + ci) * h + y) * wd;
+                    let dst = ni * plane + (y + grid.ph) * wp + grid.pw;
+                    row[dst..dst + wd].copy_from_slice(&x[src..src + wd]);
+                }
+            }
+        });
+    xx
+}
+
+/// `y = conv2d(x, w) + bias` (stride 1) on host slices, by GEMM; `y` is `[N, O, Ho, Wo]`.
+///
+/// The input goes channel-last onto the zero-padded grid, `[N][Hp][Wp][C]` (plus slack), where
+/// the `kw` taps of kernel row `ky` read, for the output at grid position `j`, the contiguous run
+/// of `kw*C` values that starts at `(j + ky*Wp)*C`. The weights go to `[O][kh][kw][C]`, in the
+/// same order. Then, with the products as `[positions][O]`, the operand order in which the GEMM
+/// kernels run fastest here (1.5-2x faster than channel-first operands on these layers):
+///
+/// - on a map where padding is a small share, each kernel row is one GEMM over the whole
+///   batch, `K = kw*C`, reading the grid in place: no `kh*kw`-times larger unfolded copy of the
+///   input, which is what makes Burn's unfold-then-multiply convolution slow on early layers;
+/// - on small maps (14x14 and below with a 3x3 kernel), where the grid's padding columns would
+///   be a large share of the work and the unfolded input is small, the windows are unfolded as
+///   `[N*Ho*Wo][kh*kw*C]` and multiplied in one GEMM.
+#[cfg(feature = "flex")]
+fn gemm_forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    use rayon::prelude::*;
+
+    let Grid {
+        n,
+        c,
+        o,
+        h,
+        w: wd,
+        kh,
+        kw,
+        ph,
+        pw,
+    } = grid;
+    let (hp, wp, ho, wo) = (grid.hp(), grid.wp(), grid.ho(), grid.wo());
+    let (cols, taps) = (grid.cols(), kh * kw);
+    let k_all = taps * c;
+
+    let mut xx = Scratch::zeroed((cols + grid.slack()) * c);
+    xx[..cols * c]
+        .par_chunks_mut(wp * c)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (ni, yp) = (row / hp, row % hp);
+            if let Some(y) = yp.checked_sub(ph).filter(|&y| y < h) {
+                // Image ni's row y is [C][W] at stride H*W; it goes to [W][C] after the padding.
+                let src = &x[(ni * c * h + y) * wd..];
+                transpose(src, h * wd, &mut dst[pw * c..], c, c, wd, None);
+            }
+        });
+    let mut wt = Scratch::uninit(o * k_all);
+    wt.par_chunks_mut(k_all).enumerate().for_each(|(oi, dst)| {
+        // [C][kh*kw] to [kh*kw][C].
+        transpose(&w[oi * k_all..], taps, dst, c, c, taps, None);
+    });
+
+    // 4 grid positions per 3 outputs: a 28x28 map qualifies, a 14x14 one does not.
+    let on_grid = 3 * hp * wp <= 4 * ho * wo;
+    let (positions, yy) = if on_grid {
+        let mut yy = Scratch::uninit(cols * o);
+        for ky in 0..kh {
+            // SAFETY: dst is [O, cols] at stride (1, O), all of `yy`; lhs is [O, kw*C] at
+            // stride (kh*kw*C, 1) from ky*kw*C, inside `wt`; rhs is [kw*C, cols] at stride
+            // (1, C) from ky*Wp*C, its largest index ky*Wp*C + (cols-1)*C + kw*C - 1 below
+            // (cols + slack)*C = xx.len() since slack = (kh-1)*Wp + kw-1. The first kernel
+            // row writes every value of `yy` without reading it.
+            unsafe {
+                gemm::gemm(
+                    o,
+                    cols,
+                    kw * c,
+                    yy.as_mut_ptr(),
+                    o as isize,
+                    1,
+                    ky > 0,
+                    wt.as_ptr().add(ky * kw * c),
+                    1,
+                    k_all as isize,
+                    xx.as_ptr().add(ky * wp * c),
+                    c as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(0),
+                );
+            }
+        }
+        ((hp, wp), yy)
+    } else {
+        let pcols = n * ho * wo;
+        let mut unfolded = Scratch::uninit(pcols * k_all);
+        unfolded
+            .par_chunks_mut(k_all)
+            .enumerate()
+            .for_each(|(j, dst)| {
+                let (ni, y, xo) = (j / (ho * wo), j / wo % ho, j % wo);
+                for (ky, d) in dst.chunks_mut(kw * c).enumerate() {
+                    let at = ((ni * hp + y + ky) * wp + xo) * c;
+                    d.copy_from_slice(&xx[at..at + kw * c]);
+                }
+            });
+        let mut yy = Scratch::uninit(pcols * o);
+        // SAFETY: dst is [O, pcols] at stride (1, O), all of `yy`; lhs is `wt` as [O, K]
+        // row-major and rhs `unfolded` as [K, pcols] at stride (1, K), K = kh*kw*C, both
+        // exactly their buffers.
+        unsafe {
+            gemm::gemm(
+                o,
+                pcols,
+                k_all,
+                yy.as_mut_ptr(),
+                o as isize,
+                1,
+                false,
+                wt.as_ptr(),
+                1,
+                k_all as isize,
+                unfolded.as_ptr(),
+                k_all as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+        ((ho, wo), yy)
+    };
+
+    // Back to [N][O][Ho][Wo], adding the bias on the way; a task per 16 channels of an image.
+    let (rows_per_image, row_len) = positions;
+    let out_plane = ho * wo;
+    let block = TILE.min(o);
+    let mut out = vec![0.0f32; n * o * out_plane];
+    out.par_chunks_mut(o * out_plane)
+        .enumerate()
+        .flat_map(|(ni, image)| {
+            image
+                .par_chunks_mut(block * out_plane)
+                .enumerate()
+                .map(move |(bi, dst)| (ni, bi * block, dst))
+        })
+        .for_each(|(ni, first, dst)| {
+            let channels = dst.len() / out_plane;
+            let bias = bias.map(|b| &b[first..first + channels]);
+            for y in 0..ho {
+                // Output row y of image ni is [Wo][O] at stride O; these channels go to
+                // [channels][Wo] at stride Ho*Wo.
+                let src = &yy[((ni * rows_per_image + y) * row_len) * o + first..];
+                transpose(src, o, &mut dst[y * wo..], out_plane, wo, channels, bias);
+            }
+        });
+    out
+}
+
+/// Tile side of [`transpose`]: 16 `f32`, one cache line.
+#[cfg(feature = "flex")]
+const TILE: usize = 16;
+
+/// `dst[j*dst_stride + i] = src[i*src_stride + j] (+ add[j])` for `i < rows`, `j < cols`, in
+/// tiles, so that both sides are read and written a cache line at a time.
+#[cfg(feature = "flex")]
+fn transpose(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+    rows: usize,
+    cols: usize,
+    add: Option<&[f32]>,
+) {
+    for i0 in (0..rows).step_by(TILE) {
+        let i1 = (i0 + TILE).min(rows);
+        for j0 in (0..cols).step_by(TILE) {
+            let j1 = (j0 + TILE).min(cols);
+            for j in j0..j1 {
+                let a = add.map_or(0.0, |a| a[j]);
+                let d = &mut dst[j * dst_stride + i0..j * dst_stride + i1];
+                for (k, v) in d.iter_mut().enumerate() {
+                    *v = src[(i0 + k) * src_stride + j] + a;
+                }
+            }
+        }
     }
 }
 
@@ -125,7 +356,7 @@ fn gemm_backward(
     let (cols, plane, taps) = (grid.cols(), hp * wp, grid.kh * grid.kw);
 
     // The output gradient on the padded grid, [O][N][Hp][Wp].
-    let mut gg = vec![0.0f32; o * cols];
+    let mut gg = Scratch::zeroed(o * cols);
     gg.par_chunks_mut(cols).enumerate().for_each(|(oi, row)| {
         for ni in 0..n {
             for y in 0..ho {
@@ -137,20 +368,7 @@ fn gemm_backward(
     });
 
     let dw = x.map(|x| {
-        // The input, zero-padded, [C][N][Hp][Wp], with slack for the last taps' windows.
-        let mut xx = vec![0.0f32; c * cols + grid.slack()];
-        xx[..c * cols]
-            .par_chunks_mut(cols)
-            .enumerate()
-            .for_each(|(ci, row)| {
-                for ni in 0..n {
-                    for y in 0..h {
-                        let src = ((ni * c + ci) * h + y) * wd;
-                        let dst = ni * plane + (y + grid.ph) * wp + grid.pw;
-                        row[dst..dst + wd].copy_from_slice(&x[src..src + wd]);
-                    }
-                }
-            });
+        let xx = pad_channel_major(grid, x);
         // The reduction runs over every position of the batch (K is huge, M and N are the
         // channel counts, as small as 64): split K over the threads, each with its own partial
         // dW, rather than leave the GEMM to split a small output.
@@ -208,7 +426,7 @@ fn gemm_backward(
 
     let dx = w.map(|w| {
         // dX on the padded grid, [C][N][Hp][Wp] plus slack: tap k adds W_k^T G at offset k.
-        let mut xx = vec![0.0f32; c * cols + grid.slack()];
+        let mut xx = Scratch::zeroed(c * cols + grid.slack());
         for ky in 0..grid.kh {
             for kx in 0..grid.kw {
                 let tap = ky * grid.kw + kx;
@@ -265,37 +483,78 @@ mod flex {
     use burn::backend::Flex;
     use burn::tensor::backend::Backend;
     use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
-    use burn::tensor::{DType, TensorData, TensorMetadata, TensorPrimitive};
+    use burn::tensor::{DType, TensorData, TensorPrimitive};
 
-    use super::super::on_flex::{host_slice, on_autodiff_flex, Ad};
-    use super::{gemm_backward, gemm_backward_applies, Grid, Tensor};
+    use super::super::on_flex::{host_slice, on_backend, Ad};
+    use super::{gemm_applies, gemm_backward, gemm_forward, Grid, Tensor};
 
-    /// The convolution through the GEMM backward when `B` is `Autodiff<Flex>` and the
+    /// The inputs of a convolution on backend `B`.
+    type Inputs<B> = (Tensor<B, 4>, Tensor<B, 4>, Option<Tensor<B, 1>>);
+
+    /// The convolution through the GEMM kernels when `B` is `Flex` or `Autodiff<Flex>` and the
     /// convolution qualifies; otherwise the inputs back, untouched.
-    #[allow(clippy::type_complexity)]
     pub(super) fn try_conv2d<B: Backend>(
         x: Tensor<B, 4>,
         weight: Tensor<B, 4>,
+        bias: Option<Tensor<B, 1>>,
         options: ConvOptions<2>,
-    ) -> Result<Tensor<B, 4>, (Tensor<B, 4>, Tensor<B, 4>)> {
+    ) -> Result<Tensor<B, 4>, Inputs<B>> {
         let ([n, c, h, w], [o, wc, kh, kw]) = (x.dims(), weight.dims());
         // Anything unusual (empty, mismatched or too small for the kernel) takes Burn's path
         // and its checks.
         let shapes_fit = n * c * h * w * o * kh * kw > 0
             && wc == c
             && h + 2 * options.padding[0] >= kh
-            && w + 2 * options.padding[1] >= kw;
-        if !gemm_backward_applies(&options)
+            && w + 2 * options.padding[1] >= kw
+            && bias.as_ref().is_none_or(|b| b.dims() == [o]);
+        if !gemm_applies(&options)
             || !shapes_fit
             || x.dtype() != DType::F32
             || weight.dtype() != DType::F32
+            || bias.as_ref().is_some_and(|b| b.dtype() != DType::F32)
         {
-            return Err((x, weight));
+            return Err((x, weight, bias));
         }
-        on_autodiff_flex(
+        let inputs = on_backend(
             (x, weight),
-            |(x, weight): (Tensor<Ad, 4>, Tensor<Ad, 4>)| conv2d_ad(x, weight, options),
-        )
+            |(x, weight): (Tensor<Ad, 4>, Tensor<Ad, 4>)| conv2d_ad(x, weight, options.clone()),
+        );
+        match inputs {
+            Ok(y) => Ok(match bias {
+                Some(b) => y + b.reshape([1, o, 1, 1]),
+                None => y,
+            }),
+            Err((x, weight)) => on_backend((x, weight, bias), |(x, w, b): Inputs<Flex>| {
+                let (x, w) = (x.into_primitive().tensor(), w.into_primitive().tensor());
+                let b = b.map(|b| b.into_primitive().tensor());
+                Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(forward(
+                    x, w, b, &options,
+                )))
+            }),
+        }
+    }
+
+    /// The forward convolution on Flex: the GEMM kernels for a kernel larger than 1x1, Flex's
+    /// own convolution (already one GEMM per image) for a 1x1 one.
+    fn forward(
+        x: FlexTensor,
+        w: FlexTensor,
+        bias: Option<FlexTensor>,
+        options: &ConvOptions<2>,
+    ) -> FlexTensor {
+        let grid = Grid::new(&x, &w, options);
+        if grid.kh * grid.kw == 1 {
+            return Flex::conv2d(x, w, bias, options.clone());
+        }
+        let (x, w) = (x.to_contiguous(), w.to_contiguous());
+        let bias = bias.map(|b| b.to_contiguous());
+        let y = gemm_forward(
+            grid,
+            host_slice(&x),
+            host_slice(&w),
+            bias.as_ref().map(host_slice),
+        );
+        FlexTensor::from_data(TensorData::new(y, [grid.n, grid.o, grid.ho(), grid.wo()]))
     }
 
     #[derive(Debug)]
@@ -348,19 +607,7 @@ mod flex {
     ) -> Tensor<Ad, 4> {
         let x = x.into_primitive().tensor();
         let w = weight.into_primitive().tensor();
-        let [n, c, h, wd] = x.primitive.shape().dims();
-        let [o, _, kh, kw] = w.primitive.shape().dims();
-        let grid = Grid {
-            n,
-            c,
-            o,
-            h,
-            w: wd,
-            kh,
-            kw,
-            ph: options.padding[0],
-            pw: options.padding[1],
-        };
+        let grid = Grid::new(&x.primitive, &w.primitive, &options);
         let x_tracked = !x.node.requirement.is_none();
         let w_tracked = !w.node.requirement.is_none();
         let out: FloatTensor<Ad> = match Conv2dBackward
@@ -369,7 +616,7 @@ mod flex {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let y = Flex::conv2d(x.primitive.clone(), w.primitive.clone(), None, options);
+                let y = forward(x.primitive.clone(), w.primitive.clone(), None, &options);
                 let state = ConvState {
                     x: w_tracked.then_some(x.primitive),
                     weight: x_tracked.then_some(w.primitive),
@@ -378,7 +625,7 @@ mod flex {
                 prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(Flex::conv2d(x.primitive, w.primitive, None, options))
+                prep.finish(forward(x.primitive, w.primitive, None, &options))
             }
         };
         Tensor::from_primitive(TensorPrimitive::Float(out))
@@ -430,6 +677,95 @@ mod tests {
             }
         }
         (dx, dw)
+    }
+
+    /// `conv2d(x, w) + bias` by direct summation in f64, `[N, O, Ho, Wo]`.
+    fn naive_forward(grid: Grid, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f64> {
+        let Grid {
+            n,
+            c,
+            o,
+            h,
+            w: wd,
+            kh,
+            kw,
+            ph,
+            pw,
+        } = grid;
+        let (ho, wo) = (grid.ho(), grid.wo());
+        let mut y = vec![0.0f64; n * o * ho * wo];
+        for ni in 0..n {
+            for oi in 0..o {
+                for yo in 0..ho {
+                    for xo in 0..wo {
+                        let mut acc = bias[oi] as f64;
+                        for ci in 0..c {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let (iy, ix) = (yo + ky, xo + kx);
+                                    if iy < ph || ix < pw || iy - ph >= h || ix - pw >= wd {
+                                        continue;
+                                    }
+                                    let xi = ((ni * c + ci) * h + iy - ph) * wd + ix - pw;
+                                    let wi = ((oi * c + ci) * kh + ky) * kw + kx;
+                                    acc += x[xi] as f64 * w[wi] as f64;
+                                }
+                            }
+                        }
+                        y[((ni * o + oi) * ho + yo) * wo + xo] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn gemm_forward_matches_direct_summation() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        // Unfolded (small maps, padding a large share) and on the padded grid (larger maps).
+        for (n, c, o, h, wd, kh, kw, ph, pw) in [
+            (2, 3, 4, 5, 6, 3, 3, 1, 1),
+            (1, 4, 3, 6, 5, 3, 1, 1, 0),
+            (2, 5, 2, 4, 4, 5, 5, 2, 2),
+            (2, 3, 4, 16, 13, 3, 3, 1, 1),
+            (3, 2, 5, 20, 20, 3, 3, 0, 0),
+            (1, 4, 3, 21, 30, 5, 3, 2, 1),
+        ] {
+            let grid = Grid {
+                n,
+                c,
+                o,
+                h,
+                w: wd,
+                kh,
+                kw,
+                ph,
+                pw,
+            };
+            let mut random = |len: usize| -> Vec<f32> {
+                (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+            };
+            let x = random(n * c * h * wd);
+            let w = random(o * c * kh * kw);
+            let bias = random(o);
+            let want = naive_forward(grid, &x, &w, &bias);
+            for (b, zero) in [(Some(&bias[..]), false), (None, true)] {
+                let got = gemm_forward(grid, &x, &w, b);
+                assert_eq!(got.len(), want.len(), "length for {grid:?}");
+                for (i, (a, want)) in got.iter().zip(&want).enumerate() {
+                    let want = if zero {
+                        want - bias[(i / (grid.ho() * grid.wo())) % o] as f64
+                    } else {
+                        *want
+                    };
+                    assert!(
+                        (*a as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "y[{i}] = {a}, want {want}, for {grid:?}, bias {b:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,6 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
 
@@ -188,6 +187,6 @@ impl<B: Backend> ConvNormAct<B> {
             .reshape([out, dims[1] * dims[2] * dims[3]])
             .mul(scale.reshape([out, 1]))
             .reshape(dims);
-        conv2d(x, weight, Some(bias), self.conv_options())
+        conv::conv2d(x, weight, Some(bias), self.conv_options())
     }
 }

@@ -32,6 +32,8 @@ pub mod conv_norm;
 pub mod head;
 #[cfg(feature = "flex")]
 mod on_flex;
+#[cfg(feature = "flex")]
+mod scratch;
 pub mod space_to_depth;
 pub mod squeeze_excite;
 mod tresnet;

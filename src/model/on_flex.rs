@@ -1,5 +1,5 @@
 //! What the fused training kernels ([`conv`](super::conv), [`batch_norm`](super::batch_norm))
-//! share: choosing them at run time when the backend is `Autodiff<Flex>`, and reading a Flex
+//! share: choosing them at run time when the backend is `Flex` or `Autodiff<Flex>`, and reading a Flex
 //! tensor's values on the host.
 //!
 //! The model stays generic over `B: Backend`; Rust has no specialisation, so the kernels are
@@ -14,28 +14,29 @@ use burn::tensor::TensorMetadata;
 /// The crate's CPU training backend, the one with fused kernels.
 pub(super) type Ad = Autodiff<Flex>;
 
-/// `f(inputs)` when `Inputs` is `AdInputs` (the same tuple of tensors on `Autodiff<Flex>`), with
-/// its result as `Output`; otherwise the inputs back, untouched.
+/// `f(inputs)` when `Inputs` is `KernelInputs` (the same tuple of tensors on the kernel's
+/// backend, `Flex` or `Autodiff<Flex>`), with its result as `Output`; otherwise the inputs back,
+/// untouched.
 ///
-/// `AdOutput` must be `Output` whenever `AdInputs` is `Inputs`, which holds when both pairs are
-/// the same types written for `B` and for `Autodiff<Flex>`.
-pub(super) fn on_autodiff_flex<Inputs, Output, AdInputs, AdOutput>(
+/// `KernelOutput` must be `Output` whenever `KernelInputs` is `Inputs`, which holds when both
+/// pairs are the same types written for `B` and for the kernel's backend.
+pub(super) fn on_backend<Inputs, Output, KernelInputs, KernelOutput>(
     inputs: Inputs,
-    f: impl FnOnce(AdInputs) -> AdOutput,
+    f: impl FnOnce(KernelInputs) -> KernelOutput,
 ) -> Result<Output, Inputs>
 where
     Inputs: 'static,
     Output: 'static,
-    AdInputs: 'static,
-    AdOutput: 'static,
+    KernelInputs: 'static,
+    KernelOutput: 'static,
 {
     let inputs: Box<dyn Any> = Box::new(inputs);
-    match inputs.downcast::<AdInputs>() {
+    match inputs.downcast::<KernelInputs>() {
         Ok(inputs) => {
             let output: Box<dyn Any> = Box::new(f(*inputs));
             Ok(*output
                 .downcast::<Output>()
-                .expect("the backend is Autodiff<Flex>, checked above"))
+                .expect("the backend is the kernel's, checked above"))
         }
         Err(inputs) => Err(*inputs.downcast::<Inputs>().expect("boxed as such above")),
     }
