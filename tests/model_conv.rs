@@ -3,17 +3,22 @@
 
 use aia::model::conv::conv2d;
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::backend::Backend;
 use burn::tensor::module;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 type B = Flex;
 type A = Autodiff<Flex>;
 
+/// Uniform values in [-1, 1) from a seeded generator of the test's own: Burn's backend RNG is
+/// shared by the tests running in parallel, so seeding it would not make a tensor reproducible.
 fn random<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B, D> {
-    B::seed(&Default::default(), seed);
-    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let len = shape.iter().product();
+    let values: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_data(TensorData::new(values, shape), &Default::default())
 }
 
 fn assert_close<const D: usize>(got: Tensor<B, D>, want: Tensor<B, D>, what: &str) {

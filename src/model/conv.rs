@@ -277,27 +277,42 @@ fn gemm_forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f
         ((ho, wo), yy)
     };
 
-    // Back to [N][O][Ho][Wo], adding the bias on the way; a task per 16 channels of an image.
     let (rows_per_image, row_len) = positions;
-    let out_plane = ho * wo;
-    let block = TILE.min(o);
-    let mut out = vec![0.0f32; n * o * out_plane];
-    out.par_chunks_mut(o * out_plane)
+    channel_last_to_nchw(&yy, [n, o, ho, wo], [rows_per_image, row_len], [0, 0], bias)
+}
+
+/// `[N][rows][row_len][channels]` (channel-last, rows possibly padded) to `[N][channels][H][W]`,
+/// from row `first[0]`, column `first[1]` of each image, adding `bias` per channel; a task per
+/// 16 channels of an image.
+#[cfg(feature = "flex")]
+fn channel_last_to_nchw(
+    src: &[f32],
+    [n, ch, h, w]: [usize; 4],
+    [rows, row_len]: [usize; 2],
+    first: [usize; 2],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+
+    let plane = h * w;
+    let block = TILE.min(ch);
+    let mut out = vec![0.0f32; n * ch * plane];
+    out.par_chunks_mut(ch * plane)
         .enumerate()
         .flat_map(|(ni, image)| {
             image
-                .par_chunks_mut(block * out_plane)
+                .par_chunks_mut(block * plane)
                 .enumerate()
                 .map(move |(bi, dst)| (ni, bi * block, dst))
         })
-        .for_each(|(ni, first, dst)| {
-            let channels = dst.len() / out_plane;
-            let bias = bias.map(|b| &b[first..first + channels]);
-            for y in 0..ho {
-                // Output row y of image ni is [Wo][O] at stride O; these channels go to
-                // [channels][Wo] at stride Ho*Wo.
-                let src = &yy[((ni * rows_per_image + y) * row_len) * o + first..];
-                transpose(src, o, &mut dst[y * wo..], out_plane, wo, channels, bias);
+        .for_each(|(ni, c0, dst)| {
+            let channels = dst.len() / plane;
+            let bias = bias.map(|b| &b[c0..c0 + channels]);
+            for y in 0..h {
+                // Row y of image ni is [W][C] at stride C; these channels go to [channels][W]
+                // at stride H*W.
+                let at = ((ni * rows + first[0] + y) * row_len + first[1]) * ch + c0;
+                transpose(&src[at..], ch, &mut dst[y * w..], plane, w, channels, bias);
             }
         });
     out
@@ -335,8 +350,10 @@ fn transpose(
 }
 
 /// The gradients of `y = conv2d(x, w)` (stride 1) on host slices, by GEMM: for every tap,
-/// `dW[:, :, ky, kx] = G X_k^T` and `dX_k += W[:, :, ky, kx]^T G`, where `G` is the output
-/// gradient on the padded grid (`[O, cols]`) and `X_k` the tap's shifted view of the padded input.
+/// `dW[:, :, ky, kx] = G X_k^T`, where `G` is the output gradient on the padded grid
+/// (`[O, cols]`) and `X_k` the tap's shifted view of the padded input; and dX as the correlation
+/// of G with the flipped kernel, one GEMM per kernel row on channel-last operands
+/// ([`dx_channel_last`]), or for a 1x1 kernel as `W^T G` ([`dx_channel_major`]).
 ///
 /// `x` is `[N, C, H, W]`, `w` `[O, C, kh, kw]`, `g` `[N, O, Ho, Wo]`, all contiguous. Returns
 /// `(dx, dw)`, each `None` when not asked for.
@@ -349,14 +366,16 @@ fn gemm_backward(
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     use rayon::prelude::*;
 
-    let Grid {
-        n, c, o, h, w: wd, ..
-    } = grid;
+    let Grid { n, c, o, .. } = grid;
     let (hp, wp, ho, wo) = (grid.hp(), grid.wp(), grid.ho(), grid.wo());
     let (cols, plane, taps) = (grid.cols(), hp * wp, grid.kh * grid.kw);
 
-    // The output gradient on the padded grid, [O][N][Hp][Wp].
-    let mut gg = Scratch::zeroed(o * cols);
+    // The output gradient on the padded grid, [O][N][Hp][Wp], for dW and a 1x1 kernel's dX.
+    let mut gg = Scratch::zeroed(if x.is_some() || taps == 1 {
+        o * cols
+    } else {
+        0
+    });
     gg.par_chunks_mut(cols).enumerate().for_each(|(oi, row)| {
         for ni in 0..n {
             for y in 0..ho {
@@ -424,53 +443,151 @@ fn gemm_backward(
         dw
     });
 
+    // A 1x1 kernel has no taps to merge, and its channel-major operands need no transposes.
     let dx = w.map(|w| {
-        // dX on the padded grid, [C][N][Hp][Wp] plus slack: tap k adds W_k^T G at offset k.
-        let mut xx = Scratch::zeroed(c * cols + grid.slack());
-        for ky in 0..grid.kh {
-            for kx in 0..grid.kw {
-                let tap = ky * grid.kw + kx;
-                // SAFETY: dst is [C, cols] at stride (1, cols) from `ky*wp + kx`, its largest
-                // index (c-1)*cols + off + cols - 1 inside `xx`; positions of one call never
-                // alias (distinct (ci, j) give distinct ci*cols + j). The columns that run past a
-                // row into the next receive G's zero padding columns, adding exactly 0. lhs is
-                // W's tap as [C, O] at stride (O-major C*taps, C-major taps); rhs is `gg`.
-                unsafe {
-                    gemm::gemm(
-                        c,
-                        cols,
-                        o,
-                        xx.as_mut_ptr().add(ky * wp + kx),
-                        1,
-                        cols as isize,
-                        true,
-                        w.as_ptr().add(tap),
-                        (c * taps) as isize,
-                        taps as isize,
-                        gg.as_ptr(),
-                        1,
-                        cols as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::Rayon(0),
-                    );
-                }
-            }
+        if taps == 1 {
+            dx_channel_major(grid, w, &gg)
+        } else {
+            dx_channel_last(grid, w, g)
         }
-        let mut dx = vec![0.0f32; n * c * h * wd];
-        dx.par_chunks_mut(h * wd).enumerate().for_each(|(nc, out)| {
-            let (ni, ci) = (nc / c, nc % c);
-            for y in 0..h {
-                let src = ci * cols + ni * plane + (y + grid.ph) * wp + grid.pw;
-                out[y * wd..(y + 1) * wd].copy_from_slice(&xx[src..src + wd]);
-            }
-        });
-        dx
     });
     (dx, dw)
+}
+
+/// dX for [`gemm_backward`] with channel-major operands: for every tap, `dX_k += W_k^T G` on the
+/// padded grid, `gg` being G there (`[O][cols]`).
+#[cfg(feature = "flex")]
+fn dx_channel_major(grid: Grid, w: &[f32], gg: &[f32]) -> Vec<f32> {
+    use rayon::prelude::*;
+
+    let Grid {
+        n, c, o, h, w: wd, ..
+    } = grid;
+    let (hp, wp) = (grid.hp(), grid.wp());
+    let (cols, plane, taps) = (grid.cols(), hp * wp, grid.kh * grid.kw);
+    // dX on the padded grid, [C][N][Hp][Wp] plus slack: tap k adds W_k^T G at offset k.
+    let mut xx = Scratch::zeroed(c * cols + grid.slack());
+    for ky in 0..grid.kh {
+        for kx in 0..grid.kw {
+            let tap = ky * grid.kw + kx;
+            // SAFETY: dst is [C, cols] at stride (1, cols) from `ky*wp + kx`, its largest
+            // index (c-1)*cols + off + cols - 1 inside `xx`; positions of one call never
+            // alias (distinct (ci, j) give distinct ci*cols + j). The columns that run past a
+            // row into the next receive G's zero padding columns, adding exactly 0. lhs is
+            // W's tap as [C, O] at stride (O-major C*taps, C-major taps); rhs is `gg`.
+            unsafe {
+                gemm::gemm(
+                    c,
+                    cols,
+                    o,
+                    xx.as_mut_ptr().add(ky * wp + kx),
+                    1,
+                    cols as isize,
+                    true,
+                    w.as_ptr().add(tap),
+                    (c * taps) as isize,
+                    taps as isize,
+                    gg.as_ptr(),
+                    1,
+                    cols as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(0),
+                );
+            }
+        }
+    }
+    let mut dx = vec![0.0f32; n * c * h * wd];
+    dx.par_chunks_mut(h * wd).enumerate().for_each(|(nc, out)| {
+        let (ni, ci) = (nc / c, nc % c);
+        for y in 0..h {
+            let src = ci * cols + ni * plane + (y + grid.ph) * wp + grid.pw;
+            out[y * wd..(y + 1) * wd].copy_from_slice(&xx[src..src + wd]);
+        }
+    });
+    dx
+}
+
+/// dX for [`gemm_backward`] with channel-last operands, one GEMM per kernel row; `g` is the
+/// output gradient `[N, O, Ho, Wo]`.
+#[cfg(feature = "flex")]
+fn dx_channel_last(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
+    use rayon::prelude::*;
+
+    let Grid {
+        n, c, o, h, w: wd, ..
+    } = grid;
+    let (hp, wp, ho, wo) = (grid.hp(), grid.wp(), grid.ho(), grid.wo());
+    let (cols, taps) = (grid.cols(), grid.kh * grid.kw);
+    // dX on the padded grid is G correlated with the flipped kernel:
+    // dX[p][c] = sum over (ky, kx, o) of G[p - ky*Wp - kx][o] W[o][c][ky][kx].
+    // With G channel-last and `front` zero positions before it, kernel row ky reads for
+    // position p the contiguous run G[p - ky*Wp - (kw-1) ..][kw*O], in the order of the
+    // flipped kernel row: one GEMM per kernel row, operands laid out as in the forward.
+    let (kh, kw) = (grid.kh, grid.kw);
+    let front = grid.slack();
+    let mut gl = Scratch::zeroed((front + cols) * o);
+    gl[front * o..]
+        .par_chunks_mut(wp * o)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (ni, y) = (row / hp, row % hp);
+            if y < ho {
+                // Image ni's output row y is [O][Wo] at stride Ho*Wo; it goes to [Wo][O].
+                let src = &g[(ni * o * ho + y) * wo..];
+                transpose(src, ho * wo, dst, o, o, wo, None);
+            }
+        });
+    // W as [C][kh][kw][O], each kernel row reversed.
+    let mut wf = Scratch::uninit(c * taps * o);
+    wf.par_chunks_mut(taps * o)
+        .enumerate()
+        .for_each(|(ci, dst)| {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let d = &mut dst[(ky * kw + kw - 1 - kx) * o..][..o];
+                    for (oi, v) in d.iter_mut().enumerate() {
+                        *v = w[((oi * c + ci) * kh + ky) * kw + kx];
+                    }
+                }
+            }
+        });
+    let mut dxx = Scratch::uninit(cols * c);
+    for ky in 0..kh {
+        let start = front - ky * wp - (kw - 1);
+        // SAFETY: dst is [C, cols] at stride (1, C), all of `dxx`; lhs is [C, kw*O] at
+        // stride (kh*kw*O, 1) from ky*kw*O, inside `wf`; rhs is [kw*O, cols] at stride
+        // (1, O) from start*O, start >= 0 since front = (kh-1)*Wp + kw-1, its largest index
+        // (start + cols - 1)*O + kw*O - 1 <= (front + cols)*O - 1 inside `gl`. The first
+        // kernel row writes every value of `dxx` without reading it.
+        unsafe {
+            gemm::gemm(
+                c,
+                cols,
+                kw * o,
+                dxx.as_mut_ptr(),
+                c as isize,
+                1,
+                ky > 0,
+                wf.as_ptr().add(ky * kw * o),
+                1,
+                (taps * o) as isize,
+                gl.as_ptr().add(start * o),
+                o as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+    }
+    channel_last_to_nchw(&dxx, [n, c, h, wd], [hp, wp], [grid.ph, grid.pw], None)
 }
 
 #[cfg(feature = "flex")]
