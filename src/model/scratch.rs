@@ -3,22 +3,70 @@
 //!
 //! A fresh buffer of a few megabytes is served by the system allocator as new pages, and the
 //! first write to each 4 KiB page then costs a page fault: measured here, that made the copies
-//! around a convolution's GEMM take as long as the GEMM itself. Keeping a few buffers per thread
-//! and handing them out again avoids it.
+//! around a convolution's GEMM take as long as the GEMM itself. Keeping a few buffers for the
+//! whole process and handing them out again avoids it; the pool holds at most
+//! [`MAX_KEPT_BYTES`] (a TResNet-M training step at 448x448, batch 32, needs about 400 MB of
+//! these temporaries, next to several GB of activations).
 
-use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
 
-/// At most this many buffers are kept per thread...
+/// At most this many buffers are kept...
 const MAX_KEPT: usize = 6;
 /// ... holding at most this many bytes in all: a larger buffer is freed as usual.
-const MAX_KEPT_BYTES: usize = 512 << 20;
+pub(super) const MAX_KEPT_BYTES: usize = 512 << 20;
 
-thread_local! {
-    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+/// Shared by all threads, so that the memory kept stays bounded however many threads run models.
+static POOL: Mutex<Pool> = Mutex::new(Pool { free: Vec::new() });
+
+/// The pool, also after a thread panicked while holding it (a list of free buffers cannot be
+/// left inconsistent).
+fn pool() -> std::sync::MutexGuard<'static, Pool> {
+    POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A buffer of `f32` from this thread's pool, returned to it when dropped.
+/// Free buffers, largest first.
+struct Pool {
+    free: Vec<Vec<f32>>,
+}
+
+impl Pool {
+    /// A buffer of `len` values: the smallest free one large enough, else a new one. Its values
+    /// are what they were (zero where it had to grow).
+    fn take(&mut self, len: usize) -> Vec<f32> {
+        let best = (0..self.free.len())
+            .filter(|&i| self.free[i].capacity() >= len)
+            .min_by_key(|&i| self.free[i].capacity());
+        let mut buf = best.map(|i| self.free.remove(i)).unwrap_or_default();
+        if buf.len() >= len {
+            buf.truncate(len);
+        } else {
+            buf.resize(len, 0.0);
+        }
+        buf
+    }
+
+    /// Keeps `buf` for later, within the limits: the largest buffers that fit them (the ones
+    /// whose pages are the most costly to fault in again), the others freed.
+    fn give(&mut self, buf: Vec<f32>) {
+        let at = self
+            .free
+            .partition_point(|b| b.capacity() >= buf.capacity());
+        self.free.insert(at, buf);
+        let (mut kept_bytes, mut kept) = (0, 0);
+        self.free.retain(|b| {
+            let bytes = b.capacity() * size_of::<f32>();
+            let keep = kept < MAX_KEPT && kept_bytes + bytes <= MAX_KEPT_BYTES;
+            if keep {
+                kept_bytes += bytes;
+                kept += 1;
+            }
+            keep
+        });
+    }
+}
+
+/// A buffer of `f32` from the process's pool, returned to it when dropped.
 pub(super) struct Scratch(Vec<f32>);
 
 impl Scratch {
@@ -32,21 +80,7 @@ impl Scratch {
     /// `len` values left as a previous user wrote them (any `f32`): for buffers the caller
     /// overwrites entirely.
     pub(super) fn uninit(len: usize) -> Self {
-        let reused = POOL.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            // The smallest kept buffer that is large enough.
-            let best = (0..pool.len())
-                .filter(|&i| pool[i].capacity() >= len)
-                .min_by_key(|&i| pool[i].capacity());
-            best.map(|i| pool.swap_remove(i))
-        });
-        let mut buf = reused.unwrap_or_default();
-        if buf.len() >= len {
-            buf.truncate(len);
-        } else {
-            buf.resize(len, 0.0);
-        }
-        Scratch(buf)
+        Scratch(pool().take(len))
     }
 }
 
@@ -66,51 +100,61 @@ impl DerefMut for Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.0);
-        let bytes = |b: &Vec<f32>| b.capacity() * size_of::<f32>();
-        // `try_with`: a buffer dropped while the thread is being torn down is simply freed.
-        let _ = POOL.try_with(|pool| {
-            let mut pool = pool.borrow_mut();
-            pool.push(buf);
-            // Over either limit, free the smallest buffers first: the large ones are the ones
-            // whose pages are costly to fault in again.
-            pool.sort_by_key(|b| std::cmp::Reverse(b.capacity()));
-            let mut kept = 0;
-            let mut keep = 0;
-            for b in pool.iter() {
-                if keep == MAX_KEPT || kept + bytes(b) > MAX_KEPT_BYTES {
-                    break;
-                }
-                kept += bytes(b);
-                keep += 1;
-            }
-            pool.truncate(keep);
-        });
+        pool().give(std::mem::take(&mut self.0));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Scratch;
+    use super::{Pool, Scratch, MAX_KEPT, MAX_KEPT_BYTES};
 
     #[test]
-    fn buffers_are_reused_and_zeroed_on_request() {
-        let first = {
-            let mut a = Scratch::uninit(1000);
-            a.fill(7.0);
-            a.as_ptr()
-        };
-        // The same allocation comes back, with the previous values when not zeroed...
-        let b = Scratch::uninit(800);
-        assert_eq!(b.as_ptr(), first);
-        assert_eq!(b.len(), 800);
-        assert!(b.iter().all(|&v| v == 7.0));
-        drop(b);
-        // ... and all zero when asked, also when it must grow.
-        let c = Scratch::zeroed(900);
-        assert!(c.iter().all(|&v| v == 0.0));
-        let d = Scratch::zeroed(5000);
-        assert_eq!(d.len(), 5000);
-        assert!(d.iter().all(|&v| v == 0.0));
+    fn the_pool_reuses_the_best_fit_and_stays_bounded() {
+        let mut pool = Pool { free: Vec::new() };
+        let mut a = pool.take(1000);
+        a.fill(7.0);
+        let (a_ptr, b) = (a.as_ptr(), pool.take(4000));
+        let b_ptr = b.as_ptr();
+        pool.give(a);
+        pool.give(b);
+        // The smallest free buffer that fits comes back, with its values...
+        let c = pool.take(800);
+        assert_eq!((c.as_ptr(), c.len()), (a_ptr, 800));
+        assert!(c.iter().all(|&v| v == 7.0));
+        // ... and a larger request takes the larger one, zero where it grows.
+        let d = pool.take(3000);
+        assert_eq!(d.as_ptr(), b_ptr);
+        let e = pool.take(5000);
+        assert_eq!(e.len(), 5000);
+        assert!(e[4000..].iter().all(|&v| v == 0.0));
+        // At most MAX_KEPT buffers, the largest ones, and never more than MAX_KEPT_BYTES.
+        for len in 1..=MAX_KEPT + 3 {
+            pool.give(vec![0.0; len * 100]);
+        }
+        assert_eq!(pool.free.len(), MAX_KEPT);
+        assert_eq!(pool.free[0].capacity(), (MAX_KEPT + 3) * 100);
+        // A buffer over the byte limit on its own is freed, the others kept.
+        pool.give(vec![0.0; MAX_KEPT_BYTES / 4 + 1]);
+        assert_eq!(pool.free.len(), MAX_KEPT);
+        assert_eq!(pool.free[0].capacity(), (MAX_KEPT + 3) * 100);
+        // Two buffers of 3/4 of the limit: only one fits.
+        pool.give(vec![0.0; MAX_KEPT_BYTES / 16 * 3]);
+        pool.give(vec![0.0; MAX_KEPT_BYTES / 16 * 3]);
+        let kept: usize = pool.free.iter().map(|b| b.capacity() * 4).sum();
+        assert!(kept <= MAX_KEPT_BYTES, "{kept} bytes kept");
+        assert_eq!(pool.free[0].capacity(), MAX_KEPT_BYTES / 16 * 3);
+        assert_ne!(pool.free[1].capacity(), MAX_KEPT_BYTES / 16 * 3);
+    }
+
+    #[test]
+    fn zeroed_scratch_is_zero_whatever_was_returned() {
+        for len in [10, 1000, 100_000] {
+            let mut a = Scratch::uninit(len);
+            a.fill(f32::NAN);
+            drop(a);
+            let b = Scratch::zeroed(len);
+            assert_eq!(b.len(), len);
+            assert!(b.iter().all(|&v| v == 0.0));
+        }
     }
 }
