@@ -73,16 +73,17 @@ fn run(
 type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
 
 /// (N, C, O, H, W, k, pad, stride): 1x1, 3x3 same-padded and unpadded on small maps (the
-/// forward unfolds the input) and on larger ones (the forward runs on the padded grid), a
-/// non-square map and kernel, and a strided one (which takes Burn's own path).
+/// forward unfolds the input) and on larger ones (the forward runs on the padded grid: at most
+/// 6 grid positions per 5 outputs), a non-square map and kernel, and a strided one (which takes
+/// Burn's own path).
 const CASES: [Case; 8] = [
     (2, 8, 16, 9, 7, 1, 0, 1),
     (2, 6, 5, 8, 8, 3, 1, 1),
     (1, 3, 4, 7, 9, 3, 0, 1),
     (3, 4, 6, 5, 11, 5, 2, 1),
-    (2, 4, 5, 16, 12, 3, 1, 1),
-    (1, 3, 4, 20, 20, 3, 0, 1),
-    (2, 5, 3, 24, 18, 5, 2, 1),
+    (2, 4, 5, 30, 24, 3, 1, 1),
+    (1, 3, 4, 40, 40, 3, 0, 1),
+    (2, 5, 3, 50, 40, 5, 2, 1),
     (2, 4, 3, 8, 8, 3, 1, 2),
 ];
 

@@ -101,6 +101,14 @@ impl Grid {
         }
     }
 
+    /// Whether the forward convolution runs on the padded grid rather than on the unfolded
+    /// input ([`gemm_forward`]): with at most 6 grid positions per 5 outputs. A 28x28 map with a
+    /// 3x3 kernel qualifies, a 14x14 one does not: measured on TResNet-M's layers, the unfolded
+    /// GEMM is 5-15% faster at 14x14, the grid 10-40% faster at 28x28 and 56x56.
+    fn forward_on_grid(&self) -> bool {
+        5 * self.hp() * self.wp() <= 6 * self.ho() * self.wo()
+    }
+
     fn hp(&self) -> usize {
         self.h + 2 * self.ph
     }
@@ -199,9 +207,7 @@ fn gemm_forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f
         transpose(&w[oi * k_all..], taps, dst, c, c, taps, None);
     });
 
-    // 4 grid positions per 3 outputs: a 28x28 map qualifies, a 14x14 one does not.
-    let on_grid = 3 * hp * wp <= 4 * ho * wo;
-    let (positions, yy) = if on_grid {
+    let (positions, yy) = if grid.forward_on_grid() {
         let mut yy = Scratch::uninit(cols * o);
         for ky in 0..kh {
             // SAFETY: dst is [O, cols] at stride (1, O), all of `yy`; lhs is [O, kw*C] at
@@ -840,14 +846,16 @@ mod tests {
     #[test]
     fn gemm_forward_matches_direct_summation() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        // How many cases took each path: unfolded, on the grid.
+        let mut paths = [0; 2];
         // Unfolded (small maps, padding a large share) and on the padded grid (larger maps).
         for (n, c, o, h, wd, kh, kw, ph, pw) in [
             (2, 3, 4, 5, 6, 3, 3, 1, 1),
             (1, 4, 3, 6, 5, 3, 1, 1, 0),
             (2, 5, 2, 4, 4, 5, 5, 2, 2),
-            (2, 3, 4, 16, 13, 3, 3, 1, 1),
-            (3, 2, 5, 20, 20, 3, 3, 0, 0),
-            (1, 4, 3, 21, 30, 5, 3, 2, 1),
+            (2, 3, 4, 30, 26, 3, 3, 1, 1),
+            (1, 2, 3, 40, 40, 3, 3, 0, 0),
+            (1, 3, 2, 36, 44, 5, 3, 2, 1),
         ] {
             let grid = Grid {
                 n,
@@ -867,6 +875,7 @@ mod tests {
             let w = random(o * c * kh * kw);
             let bias = random(o);
             let want = naive_forward(grid, &x, &w, &bias);
+            paths[usize::from(grid.forward_on_grid())] += 1;
             for (b, zero) in [(Some(&bias[..]), false), (None, true)] {
                 let got = gemm_forward(grid, &x, &w, b);
                 assert_eq!(got.len(), want.len(), "length for {grid:?}");
@@ -883,6 +892,7 @@ mod tests {
                 }
             }
         }
+        assert_eq!(paths, [3, 3], "cases per path (unfolded, grid)");
     }
 
     #[test]
