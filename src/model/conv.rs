@@ -132,6 +132,74 @@ impl Grid {
     }
 }
 
+/// A strided `f32` matrix operand of [`matmul`]: element `(i, j)` at `ptr + i*row + j*col`.
+#[cfg(feature = "flex")]
+#[derive(Clone, Copy)]
+struct Operand<P> {
+    ptr: P,
+    row: isize,
+    col: isize,
+}
+
+#[cfg(feature = "flex")]
+impl<P> Operand<P> {
+    /// The matrix at `ptr` with these row and column strides, in elements.
+    fn new(ptr: P, row: usize, col: usize) -> Self {
+        let stride = |s: usize| isize::try_from(s).expect("a stride within an allocation");
+        Operand {
+            ptr,
+            row: stride(row),
+            col: stride(col),
+        }
+    }
+}
+
+/// `dst = lhs rhs`, or `dst += lhs rhs` when `accumulate`, for `lhs` of `m x k` and `rhs` of
+/// `k x n`: the `gemm` crate's kernel, on rayon's threads when `parallel`.
+///
+/// # Safety
+/// Every element that each operand addresses for its shape lies in one live allocation, and the
+/// elements of `dst` are distinct and overlap neither input.
+#[cfg(feature = "flex")]
+unsafe fn matmul(
+    [m, n, k]: [usize; 3],
+    dst: Operand<*mut f32>,
+    accumulate: bool,
+    lhs: Operand<*const f32>,
+    rhs: Operand<*const f32>,
+    parallel: bool,
+) {
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.ptr,
+            dst.col,
+            dst.row,
+            accumulate,
+            lhs.ptr,
+            lhs.col,
+            lhs.row,
+            rhs.ptr,
+            rhs.col,
+            rhs.row,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
 /// The input `[N, C, H, W]`, zero-padded and laid out channel-major as `[C][N][Hp][Wp]`, with
 /// [`Grid::slack`] zeros after it for the last taps' windows.
 #[cfg(feature = "flex")]
@@ -216,26 +284,13 @@ fn gemm_forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f
             // (cols + slack)*C = xx.len() since slack = (kh-1)*Wp + kw-1. The first kernel
             // row writes every value of `yy` without reading it.
             unsafe {
-                gemm::gemm(
-                    o,
-                    cols,
-                    kw * c,
-                    yy.as_mut_ptr(),
-                    o as isize,
-                    1,
+                matmul(
+                    [o, cols, kw * c],
+                    Operand::new(yy.as_mut_ptr(), 1, o),
                     ky > 0,
-                    wt.as_ptr().add(ky * kw * c),
-                    1,
-                    k_all as isize,
-                    xx.as_ptr().add(ky * wp * c),
-                    c as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(0),
+                    Operand::new(wt.as_ptr().add(ky * kw * c), k_all, 1),
+                    Operand::new(xx.as_ptr().add(ky * wp * c), 1, c),
+                    true,
                 );
             }
         }
@@ -258,26 +313,13 @@ fn gemm_forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f
         // row-major and rhs `unfolded` as [K, pcols] at stride (1, K), K = kh*kw*C, both
         // exactly their buffers.
         unsafe {
-            gemm::gemm(
-                o,
-                pcols,
-                k_all,
-                yy.as_mut_ptr(),
-                o as isize,
-                1,
+            matmul(
+                [o, pcols, k_all],
+                Operand::new(yy.as_mut_ptr(), 1, o),
                 false,
-                wt.as_ptr(),
-                1,
-                k_all as isize,
-                unfolded.as_ptr(),
-                k_all as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
+                Operand::new(wt.as_ptr(), k_all, 1),
+                Operand::new(unfolded.as_ptr(), 1, k_all),
+                true,
             );
         }
         ((ho, wo), yy)
@@ -414,26 +456,13 @@ fn gemm_backward(
                     // at `xx[ci*cols + off + start + j]`, whose largest index,
                     // (c-1)*cols + off + cols - 1, is below c*cols + slack = xx.len().
                     unsafe {
-                        gemm::gemm(
-                            o,
-                            c,
-                            len,
-                            dw.as_mut_ptr().add(tap),
-                            taps as isize,
-                            (c * taps) as isize,
+                        matmul(
+                            [o, c, len],
+                            Operand::new(dw.as_mut_ptr().add(tap), c * taps, taps),
                             false,
-                            gg.as_ptr().add(start),
-                            1,
-                            cols as isize,
-                            xx.as_ptr().add(ky * wp + kx + start),
-                            cols as isize,
-                            1,
-                            0.0,
-                            1.0,
+                            Operand::new(gg.as_ptr().add(start), cols, 1),
+                            Operand::new(xx.as_ptr().add(ky * wp + kx + start), 1, cols),
                             false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
                         );
                     }
                 }
@@ -482,26 +511,13 @@ fn dx_channel_major(grid: Grid, w: &[f32], gg: &[f32]) -> Vec<f32> {
             // row into the next receive G's zero padding columns, adding exactly 0. lhs is
             // W's tap as [C, O] at stride (O-major C*taps, C-major taps); rhs is `gg`.
             unsafe {
-                gemm::gemm(
-                    c,
-                    cols,
-                    o,
-                    xx.as_mut_ptr().add(ky * wp + kx),
-                    1,
-                    cols as isize,
+                matmul(
+                    [c, cols, o],
+                    Operand::new(xx.as_mut_ptr().add(ky * wp + kx), cols, 1),
                     true,
-                    w.as_ptr().add(tap),
-                    (c * taps) as isize,
-                    taps as isize,
-                    gg.as_ptr(),
-                    1,
-                    cols as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(0),
+                    Operand::new(w.as_ptr().add(tap), taps, c * taps),
+                    Operand::new(gg.as_ptr(), cols, 1),
+                    true,
                 );
             }
         }
@@ -570,26 +586,13 @@ fn dx_channel_last(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
         // (start + cols - 1)*O + kw*O - 1 <= (front + cols)*O - 1 inside `gl`. The first
         // kernel row writes every value of `dxx` without reading it.
         unsafe {
-            gemm::gemm(
-                c,
-                cols,
-                kw * o,
-                dxx.as_mut_ptr(),
-                c as isize,
-                1,
+            matmul(
+                [c, cols, kw * o],
+                Operand::new(dxx.as_mut_ptr(), 1, c),
                 ky > 0,
-                wf.as_ptr().add(ky * kw * o),
-                1,
-                (taps * o) as isize,
-                gl.as_ptr().add(start * o),
-                o as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
+                Operand::new(wf.as_ptr().add(ky * kw * o), taps * o, 1),
+                Operand::new(gl.as_ptr().add(start * o), 1, o),
+                true,
             );
         }
     }
