@@ -87,13 +87,23 @@ const CASES: [Case; 8] = [
     (2, 4, 3, 8, 8, 3, 1, 2),
 ];
 
+/// Random input, weight and bias for a case, from seeds `seed..seed + 3`, and its options.
+fn inputs(
+    &(n, c, o, h, w, k, pad, stride): &Case,
+    seed: u64,
+) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 1>, ConvOptions<2>) {
+    (
+        random([n, c, h, w], seed),
+        random([o, c, k, k], seed + 1),
+        random([o], seed + 2),
+        ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1),
+    )
+}
+
 #[test]
 fn gradients_match_burns_convolution() {
-    for (i, &(n, c, o, h, wd, k, pad, stride)) in CASES.iter().enumerate() {
-        let x = random([n, c, h, wd], 3 * i as u64);
-        let w = random([o, c, k, k], 3 * i as u64 + 1);
-        let b = random([o], 3 * i as u64 + 2);
-        let options = ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1);
+    for (i, case) in CASES.iter().enumerate() {
+        let (x, w, b, options) = inputs(case, 3 * i as u64);
         for track in [(true, true), (true, false), (false, true)] {
             let bias = (i % 2 == 0).then_some(&b);
             let what = format!("case {i} {track:?}");
@@ -117,11 +127,8 @@ fn gradients_match_burns_convolution() {
 
 #[test]
 fn without_autodiff_it_matches_burns_convolution() {
-    for (i, &(n, c, o, h, wd, k, pad, stride)) in CASES.iter().enumerate() {
-        let x = random([n, c, h, wd], 5 * i as u64);
-        let w = random([o, c, k, k], 5 * i as u64 + 1);
-        let b = random([o], 5 * i as u64 + 2);
-        let options = ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1);
+    for (i, case) in CASES.iter().enumerate() {
+        let (x, w, b, options) = inputs(case, 5 * i as u64);
         for bias in [None, Some(b)] {
             let what = format!("case {i}, bias {}", bias.is_some());
             let want = module::conv2d(x.clone(), w.clone(), bias.clone(), options.clone());

@@ -200,28 +200,32 @@ unsafe fn matmul(
     }
 }
 
-/// The input `[N, C, H, W]`, zero-padded and laid out channel-major as `[C][N][Hp][Wp]`, with
-/// [`Grid::slack`] zeros after it for the last taps' windows.
+/// `[N][channels][H][W]` into `[channels][N][rows][row_len]` (channel-major, `dst`), at row
+/// `first[0]`, column `first[1]` of each image; the rest of `dst` is left as it is (the zero
+/// padding). A task per channel.
 #[cfg(feature = "flex")]
-fn pad_channel_major(grid: Grid, x: &[f32]) -> Scratch {
+fn nchw_to_channel_major(
+    src: &[f32],
+    [n, ch, h, w]: [usize; 4],
+    [rows, row_len]: [usize; 2],
+    first: [usize; 2],
+    dst: &mut [f32],
+) {
     use rayon::prelude::*;
 
-    let Grid { n, c, h, w: wd, .. } = grid;
-    let (wp, cols, plane) = (grid.wp(), grid.cols(), grid.hp() * grid.wp());
-    let mut xx = Scratch::zeroed(c * cols + grid.slack());
-    xx[..c * cols]
-        .par_chunks_mut(cols)
+    let plane = rows * row_len;
+    dst[..ch * n * plane]
+        .par_chunks_mut(n * plane)
         .enumerate()
-        .for_each(|(ci, row)| {
+        .for_each(|(ci, dst)| {
             for ni in 0..n {
                 for y in 0..h {
-                    let src = ((ni * c + ci) * h + y) * wd;
-                    let dst = ni * plane + (y + grid.ph) * wp + grid.pw;
-                    row[dst..dst + wd].copy_from_slice(&x[src..src + wd]);
+                    let from = ((ni * ch + ci) * h + y) * w;
+                    let to = ni * plane + (y + first[0]) * row_len + first[1];
+                    dst[to..to + w].copy_from_slice(&src[from..from + w]);
                 }
             }
         });
-    xx
 }
 
 /// `y = conv2d(x, w) + bias` (stride 1) on host slices, by GEMM; `y` is `[N, O, Ho, Wo]`.
@@ -258,17 +262,7 @@ fn gemm_forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f
     let k_all = taps * c;
 
     let mut xx = Scratch::zeroed((cols + grid.slack()) * c);
-    xx[..cols * c]
-        .par_chunks_mut(wp * c)
-        .enumerate()
-        .for_each(|(row, dst)| {
-            let (ni, yp) = (row / hp, row % hp);
-            if let Some(y) = yp.checked_sub(ph).filter(|&y| y < h) {
-                // Image ni's row y is [C][W] at stride H*W; it goes to [W][C] after the padding.
-                let src = &x[(ni * c * h + y) * wd..];
-                transpose(src, h * wd, &mut dst[pw * c..], c, c, wd, None);
-            }
-        });
+    nchw_to_channel_last(x, [n, c, h, wd], [hp, wp], [ph, pw], &mut xx[..cols * c]);
     let mut wt = Scratch::uninit(o * k_all);
     wt.par_chunks_mut(k_all).enumerate().for_each(|(oi, dst)| {
         // [C][kh*kw] to [kh*kw][C].
@@ -327,6 +321,32 @@ fn gemm_forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f
 
     let (rows_per_image, row_len) = positions;
     channel_last_to_nchw(&yy, [n, o, ho, wo], [rows_per_image, row_len], [0, 0], bias)
+}
+
+/// `[N][channels][H][W]` into `[N][rows][row_len][channels]` (channel-last, `dst`), at row
+/// `first[0]`, column `first[1]` of each image; the rest of `dst` is left as it is (the zero
+/// padding). The inverse of [`channel_last_to_nchw`]; a task per row of the grid.
+#[cfg(feature = "flex")]
+fn nchw_to_channel_last(
+    src: &[f32],
+    [n, ch, h, w]: [usize; 4],
+    [rows, row_len]: [usize; 2],
+    first: [usize; 2],
+    dst: &mut [f32],
+) {
+    use rayon::prelude::*;
+
+    dst[..n * rows * row_len * ch]
+        .par_chunks_mut(row_len * ch)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (ni, yp) = (row / rows, row % rows);
+            if let Some(y) = yp.checked_sub(first[0]).filter(|&y| y < h) {
+                // Image ni's row y is [C][W] at stride H*W; it goes to [W][C] from first[1].
+                let src = &src[(ni * ch * h + y) * w..];
+                transpose(src, h * w, &mut dst[first[1] * ch..], ch, ch, w, None);
+            }
+        });
 }
 
 /// `[N][rows][row_len][channels]` (channel-last, rows possibly padded) to `[N][channels][H][W]`,
@@ -416,26 +436,26 @@ fn gemm_backward(
 
     let Grid { n, c, o, .. } = grid;
     let (hp, wp, ho, wo) = (grid.hp(), grid.wp(), grid.ho(), grid.wo());
-    let (cols, plane, taps) = (grid.cols(), hp * wp, grid.kh * grid.kw);
+    let (cols, taps) = (grid.cols(), grid.kh * grid.kw);
 
     // The output gradient on the padded grid, [O][N][Hp][Wp], for dW and a 1x1 kernel's dX.
-    let mut gg = Scratch::zeroed(if x.is_some() || taps == 1 {
-        o * cols
-    } else {
-        0
-    });
-    gg.par_chunks_mut(cols).enumerate().for_each(|(oi, row)| {
-        for ni in 0..n {
-            for y in 0..ho {
-                let src = ((ni * o + oi) * ho + y) * wo;
-                let dst = ni * plane + y * wp;
-                row[dst..dst + wo].copy_from_slice(&g[src..src + wo]);
-            }
-        }
+    let gg = (x.is_some() || taps == 1).then(|| {
+        let mut gg = Scratch::zeroed(o * cols);
+        nchw_to_channel_major(g, [n, o, ho, wo], [hp, wp], [0, 0], &mut gg);
+        gg
     });
 
     let dw = x.map(|x| {
-        let xx = pad_channel_major(grid, x);
+        // The input, zero-padded, [C][N][Hp][Wp], with slack for the last taps' windows.
+        let mut xx = Scratch::zeroed(c * cols + grid.slack());
+        nchw_to_channel_major(
+            x,
+            [n, c, grid.h, grid.w],
+            [hp, wp],
+            [grid.ph, grid.pw],
+            &mut xx,
+        );
+        let gg = gg.as_deref().expect("built when dW is asked for");
         // The reduction runs over every position of the batch (K is huge, M and N are the
         // channel counts, as small as 64): split K over the threads, each with its own partial
         // dW, rather than leave the GEMM to split a small output.
@@ -481,7 +501,7 @@ fn gemm_backward(
     // A 1x1 kernel has no taps to merge, and its channel-major operands need no transposes.
     let dx = w.map(|w| {
         if taps == 1 {
-            dx_channel_major(grid, w, &gg)
+            dx_channel_major(grid, w, gg.as_deref().expect("built for a 1x1 kernel"))
         } else {
             dx_channel_last(grid, w, g)
         }
@@ -552,17 +572,7 @@ fn dx_channel_last(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
     let (kh, kw) = (grid.kh, grid.kw);
     let front = grid.slack();
     let mut gl = Scratch::zeroed((front + cols) * o);
-    gl[front * o..]
-        .par_chunks_mut(wp * o)
-        .enumerate()
-        .for_each(|(row, dst)| {
-            let (ni, y) = (row / hp, row % hp);
-            if y < ho {
-                // Image ni's output row y is [O][Wo] at stride Ho*Wo; it goes to [Wo][O].
-                let src = &g[(ni * o * ho + y) * wo..];
-                transpose(src, ho * wo, dst, o, o, wo, None);
-            }
-        });
+    nchw_to_channel_last(g, [n, o, ho, wo], [hp, wp], [0, 0], &mut gl[front * o..]);
     // W as [C][kh][kw][O], each kernel row reversed.
     let mut wf = Scratch::uninit(c * taps * o);
     wf.par_chunks_mut(taps * o)
