@@ -8,7 +8,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use aia::loss::{zeroed_f32, AsymmetricLoss, AsymmetricLossConfig};
+use aia::kernels::zeroed_f32;
+use aia::loss::{AsymmetricLoss, AsymmetricLossConfig};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Distribution, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};

@@ -126,6 +126,7 @@ impl<B: Backend> Annotator<B> {
     /// `choice`'s thresholds (MCC ones need the run's `evaluation.json`, written by
     /// [`experiment::evaluate`](crate::experiment::evaluate)).
     pub fn from_run(run: &Path, choice: ThresholdChoice, device: &B::Device) -> Result<Self> {
+        crate::backend::check_device::<B>(device)?;
         let (config, _, model) = load_best::<B>(run, device)?;
         let (source, folder) = open_data(&config)?;
         let thresholds = match choice {

@@ -21,6 +21,9 @@ pub enum Error {
     /// From the [`train`](crate::train) module.
     #[error(transparent)]
     Train(#[from] crate::train::TrainError),
+    /// The backend's device cannot run (see [`check_device`](crate::backend::check_device)).
+    #[error(transparent)]
+    Device(#[from] crate::backend::DeviceError),
 }
 
 /// `Result` with the crate's [`Error`].

@@ -4,8 +4,9 @@
 //! neural network applied in automatic image annotation* (The Visual Computer, 2023):
 //!
 //! - [`model`]: the TResNet family (M, L, XL), loading timm's pretrained checkpoints;
-//! - [`loss`]: the asymmetric multi-label loss family (BCE, focal, ASL and the paper's loss),
-//!   with fused CPU and CubeCL kernels;
+//! - [`loss`]: the asymmetric multi-label loss family (BCE, focal, ASL and the paper's loss);
+//! - [`kernels`]: the fused CPU and CubeCL kernels behind the loss and the model, picked by the
+//!   backend's type, with Burn's operations on every other backend;
 //! - [`data`]: Corel-5k, IAPR TC-12, ESP Game, any folder laid out like them, and a synthetic set;
 //! - [`metrics`] and [`threshold`]: the field's per-class / per-image metrics and per-label
 //!   thresholds chosen by the Matthews correlation coefficient;
@@ -20,6 +21,7 @@ pub mod backend;
 pub mod data;
 pub mod error;
 pub mod experiment;
+pub mod kernels;
 pub mod loss;
 pub mod metrics;
 pub mod model;

@@ -1,7 +1,7 @@
-//! `aia::model::conv::conv2d` against Burn's own `conv2d` on the same backend: same output, and
+//! `aia::kernels::conv2d` against Burn's own `conv2d` on the same backend: same output, and
 //! on `Autodiff<Flex>` (where its backward is the crate's GEMM one) the same gradients.
 
-use aia::model::conv::conv2d;
+use aia::kernels::conv2d;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::module;
 use burn::tensor::ops::ConvOptions;

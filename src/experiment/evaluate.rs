@@ -91,6 +91,7 @@ pub fn load_best<B: Backend>(
 /// are chosen by MCC on the training scores, on the paper's grid and exactly; the test split is
 /// then measured at 0.5 and with both threshold sets, next to the frequency baseline.
 pub fn evaluate<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation> {
+    crate::backend::check_device::<B>(device)?;
     let (config, results, model) = load_best::<B>(run, device)?;
     let (source, folder) = open_data(&config)?;
     let batcher = AnnotationBatcherConfig::new(source.normalization())

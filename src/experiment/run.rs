@@ -8,7 +8,7 @@ use super::ExperimentConfig;
 use crate::data::{
     AnnotationBatcherConfig, AnnotationDataset, AnnotationFolder, DataSource, ImageCheck,
 };
-use crate::loss::{AsymmetricLoss, LossBackend};
+use crate::loss::AsymmetricLoss;
 use crate::metrics::{self, AnnotationMetrics, MetricsError, Thresholds};
 use crate::model::TResNet;
 use crate::train::{
@@ -22,7 +22,7 @@ impl<B: burn::tensor::backend::Backend> MultiLabelModel<B> for TResNet<B> {
     }
 }
 
-impl<B: LossBackend> MultiLabelLoss<B> for AsymmetricLoss {
+impl<B: burn::tensor::backend::Backend> MultiLabelLoss<B> for AsymmetricLoss {
     fn forward(&self, logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
         AsymmetricLoss::forward(self, logits, targets)
     }
@@ -96,9 +96,9 @@ pub fn train<B>(
     customize: impl FnOnce(Trainer) -> Trainer,
 ) -> Result<FitOutcome<TResNet<B>>>
 where
-    B: AutodiffBackend + LossBackend,
-    B::InnerBackend: LossBackend,
+    B: AutodiffBackend,
 {
+    crate::backend::check_device::<B>(device)?;
     let (source, folder) = open_data(config)?;
     let mut config = config.clone();
     config.model.num_classes = folder.vocabulary().len();

@@ -6,9 +6,8 @@ use core::str::FromStr;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::Tensor;
 
-use super::backend::LossBackend;
 use super::params::LossParams;
 use super::{composed, validate, LossError};
 
@@ -177,9 +176,9 @@ impl FromStr for LossPreset {
 
 /// The asymmetric multi-label loss (see [`AsymmetricLossConfig`] for the formula).
 ///
-/// [`forward`](Self::forward) is the fast path: one fused kernel on backends implementing
-/// [`LossBackend`] with one (CPU backends, CubeCL backends), and an analytic backward under
-/// autodiff. [`forward_composed`](Self::forward_composed) is the same loss written with plain
+/// [`forward`](Self::forward) is the fast path: one fused kernel on the backends the crate has one
+/// for (see [`kernels`](crate::kernels)), with an analytic backward under autodiff, and the
+/// composed reference on the others. [`forward_composed`](Self::forward_composed) is the same loss written with plain
 /// tensor operations, for any backend. [`forward_checked`](Self::forward_checked) validates its
 /// inputs first.
 #[derive(Module, Debug, Clone)]
@@ -213,7 +212,8 @@ impl AsymmetricLoss {
     /// The loss of `logits` against multi-hot `targets`, both `[batch, classes]`, as a
     /// one-element tensor.
     ///
-    /// Uses the backend's fused kernel, and under autodiff its analytic gradient. Inputs are not
+    /// Uses the backend's fused kernel, and under autodiff its analytic gradient, where the crate
+    /// has one for the backend; [`forward_composed`](Self::forward_composed) elsewhere. Inputs are not
     /// validated (see [`forward_checked`](Self::forward_checked)); soft targets in `[0, 1]` are
     /// accepted and weigh the two terms linearly.
     ///
@@ -221,22 +221,13 @@ impl AsymmetricLoss {
     ///
     /// If the shapes of `logits` and `targets` differ, like Burn's own element-wise operations;
     /// [`forward_checked`](Self::forward_checked) returns an error instead.
-    pub fn forward<B: LossBackend>(
-        &self,
-        logits: Tensor<B, 2>,
-        targets: Tensor<B, 2>,
-    ) -> Tensor<B, 1> {
+    pub fn forward<B: Backend>(&self, logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
         let (xs, ys) = (logits.dims(), targets.dims());
         assert!(
             xs == ys,
             "AsymmetricLoss::forward: logits have shape {xs:?} but targets have shape {ys:?}"
         );
-        let out = B::asymmetric_loss(
-            logits.into_primitive().tensor(),
-            targets.into_primitive().tensor(),
-            &self.params,
-        );
-        Tensor::from_primitive(TensorPrimitive::Float(out))
+        crate::kernels::loss::asymmetric_loss(logits, targets, &self.params)
     }
 
     /// The same loss as [`forward`](Self::forward), written with plain tensor operations: the
@@ -257,7 +248,7 @@ impl AsymmetricLoss {
     /// `0` or `1` and that no logit is NaN.
     ///
     /// The checks read a few values back from the device, which is why the fast path skips them.
-    pub fn forward_checked<B: LossBackend>(
+    pub fn forward_checked<B: Backend>(
         &self,
         logits: Tensor<B, 2>,
         targets: Tensor<B, 2>,

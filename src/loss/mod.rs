@@ -1,12 +1,14 @@
-//! The asymmetric multi-label loss family (issue #2): BCE, focal, ASL and the paper's loss.
+//! The asymmetric multi-label loss family: BCE, focal, ASL and the paper's loss.
 //!
 //! - [`AsymmetricLossConfig`] holds the hyper-parameters, with the presets
 //!   [`bce`](AsymmetricLossConfig::bce), [`focal`](AsymmetricLossConfig::focal),
 //!   [`asymmetric`](AsymmetricLossConfig::asymmetric) and
 //!   [`proposed`](AsymmetricLossConfig::proposed) (also by name through [`LossPreset`]);
-//! - [`AsymmetricLoss::forward`] runs the fused kernel of the backend ([`LossBackend`]): a
-//!   vectorised, multi-threaded CPU kernel on Flex and NdArray, a CubeCL kernel on CUDA and wgpu,
-//!   with the analytic gradient under [`Autodiff`](burn::backend::Autodiff);
+//! - [`AsymmetricLoss::forward`] runs on any backend: the backend's fused kernel where the crate
+//!   has one ([`kernels`](crate::kernels): a vectorised, multi-threaded CPU kernel on Flex and
+//!   NdArray, a CubeCL kernel on CUDA and wgpu without fusion), with the analytic gradient under
+//!   [`Autodiff`](burn::backend::Autodiff), and the composed reference elsewhere (which Burn's
+//!   fusion backends fuse);
 //! - [`AsymmetricLoss::forward_composed`] is the readable reference made of plain tensor
 //!   operations, on any backend.
 //!
@@ -24,22 +26,12 @@
 //! assert_eq!(logits.grad(&grads).unwrap().dims(), [1, 3]);
 //! ```
 
-mod backend;
-mod composed;
+pub(crate) mod composed;
 mod config;
-mod cpu;
-#[cfg(any(feature = "cuda", feature = "wgpu"))]
-mod cube;
-#[cfg(feature = "flex")]
-mod flex;
-#[cfg(feature = "ndarray")]
-mod ndarray;
 mod params;
 mod validate;
 
-pub use backend::LossBackend;
 pub use config::{AsymmetricLoss, AsymmetricLossConfig, LossPreset, Reduction};
-pub use cpu::{asymmetric_loss_cpu, asymmetric_loss_cpu_in_place, zeroed_f32};
 pub use params::LossParams;
 
 /// Errors of the loss module.

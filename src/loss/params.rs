@@ -4,8 +4,8 @@ use super::config::{AsymmetricLossConfig, Reduction};
 
 /// Hyper-parameters of the loss prepared for the kernels (`f32`, switches resolved).
 ///
-/// Built by [`AsymmetricLossConfig::init`]; backends implementing
-/// [`LossBackend`](super::LossBackend) receive it.
+/// Built by [`AsymmetricLossConfig::init`]; the kernels of [`kernels`](crate::kernels) and
+/// [`asymmetric_loss_cpu`](crate::kernels::asymmetric_loss_cpu) take it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossParams {
     /// Exponent of the negative weight `q^gamma_neg`.

@@ -9,9 +9,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
 
-use super::batch_norm::batch_norm_act;
 use super::blur_pool::blur_pool2d;
-use super::conv;
+use crate::kernels::{batch_norm_act, conv2d};
 
 /// Epsilon of every BatchNorm in TResNet (PyTorch's default).
 pub const BN_EPS: f64 = 1e-5;
@@ -118,9 +117,9 @@ impl<B: Backend> ConvNormAct<B> {
         self
     }
 
-    /// The convolution alone, through [`conv::conv2d`] for its faster backward on the CPU.
+    /// The convolution alone, through [`conv2d`] for its faster backward on the CPU.
     fn conv_train(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        conv::conv2d(x, self.conv.weight.val(), None, self.conv_options())
+        conv2d(x, self.conv.weight.val(), None, self.conv_options())
     }
 
     /// The convolution's stride, "same" padding and dilation.
@@ -187,6 +186,6 @@ impl<B: Backend> ConvNormAct<B> {
             .reshape([out, dims[1] * dims[2] * dims[3]])
             .mul(scale.reshape([out, 1]))
             .reshape(dims);
-        conv::conv2d(x, weight, Some(bias), self.conv_options())
+        conv2d(x, weight, Some(bias), self.conv_options())
     }
 }

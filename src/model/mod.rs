@@ -4,10 +4,11 @@
 //!   the pooled embedding, `forward_feature_map` for the last map);
 //! - [`TResNet::load_timm`]: timm's `.safetensors` / `.pth` checkpoints, as they are;
 //! - building blocks, one file each: [`conv_norm`], [`blur_pool`], [`space_to_depth`],
-//!   [`squeeze_excite`], [`block`], [`head`];
-//! - the two operations a training step spends its time in, with fused kernels and analytic
-//!   backwards on `Autodiff<Flex>` (Burn's own operations elsewhere): [`conv::conv2d`] and
-//!   [`batch_norm::batch_norm_act`].
+//!   [`squeeze_excite`], [`block`], [`head`].
+//!
+//! Only the architecture lives here: the two operations a training step spends its time in,
+//! convolution and BatchNorm, run through [`kernels`](crate::kernels), which picks a fused kernel
+//! where the backend has one.
 //!
 //! ```
 //! use aia::model::TResNetConfig;
@@ -24,16 +25,10 @@
 
 use std::path::PathBuf;
 
-pub mod batch_norm;
 pub mod block;
 pub mod blur_pool;
-pub mod conv;
 pub mod conv_norm;
 pub mod head;
-#[cfg(feature = "flex")]
-mod on_flex;
-#[cfg(feature = "flex")]
-mod scratch;
 pub mod space_to_depth;
 pub mod squeeze_excite;
 mod tresnet;

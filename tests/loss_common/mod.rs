@@ -1,8 +1,9 @@
 //! Shared by the loss tests: the PyTorch fixtures and the comparisons.
 #![allow(dead_code)]
 
-use aia::loss::{AsymmetricLoss, AsymmetricLossConfig, LossBackend, LossPreset, Reduction};
+use aia::loss::{AsymmetricLoss, AsymmetricLossConfig, LossPreset, Reduction};
 use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use serde::Deserialize;
 
@@ -87,7 +88,7 @@ pub enum Impl {
     Composed,
 }
 
-pub fn run<B: LossBackend>(
+pub fn run<B: Backend>(
     which: Impl,
     loss: &AsymmetricLoss,
     x: Tensor<B, 2>,
@@ -100,7 +101,7 @@ pub fn run<B: LossBackend>(
 }
 
 /// Loss and gradients (logits, targets) of one implementation under autodiff.
-pub fn loss_and_grads<B: LossBackend>(
+pub fn loss_and_grads<B: Backend>(
     which: Impl,
     loss: &AsymmetricLoss,
     x: Tensor<B, 2>,
@@ -119,7 +120,7 @@ pub fn loss_and_grads<B: LossBackend>(
     )
 }
 
-pub fn check_fixtures<B: LossBackend>(which: Impl) {
+pub fn check_fixtures<B: Backend>(which: Impl) {
     let f = fixtures();
     let device = Default::default();
     let x = Tensor::<B, 2>::from_data(TensorData::new(f.logits.clone(), f.shape), &device);
@@ -137,7 +138,7 @@ pub fn check_fixtures<B: LossBackend>(which: Impl) {
 
 /// Fused and composed agree (loss and both gradients) on random inputs of this size, with hard
 /// (0/1) or soft (uniform in [0, 1]) targets.
-pub fn compare_fused_composed<B: LossBackend>(rows: usize, cols: usize, range: f64, soft: bool) {
+pub fn compare_fused_composed<B: Backend>(rows: usize, cols: usize, range: f64, soft: bool) {
     let device = Default::default();
     let x = Tensor::<B, 2>::random([rows, cols], Distribution::Uniform(-range, range), &device);
     let targets = if soft {

@@ -1,5 +1,6 @@
-//! Host buffers reused between calls for the CPU kernels' temporaries (padded copies, GEMM
-//! outputs before their final layout).
+//! The CPU kernels' host buffers: [`Scratch`], reused between calls for temporaries (padded
+//! copies, GEMM outputs before their final layout), and [`zeroed_f32`] for outputs that become
+//! tensors.
 //!
 //! A fresh buffer of a few megabytes is served by the system allocator as new pages, and the
 //! first write to each 4 KiB page then costs a page fault: measured here, that made the copies
@@ -14,7 +15,7 @@ use std::sync::Mutex;
 /// At most this many buffers are kept...
 const MAX_KEPT: usize = 6;
 /// ... holding at most this many bytes in all: a larger buffer is freed as usual.
-pub(super) const MAX_KEPT_BYTES: usize = 512 << 20;
+const MAX_KEPT_BYTES: usize = 512 << 20;
 
 /// Shared by all threads, so that the memory kept stays bounded however many threads run models.
 static POOL: Mutex<Pool> = Mutex::new(Pool { free: Vec::new() });
@@ -67,11 +68,11 @@ impl Pool {
 }
 
 /// A buffer of `f32` from the process's pool, returned to it when dropped.
-pub(super) struct Scratch(Vec<f32>);
+pub(crate) struct Scratch(Vec<f32>);
 
 impl Scratch {
     /// `len` values, all zero.
-    pub(super) fn zeroed(len: usize) -> Self {
+    pub(crate) fn zeroed(len: usize) -> Self {
         let mut buf = Self::uninit(len);
         buf.fill(0.0);
         buf
@@ -79,7 +80,7 @@ impl Scratch {
 
     /// `len` values left as a previous user wrote them (any `f32`): for buffers the caller
     /// overwrites entirely.
-    pub(super) fn uninit(len: usize) -> Self {
+    pub(crate) fn uninit(len: usize) -> Self {
         Scratch(pool().take(len))
     }
 }
@@ -102,6 +103,28 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         pool().give(std::mem::take(&mut self.0));
     }
+}
+
+/// A zeroed `f32` buffer of `n` elements for a kernel's output.
+///
+/// Large buffers come from the kernel as fresh pages, and faulting in thousands of 4 KiB pages
+/// costs as much as the loss itself; on Linux the buffer is advised onto transparent huge pages
+/// before its first touch, which removes most of that cost. (An output outlives the call, so it
+/// cannot come from the [`Scratch`] pool.)
+pub fn zeroed_f32(n: usize) -> Vec<f32> {
+    let v = vec![0.0f32; n];
+    #[cfg(target_os = "linux")]
+    if n * 4 >= 4 << 20 {
+        let start = v.as_ptr() as usize;
+        let aligned = (start + 4095) & !4095;
+        let len = (start + n * 4).saturating_sub(aligned) & !4095;
+        // SAFETY: the range lies inside the allocation; MADV_HUGEPAGE only changes how the
+        // kernel backs it, never its contents, and a failure just leaves small pages.
+        unsafe {
+            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        }
+    }
+    v
 }
 
 #[cfg(test)]

@@ -1,36 +1,15 @@
-//! [`LossBackend`] for Burn's Flex CPU backend: the CPU kernel on the tensors' own storage.
+//! The loss kernel on Burn's Flex CPU backend: the CPU kernel on the tensors' own storage.
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::ops::{FloatTensor, FloatTensorOps};
-use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
+use burn::tensor::{DType, TensorData, TensorMetadata};
 
-use super::backend::LossBackend;
-use super::cpu::{asymmetric_loss_cpu, asymmetric_loss_cpu_in_place, scale_in_place, zeroed_f32};
-use super::params::LossParams;
-
-/// An `f32` tensor whose storage is one contiguous run (a view of it needs no copy).
-fn contiguous_f32(t: FlexTensor) -> FlexTensor {
-    let t = if t.dtype() == DType::F32 {
-        t
-    } else {
-        Flex::float_cast(t, FloatDType::F32)
-    };
-    if t.as_slice::<f32>().is_some() {
-        t
-    } else {
-        t.to_contiguous()
-    }
-}
-
-/// The output in the dtype of the input it belongs to.
-fn in_dtype(t: FlexTensor, dtype: DType) -> FlexTensor {
-    if dtype == DType::F32 {
-        t
-    } else {
-        Flex::float_cast(t, dtype.into())
-    }
-}
+use super::cpu::{asymmetric_loss_cpu, asymmetric_loss_cpu_in_place, scale_in_place};
+use super::LossKernel;
+use crate::kernels::buffer::zeroed_f32;
+use crate::kernels::host::{contiguous_f32, in_dtype};
+use crate::loss::LossParams;
 
 fn run(
     logits: FlexTensor,
@@ -71,7 +50,7 @@ fn run(
     (loss_tensor(loss), grad)
 }
 
-impl LossBackend for Flex {
+impl LossKernel for Flex {
     fn asymmetric_loss(
         logits: FloatTensor<Self>,
         targets: FloatTensor<Self>,

@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::params::LossParams;
+use crate::loss::{LossParams, Reduction};
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -24,7 +24,7 @@ const BLOCK: usize = 256;
 /// The reduced loss of `logits` against `targets` (flat, same length), and when `grad` is given,
 /// its gradient with respect to the logits written there (for an incoming gradient of 1).
 ///
-/// This is the kernel behind [`LossBackend`](super::LossBackend) on the CPU backends, usable on
+/// This is the kernel behind [`AsymmetricLoss::forward`](crate::loss::AsymmetricLoss::forward) on the CPU backends, usable on
 /// plain slices.
 ///
 /// # Panics
@@ -66,8 +66,8 @@ pub fn asymmetric_loss_cpu(
         }
     };
     match params.reduction {
-        super::Reduction::Mean => sum / n.max(1) as f64,
-        super::Reduction::Sum => sum,
+        Reduction::Mean => sum / n.max(1) as f64,
+        Reduction::Sum => sum,
     }
 }
 
@@ -108,34 +108,13 @@ pub fn asymmetric_loss_cpu_in_place(
             .sum()
     };
     match params.reduction {
-        super::Reduction::Mean => sum / n.max(1) as f64,
-        super::Reduction::Sum => sum,
+        Reduction::Mean => sum / n.max(1) as f64,
+        Reduction::Sum => sum,
     }
 }
 
 /// Elements of the logits copied aside at a time by [`asymmetric_loss_cpu_in_place`] (16 KiB).
 const IN_PLACE_RUN: usize = 4096;
-
-/// A zeroed `f32` buffer of `n` elements for a kernel's output.
-///
-/// Large buffers come from the kernel as fresh pages, and faulting in thousands of 4 KiB pages
-/// costs as much as the loss itself; on Linux the buffer is advised onto transparent huge pages
-/// before its first touch, which removes most of that cost.
-pub fn zeroed_f32(n: usize) -> Vec<f32> {
-    let v = vec![0.0f32; n];
-    #[cfg(target_os = "linux")]
-    if n * 4 >= 4 << 20 {
-        let start = v.as_ptr() as usize;
-        let aligned = (start + 4095) & !4095;
-        let len = (start + n * 4).saturating_sub(aligned) & !4095;
-        // SAFETY: the range lies inside the allocation; MADV_HUGEPAGE only changes how the
-        // kernel backs it, never its contents, and a failure just leaves small pages.
-        unsafe {
-            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
-        }
-    }
-    v
-}
 
 #[cfg(feature = "flex")]
 /// Multiply `grad` by `factor` in place, in parallel for large slices.

@@ -1,4 +1,4 @@
-//! [`LossBackend`] for the CubeCL backends (CUDA, wgpu): one element-wise CubeCL kernel writes
+//! The loss kernel on the CubeCL backends (CUDA, wgpu): one element-wise CubeCL kernel writes
 //! the per-element losses (and gradients), then Burn's reduction sums them.
 
 use burn::tensor::ops::{FloatTensor, FloatTensorOps};
@@ -11,8 +11,8 @@ use burn_cubecl::{CubeBackend, CubeRuntime, FloatElement, IntElement};
 use cubecl::prelude::*;
 use cubecl::{calculate_cube_count_elemwise, CubeDim};
 
-use super::backend::LossBackend;
-use super::params::LossParams;
+use super::LossKernel;
+use crate::loss::LossParams;
 
 /// `base^gamma` and `gamma * base^(gamma - 1)` for `base` in `[0, 1]`, `gamma >= 0`.
 ///
@@ -165,7 +165,7 @@ fn run<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     (total, with_grad.then_some(grad))
 }
 
-impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LossBackend
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LossKernel
     for CubeBackend<R, F, I, BT>
 {
     fn asymmetric_loss(
@@ -185,3 +185,11 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LossBacken
         (loss, grad.expect("requested"))
     }
 }
+
+/// Burn's CUDA backend without fusion, the one the kernel runs on.
+#[cfg(feature = "cuda")]
+pub(super) type CudaKernel = CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>;
+
+/// Burn's wgpu backend without fusion, the one the kernel runs on.
+#[cfg(feature = "wgpu")]
+pub(super) type WgpuKernel = CubeBackend<cubecl::wgpu::WgpuRuntime, f32, i32, u32>;

@@ -1,4 +1,5 @@
-//! The backend extension behind the fused loss, and its autodiff implementation.
+//! The fused loss under autodiff: the forward kernel computes the gradient too, and the backward
+//! step only scales it.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -7,66 +8,9 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorPrimitive};
 
-use super::composed;
-use super::params::LossParams;
-
-/// A backend with a fused implementation of the asymmetric loss.
-///
-/// Every method has a default built from plain tensor operations (the composed reference, and
-/// autodiff for its gradient), so `impl LossBackend for MyBackend {}` is enough to use
-/// [`AsymmetricLoss::forward`](super::AsymmetricLoss::forward) on a new backend. The crate
-/// overrides them with kernels for Flex and NdArray (CPU) and for the CubeCL backends, and
-/// implements the trait for [`Autodiff<B>`] whenever `B` implements it, with an analytic backward.
-pub trait LossBackend: Backend {
-    /// The reduced loss (a `[1]` tensor) of `logits` against `targets`, both `[batch, classes]`.
-    fn asymmetric_loss(
-        logits: FloatTensor<Self>,
-        targets: FloatTensor<Self>,
-        params: &LossParams,
-    ) -> FloatTensor<Self> {
-        let x = float::<Self, 2>(logits);
-        let y = float::<Self, 2>(targets);
-        composed::loss(params, x, y).into_primitive().tensor()
-    }
-
-    /// The reduced loss and its gradient with respect to `logits` (for an incoming gradient of
-    /// 1), computed together so that the backward pass has nothing left to read.
-    fn asymmetric_loss_with_grad(
-        logits: FloatTensor<Self>,
-        targets: FloatTensor<Self>,
-        params: &LossParams,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        type Ad<B> = Autodiff<B>;
-        let x = float::<Ad<Self>, 2>(Ad::<Self>::from_inner(logits)).require_grad();
-        let y = float::<Ad<Self>, 2>(Ad::<Self>::from_inner(targets));
-        let loss = composed::loss(params, x.clone(), y);
-        let grads = loss.backward();
-        let grad = x
-            .grad(&grads)
-            .expect("the logits were marked as requiring a gradient");
-        (
-            loss.inner().into_primitive().tensor(),
-            grad.into_primitive().tensor(),
-        )
-    }
-
-    /// `grad * grad_out`, where `grad_out` is the `[1]` gradient flowing into the loss.
-    fn asymmetric_loss_scale_grad(
-        grad: FloatTensor<Self>,
-        grad_out: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        let grad = float::<Self, 2>(grad);
-        let dims = grad.dims();
-        let factor = float::<Self, 1>(grad_out).reshape([1, 1]).expand(dims);
-        (grad * factor).into_primitive().tensor()
-    }
-}
-
-fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(t))
-}
+use super::{float, LossKernel};
+use crate::loss::{composed, LossParams};
 
 /// What the backward step needs: the gradient already computed by the forward kernel, and the
 /// logits when the targets want a gradient too.
@@ -80,7 +24,7 @@ struct LossState<B: Backend> {
 #[derive(Debug)]
 struct AsymmetricLossBackward;
 
-impl<B: LossBackend> Backward<B, 2> for AsymmetricLossBackward {
+impl<B: LossKernel> Backward<B, 2> for AsymmetricLossBackward {
     type State = LossState<B>;
 
     fn backward(
@@ -109,7 +53,7 @@ impl<B: LossBackend> Backward<B, 2> for AsymmetricLossBackward {
     }
 }
 
-impl<B: LossBackend, C: CheckpointStrategy> LossBackend for Autodiff<B, C> {
+impl<B: LossKernel, C: CheckpointStrategy> LossKernel for Autodiff<B, C> {
     fn asymmetric_loss(
         logits: FloatTensor<Self>,
         targets: FloatTensor<Self>,

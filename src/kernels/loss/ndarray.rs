@@ -1,4 +1,4 @@
-//! [`LossBackend`] for Burn's NdArray CPU backend: the CPU kernel on the arrays' own memory.
+//! The loss kernel on Burn's NdArray CPU backend: the CPU kernel on the arrays' own memory.
 
 use std::borrow::Cow;
 
@@ -8,9 +8,10 @@ use burn::backend::ndarray::{
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
 
-use super::backend::LossBackend;
-use super::cpu::{asymmetric_loss_cpu, zeroed_f32};
-use super::params::LossParams;
+use super::cpu::asymmetric_loss_cpu;
+use super::LossKernel;
+use crate::kernels::buffer::zeroed_f32;
+use crate::loss::LossParams;
 
 /// The `f32` values in row-major order, borrowed when the array is standard-layout `f32`.
 fn values(t: &NdArrayTensor) -> Option<Cow<'_, [f32]>> {
@@ -26,7 +27,7 @@ fn values(t: &NdArrayTensor) -> Option<Cow<'_, [f32]>> {
     }
 }
 
-fn run<B: LossBackend<FloatTensorPrimitive = NdArrayTensor>>(
+fn run<B: LossKernel<FloatTensorPrimitive = NdArrayTensor>>(
     logits: NdArrayTensor,
     targets: NdArrayTensor,
     params: &LossParams,
@@ -64,7 +65,7 @@ fn run<B: LossBackend<FloatTensorPrimitive = NdArrayTensor>>(
     (back(loss), grad)
 }
 
-impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement> LossBackend for NdArray<E, I, Q>
+impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement> LossKernel for NdArray<E, I, Q>
 where
     NdArrayTensor: From<SharedArray<E>>,
     NdArrayTensor: From<SharedArray<I>>,

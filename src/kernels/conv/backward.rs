@@ -1,0 +1,192 @@
+//! The convolution's input and weight gradients as GEMMs.
+
+use rayon::prelude::*;
+
+use crate::kernels::buffer::Scratch;
+
+use super::gemm::{matmul, Operand};
+use super::geometry::Grid;
+use super::layout::{channel_last_to_nchw, nchw_to_channel_last, nchw_to_channel_major};
+
+/// The gradients of `y = conv2d(x, w)` (stride 1) on host slices, by GEMM: for every tap,
+/// `dW[:, :, ky, kx] = G X_k^T`, where `G` is the output gradient on the padded grid
+/// (`[O, cols]`) and `X_k` the tap's shifted view of the padded input; and dX as the correlation
+/// of G with the flipped kernel, one GEMM per kernel row on channel-last operands
+/// ([`dx_channel_last`]), or for a 1x1 kernel as `W^T G` ([`dx_channel_major`]).
+///
+/// `x` is `[N, C, H, W]`, `w` `[O, C, kh, kw]`, `g` `[N, O, Ho, Wo]`, all contiguous. Returns
+/// `(dx, dw)`, each `None` when not asked for.
+pub(super) fn gemm_backward(
+    grid: Grid,
+    x: Option<&[f32]>,
+    w: Option<&[f32]>,
+    g: &[f32],
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let Grid { n, c, o, .. } = grid;
+    let (hp, wp, ho, wo) = (grid.hp(), grid.wp(), grid.ho(), grid.wo());
+    let (cols, taps) = (grid.cols(), grid.kh * grid.kw);
+
+    // The output gradient on the padded grid, [O][N][Hp][Wp], for dW and a 1x1 kernel's dX.
+    let gg = (x.is_some() || taps == 1).then(|| {
+        let mut gg = Scratch::zeroed(o * cols);
+        nchw_to_channel_major(g, [n, o, ho, wo], [hp, wp], [0, 0], &mut gg);
+        gg
+    });
+
+    let dw = x.map(|x| {
+        // The input, zero-padded, [C][N][Hp][Wp], with slack for the last taps' windows.
+        let mut xx = Scratch::zeroed(c * cols + grid.slack());
+        nchw_to_channel_major(
+            x,
+            [n, c, grid.h, grid.w],
+            [hp, wp],
+            [grid.ph, grid.pw],
+            &mut xx,
+        );
+        let gg = gg.as_deref().expect("built when dW is asked for");
+        // The reduction runs over every position of the batch (K is huge, M and N are the
+        // channel counts, as small as 64): split K over the threads, each with its own partial
+        // dW, rather than leave the GEMM to split a small output.
+        let parts = rayon::current_num_threads().max(1);
+        let part_len = cols.div_ceil(parts);
+        let partial = |part: usize| {
+            let start = part * part_len;
+            let len = part_len.min(cols - start.min(cols));
+            let mut dw = vec![0.0f32; o * c * taps];
+            if len == 0 {
+                return dw;
+            }
+            for ky in 0..grid.kh {
+                for kx in 0..grid.kw {
+                    let tap = ky * grid.kw + kx;
+                    // SAFETY: dst is [O, C] at stride (C*taps, taps) from `tap`, inside `dw`;
+                    // lhs is columns start..start+len of `gg` as [O, cols]; rhs is [len, C] read
+                    // at `xx[ci*cols + off + start + j]`, whose largest index,
+                    // (c-1)*cols + off + cols - 1, is below c*cols + slack = xx.len().
+                    unsafe {
+                        matmul(
+                            [o, c, len],
+                            Operand::new(dw.as_mut_ptr().add(tap), c * taps, taps),
+                            false,
+                            Operand::new(gg.as_ptr().add(start), cols, 1),
+                            Operand::new(xx.as_ptr().add(ky * wp + kx + start), 1, cols),
+                            false,
+                        );
+                    }
+                }
+            }
+            dw
+        };
+        // Summed in a fixed order, so that a run is reproducible bit for bit on a machine.
+        let mut partials = (0..parts).into_par_iter().map(partial).collect::<Vec<_>>();
+        let mut dw = partials.remove(0);
+        for part in &partials {
+            dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+        }
+        dw
+    });
+
+    // A 1x1 kernel has no taps to merge, and its channel-major operands need no transposes.
+    let dx = w.map(|w| {
+        if taps == 1 {
+            dx_channel_major(grid, w, gg.as_deref().expect("built for a 1x1 kernel"))
+        } else {
+            dx_channel_last(grid, w, g)
+        }
+    });
+    (dx, dw)
+}
+
+/// dX for [`gemm_backward`] with channel-major operands: for every tap, `dX_k += W_k^T G` on the
+/// padded grid, `gg` being G there (`[O][cols]`).
+pub(super) fn dx_channel_major(grid: Grid, w: &[f32], gg: &[f32]) -> Vec<f32> {
+    let Grid {
+        n, c, o, h, w: wd, ..
+    } = grid;
+    let (hp, wp) = (grid.hp(), grid.wp());
+    let (cols, plane, taps) = (grid.cols(), hp * wp, grid.kh * grid.kw);
+    // dX on the padded grid, [C][N][Hp][Wp] plus slack: tap k adds W_k^T G at offset k.
+    let mut xx = Scratch::zeroed(c * cols + grid.slack());
+    for ky in 0..grid.kh {
+        for kx in 0..grid.kw {
+            let tap = ky * grid.kw + kx;
+            // SAFETY: dst is [C, cols] at stride (1, cols) from `ky*wp + kx`, its largest
+            // index (c-1)*cols + off + cols - 1 inside `xx`; positions of one call never
+            // alias (distinct (ci, j) give distinct ci*cols + j). The columns that run past a
+            // row into the next receive G's zero padding columns, adding exactly 0. lhs is
+            // W's tap as [C, O] at stride (O-major C*taps, C-major taps); rhs is `gg`.
+            unsafe {
+                matmul(
+                    [c, cols, o],
+                    Operand::new(xx.as_mut_ptr().add(ky * wp + kx), cols, 1),
+                    true,
+                    Operand::new(w.as_ptr().add(tap), taps, c * taps),
+                    Operand::new(gg.as_ptr(), cols, 1),
+                    true,
+                );
+            }
+        }
+    }
+    let mut dx = vec![0.0f32; n * c * h * wd];
+    dx.par_chunks_mut(h * wd).enumerate().for_each(|(nc, out)| {
+        let (ni, ci) = (nc / c, nc % c);
+        for y in 0..h {
+            let src = ci * cols + ni * plane + (y + grid.ph) * wp + grid.pw;
+            out[y * wd..(y + 1) * wd].copy_from_slice(&xx[src..src + wd]);
+        }
+    });
+    dx
+}
+
+/// dX for [`gemm_backward`] with channel-last operands, one GEMM per kernel row; `g` is the
+/// output gradient `[N, O, Ho, Wo]`.
+pub(super) fn dx_channel_last(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
+    let Grid {
+        n, c, o, h, w: wd, ..
+    } = grid;
+    let (hp, wp, ho, wo) = (grid.hp(), grid.wp(), grid.ho(), grid.wo());
+    let (cols, taps) = (grid.cols(), grid.kh * grid.kw);
+    // dX on the padded grid is G correlated with the flipped kernel:
+    // dX[p][c] = sum over (ky, kx, o) of G[p - ky*Wp - kx][o] W[o][c][ky][kx].
+    // With G channel-last and `front` zero positions before it, kernel row ky reads for
+    // position p the contiguous run G[p - ky*Wp - (kw-1) ..][kw*O], in the order of the
+    // flipped kernel row: one GEMM per kernel row, operands laid out as in the forward.
+    let (kh, kw) = (grid.kh, grid.kw);
+    let front = grid.slack();
+    let mut gl = Scratch::zeroed((front + cols) * o);
+    nchw_to_channel_last(g, [n, o, ho, wo], [hp, wp], [0, 0], &mut gl[front * o..]);
+    // W as [C][kh][kw][O], each kernel row reversed.
+    let mut wf = Scratch::uninit(c * taps * o);
+    wf.par_chunks_mut(taps * o)
+        .enumerate()
+        .for_each(|(ci, dst)| {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let d = &mut dst[(ky * kw + kw - 1 - kx) * o..][..o];
+                    for (oi, v) in d.iter_mut().enumerate() {
+                        *v = w[((oi * c + ci) * kh + ky) * kw + kx];
+                    }
+                }
+            }
+        });
+    let mut dxx = Scratch::uninit(cols * c);
+    for ky in 0..kh {
+        let start = front - ky * wp - (kw - 1);
+        // SAFETY: dst is [C, cols] at stride (1, C), all of `dxx`; lhs is [C, kw*O] at
+        // stride (kh*kw*O, 1) from ky*kw*O, inside `wf`; rhs is [kw*O, cols] at stride
+        // (1, O) from start*O, start >= 0 since front = (kh-1)*Wp + kw-1, its largest index
+        // (start + cols - 1)*O + kw*O - 1 <= (front + cols)*O - 1 inside `gl`. The first
+        // kernel row writes every value of `dxx` without reading it.
+        unsafe {
+            matmul(
+                [c, cols, kw * o],
+                Operand::new(dxx.as_mut_ptr(), 1, c),
+                ky > 0,
+                Operand::new(wf.as_ptr().add(ky * kw * o), taps * o, 1),
+                Operand::new(gl.as_ptr().add(start * o), 1, o),
+                true,
+            );
+        }
+    }
+    channel_last_to_nchw(&dxx, [n, c, h, wd], [hp, wp], [grid.ph, grid.pw], None)
+}

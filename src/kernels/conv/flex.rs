@@ -1,0 +1,154 @@
+//! The GEMM convolution on `Flex` and `Autodiff<Flex>`, with its analytic backward.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::Flex;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
+use burn::tensor::{DType, TensorData, TensorPrimitive};
+
+use crate::kernels::dispatch::{on_backend, Ad};
+use crate::kernels::host::host_slice;
+
+use super::backward::gemm_backward;
+use super::gemm::gemm_forward;
+use super::geometry::{gemm_applies, Grid};
+use burn::tensor::Tensor;
+
+/// The inputs of a convolution on backend `B`.
+type Inputs<B> = (Tensor<B, 4>, Tensor<B, 4>, Option<Tensor<B, 1>>);
+
+/// The convolution through the GEMM kernels when `B` is `Flex` or `Autodiff<Flex>` and the
+/// convolution qualifies; otherwise the inputs back, untouched.
+pub(super) fn try_conv2d<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: ConvOptions<2>,
+) -> Result<Tensor<B, 4>, Inputs<B>> {
+    let ([n, c, h, w], [o, wc, kh, kw]) = (x.dims(), weight.dims());
+    // Anything unusual (empty, mismatched or too small for the kernel) takes Burn's path
+    // and its checks.
+    let shapes_fit = n * c * h * w * o * kh * kw > 0
+        && wc == c
+        && h + 2 * options.padding[0] >= kh
+        && w + 2 * options.padding[1] >= kw
+        && bias.as_ref().is_none_or(|b| b.dims() == [o]);
+    if !gemm_applies(&options)
+        || !shapes_fit
+        || x.dtype() != DType::F32
+        || weight.dtype() != DType::F32
+        || bias.as_ref().is_some_and(|b| b.dtype() != DType::F32)
+    {
+        return Err((x, weight, bias));
+    }
+    let inputs = on_backend(
+        (x, weight),
+        |(x, weight): (Tensor<Ad, 4>, Tensor<Ad, 4>)| conv2d_ad(x, weight, options.clone()),
+    );
+    match inputs {
+        Ok(y) => Ok(match bias {
+            Some(b) => y + b.reshape([1, o, 1, 1]),
+            None => y,
+        }),
+        Err((x, weight)) => on_backend((x, weight, bias), |(x, w, b): Inputs<Flex>| {
+            let (x, w) = (x.into_primitive().tensor(), w.into_primitive().tensor());
+            let b = b.map(|b| b.into_primitive().tensor());
+            Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(forward(x, w, b, &options)))
+        }),
+    }
+}
+
+/// The forward convolution on Flex: the GEMM kernels for a kernel larger than 1x1, Flex's
+/// own convolution (already one GEMM per image) for a 1x1 one.
+fn forward(
+    x: FlexTensor,
+    w: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let grid = Grid::new(&x, &w, options);
+    if grid.kh * grid.kw == 1 {
+        return Flex::conv2d(x, w, bias, options.clone());
+    }
+    let (x, w) = (x.to_contiguous(), w.to_contiguous());
+    let bias = bias.map(|b| b.to_contiguous());
+    let y = gemm_forward(
+        grid,
+        host_slice(&x),
+        host_slice(&w),
+        bias.as_ref().map(host_slice),
+    );
+    FlexTensor::from_data(TensorData::new(y, [grid.n, grid.o, grid.ho(), grid.wo()]))
+}
+
+#[derive(Debug)]
+struct Conv2dBackward;
+
+/// What the backward step needs: each input when the other one wants a gradient.
+#[derive(Debug, Clone)]
+struct ConvState {
+    x: Option<FlexTensor>,
+    weight: Option<FlexTensor>,
+    grid: Grid,
+}
+
+impl Backward<Flex, 2> for Conv2dBackward {
+    type State = ConvState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let state = ops.state;
+        let grid = state.grid;
+        let x = state.x.map(|t| t.to_contiguous());
+        let w = state.weight.map(|t| t.to_contiguous());
+        let (dx, dw) = gemm_backward(
+            grid,
+            node_w.as_ref().and(x.as_ref()).map(host_slice),
+            node_x.as_ref().and(w.as_ref()).map(host_slice),
+            host_slice(&g),
+        );
+        let tensor =
+            |v: Vec<f32>, shape: [usize; 4]| FlexTensor::from_data(TensorData::new(v, shape));
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, tensor(dx, [grid.n, grid.c, grid.h, grid.w]));
+        }
+        if let (Some(node), Some(dw)) = (node_w, dw) {
+            grads.register::<Flex>(node.id, tensor(dw, [grid.o, grid.c, grid.kh, grid.kw]));
+        }
+    }
+}
+
+fn conv2d_ad(x: Tensor<Ad, 4>, weight: Tensor<Ad, 4>, options: ConvOptions<2>) -> Tensor<Ad, 4> {
+    let x = x.into_primitive().tensor();
+    let w = weight.into_primitive().tensor();
+    let grid = Grid::new(&x.primitive, &w.primitive, &options);
+    let x_tracked = !x.node.requirement.is_none();
+    let w_tracked = !w.node.requirement.is_none();
+    let out: FloatTensor<Ad> = match Conv2dBackward
+        .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let y = forward(x.primitive.clone(), w.primitive.clone(), None, &options);
+            let state = ConvState {
+                x: w_tracked.then_some(x.primitive),
+                weight: x_tracked.then_some(w.primitive),
+                grid,
+            };
+            prep.finish(state, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive, w.primitive, None, &options)),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}

@@ -1,0 +1,62 @@
+//! 2-D convolution that runs as a few large matrix products on the default CPU backends, forward
+//! and backward.
+//!
+//! Burn's CPU convolution unfolds the input (`kh*kw` times its size) and multiplies, and it
+//! computes the weight gradient as another convolution, with the batch as channels and the whole
+//! feature map as the kernel: on the CPU that becomes thousands of narrow matrix products
+//! (matrix-vector products for a 1x1 kernel), and it made a TResNet training step spend most of
+//! its time there. [`conv2d`] gives the same results, but on `Flex` and `Autodiff<Flex>` a
+//! stride-1 convolution runs its forward as one GEMM per kernel row over the whole batch, on
+//! the padded input laid out channel-last (1x1 kernels keep Flex's own, already one GEMM), and
+//! under autodiff gets an analytic backward with both gradients as one GEMM per kernel tap.
+//! Every other backend, and every other convolution, goes through Burn's own `conv2d` unchanged.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::module;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::Tensor;
+
+/// `burn::tensor::module::conv2d`, faster on `Flex` and `Autodiff<Flex>` for convolutions of
+/// stride 1, dilation 1 and one group (all of TResNet's trainable ones): see the
+/// [module](self) documentation.
+///
+/// ```
+/// use aia::kernels::conv2d;
+/// use burn::tensor::{ops::ConvOptions, Tensor};
+/// type B = burn::backend::Autodiff<burn::backend::Flex>;
+///
+/// let device = Default::default();
+/// let x = Tensor::<B, 4>::ones([2, 3, 5, 5], &device).require_grad();
+/// let w = Tensor::<B, 4>::ones([4, 3, 3, 3], &device).require_grad();
+/// let y = conv2d(x.clone(), w.clone(), None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
+/// let grads = y.sum().backward();
+/// // The centre tap of the kernel sees every pixel of both images in every input channel.
+/// let dw = w.grad(&grads).unwrap();
+/// assert_eq!(dw.slice([0..1, 0..1, 1..2, 1..2]).into_scalar(), 50.0);
+/// ```
+pub fn conv2d<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: ConvOptions<2>,
+) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    let (x, weight, bias) = match flex::try_conv2d(x, weight, bias, options.clone()) {
+        Ok(y) => return y,
+        Err(inputs) => inputs,
+    };
+    module::conv2d(x, weight, bias, options)
+}
+
+#[cfg(feature = "flex")]
+mod backward;
+#[cfg(feature = "flex")]
+mod flex;
+#[cfg(feature = "flex")]
+mod gemm;
+#[cfg(feature = "flex")]
+mod geometry;
+#[cfg(feature = "flex")]
+mod layout;
+#[cfg(all(test, feature = "flex"))]
+mod tests;

@@ -1,0 +1,169 @@
+use rand::{Rng, SeedableRng};
+
+use super::backward::gemm_backward;
+use super::gemm::gemm_forward;
+use super::geometry::Grid;
+
+/// Calls `f(yi, xi, wi)` for every product `x[xi] * w[wi]` that output `y[yi]` of
+/// `conv2d(x, w)` sums (indices into `[N, O, Ho, Wo]`, `[N, C, H, W]` and `[O, C, kh, kw]`).
+fn for_each_term(grid: Grid, mut f: impl FnMut(usize, usize, usize)) {
+    let Grid {
+        n,
+        c,
+        o,
+        h,
+        w: wd,
+        kh,
+        kw,
+        ph,
+        pw,
+    } = grid;
+    let (ho, wo) = (grid.ho(), grid.wo());
+    for ni in 0..n {
+        for oi in 0..o {
+            for y in 0..ho {
+                for xo in 0..wo {
+                    let yi = ((ni * o + oi) * ho + y) * wo + xo;
+                    for ci in 0..c {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let (iy, ix) = (y + ky, xo + kx);
+                                if iy < ph || ix < pw || iy - ph >= h || ix - pw >= wd {
+                                    continue;
+                                }
+                                let xi = ((ni * c + ci) * h + iy - ph) * wd + ix - pw;
+                                let wi = ((oi * c + ci) * kh + ky) * kw + kx;
+                                f(yi, xi, wi);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Both gradients of `sum(g * conv2d(x, w))` by direct summation in f64.
+fn naive(grid: Grid, x: &[f32], w: &[f32], g: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let mut dx = vec![0.0f64; x.len()];
+    let mut dw = vec![0.0f64; w.len()];
+    for_each_term(grid, |yi, xi, wi| {
+        dw[wi] += g[yi] as f64 * x[xi] as f64;
+        dx[xi] += g[yi] as f64 * w[wi] as f64;
+    });
+    (dx, dw)
+}
+
+/// `conv2d(x, w) + bias` by direct summation in f64, `[N, O, Ho, Wo]`.
+fn naive_forward(grid: Grid, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f64> {
+    let plane = grid.ho() * grid.wo();
+    let mut y: Vec<f64> = (0..grid.n * grid.o * plane)
+        .map(|yi| bias[yi / plane % grid.o] as f64)
+        .collect();
+    for_each_term(grid, |yi, xi, wi| y[yi] += x[xi] as f64 * w[wi] as f64);
+    y
+}
+
+/// A grid from `(n, c, o, h, w, kh, kw, ph, pw)`, and random inputs for it.
+#[allow(clippy::type_complexity)]
+fn case(
+    rng: &mut impl Rng,
+    (n, c, o, h, w, kh, kw, ph, pw): (
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+    ),
+) -> (Grid, impl FnMut(usize) -> Vec<f32> + '_) {
+    let grid = Grid {
+        n,
+        c,
+        o,
+        h,
+        w,
+        kh,
+        kw,
+        ph,
+        pw,
+    };
+    let random = move |len: usize| (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    (grid, random)
+}
+
+#[test]
+fn gemm_forward_matches_direct_summation() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    // How many cases took each path: unfolded, on the grid.
+    let mut paths = [0; 2];
+    // Unfolded (small maps, padding a large share) and on the padded grid (larger maps).
+    for geometry in [
+        (2, 3, 4, 5, 6, 3, 3, 1, 1),
+        (1, 4, 3, 6, 5, 3, 1, 1, 0),
+        (2, 5, 2, 4, 4, 5, 5, 2, 2),
+        (2, 3, 4, 30, 26, 3, 3, 1, 1),
+        (1, 2, 3, 40, 40, 3, 3, 0, 0),
+        (1, 3, 2, 36, 44, 5, 3, 2, 1),
+    ] {
+        let (grid, mut random) = case(&mut rng, geometry);
+        let x = random(grid.n * grid.c * grid.h * grid.w);
+        let w = random(grid.o * grid.c * grid.kh * grid.kw);
+        let bias = random(grid.o);
+        let want = naive_forward(grid, &x, &w, &bias);
+        paths[usize::from(grid.forward_on_grid())] += 1;
+        for (b, zero) in [(Some(&bias[..]), false), (None, true)] {
+            let got = gemm_forward(grid, &x, &w, b);
+            assert_eq!(got.len(), want.len(), "length for {grid:?}");
+            for (i, (a, want)) in got.iter().zip(&want).enumerate() {
+                let want = if zero {
+                    want - bias[(i / (grid.ho() * grid.wo())) % grid.o] as f64
+                } else {
+                    *want
+                };
+                assert!(
+                    (*a as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "y[{i}] = {a}, want {want}, for {grid:?}, bias {b:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(paths, [3, 3], "cases per path (unfolded, grid)");
+}
+
+#[test]
+fn gemm_backward_matches_direct_summation() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    // 1x1, 3x3 with and without padding, a non-square kernel and map, a single image.
+    for geometry in [
+        (2, 3, 4, 5, 6, 1, 1, 0, 0),
+        (2, 3, 4, 5, 6, 3, 3, 1, 1),
+        (3, 2, 5, 7, 4, 3, 3, 0, 0),
+        (1, 4, 3, 6, 5, 3, 1, 1, 0),
+        (2, 5, 2, 4, 4, 5, 5, 2, 2),
+    ] {
+        let (grid, mut random) = case(&mut rng, geometry);
+        let x = random(grid.n * grid.c * grid.h * grid.w);
+        let w = random(grid.o * grid.c * grid.kh * grid.kw);
+        let g = random(grid.n * grid.o * grid.ho() * grid.wo());
+        let (want_dx, want_dw) = naive(grid, &x, &w, &g);
+        let (dx, dw) = gemm_backward(grid, Some(&x), Some(&w), &g);
+        for (name, got, want) in [("dx", dx.unwrap(), want_dx), ("dw", dw.unwrap(), want_dw)] {
+            assert_eq!(got.len(), want.len(), "{name} length for {grid:?}");
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (*a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{name}[{i}] = {a}, want {b}, for {grid:?}"
+                );
+            }
+        }
+        // Each gradient alone is the same as when both are asked for.
+        let (dx_only, none) = gemm_backward(grid, None, Some(&w), &g);
+        assert!(none.is_none() && dx_only.is_some());
+        let (none, dw_only) = gemm_backward(grid, Some(&x), None, &g);
+        assert!(none.is_none() && dw_only.is_some());
+    }
+}

@@ -1,0 +1,32 @@
+//! The crate's compute kernels, in one place, chosen one way.
+//!
+//! The model and the loss are written with Burn's tensor operations and run on any backend. A
+//! few operations have faster kernels of the crate's own on some backends; each is reached
+//! through one function here, generic over `B: Backend`, which picks the kernel by the backend's
+//! type at run time (a `TypeId` comparison) and falls back to Burn's operations on every other backend:
+//!
+//! | operation | kernel | where |
+//! |---|---|---|
+//! | [`conv2d`] | GEMM convolution, analytic backward | `Flex`, `Autodiff<Flex>` |
+//! | [`batch_norm_act`] | two-pass BatchNorm + leaky ReLU | `Autodiff<Flex>` |
+//! | [`AsymmetricLoss::forward`](crate::loss::AsymmetricLoss::forward) | fused loss and gradient | `Flex`, `NdArray`, CUDA and wgpu without fusion, and their `Autodiff` |
+//!
+//! On Burn's fusion backends (`burn::backend::Cuda` and `Wgpu` with Burn's default features)
+//! the composed operations run, and Burn fuses them.
+//!
+//! The host kernels on plain slices, [`asymmetric_loss_cpu`] and
+//! [`asymmetric_loss_cpu_in_place`], are public for benchmarks and for callers with their own
+//! buffers.
+
+mod batch_norm;
+mod buffer;
+mod conv;
+mod dispatch;
+#[cfg(feature = "flex")]
+mod host;
+pub(crate) mod loss;
+
+pub use batch_norm::{batch_norm_act, batch_norm_act_composed, BatchNormOutput};
+pub use buffer::zeroed_f32;
+pub use conv::conv2d;
+pub use loss::{asymmetric_loss_cpu, asymmetric_loss_cpu_in_place};
