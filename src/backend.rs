@@ -65,6 +65,21 @@ pub struct DeviceError {
 pub fn check_device<B: burn::tensor::backend::Backend>(
     device: &B::Device,
 ) -> Result<(), DeviceError> {
+    probe(|| {
+        burn::tensor::Tensor::<B, 1>::ones([1], device)
+            .sum()
+            .into_data();
+    })
+    .map_err(|detail| DeviceError {
+        backend: BACKEND_NAME,
+        detail,
+        hint: device_hint(),
+    })
+}
+
+/// Runs `f`, turning a panic in it, or in a thread that panics meanwhile, into the first panic's
+/// message; nothing is printed.
+fn probe(f: impl FnOnce()) -> Result<(), String> {
     use std::panic::{self, AssertUnwindSafe};
     use std::sync::{Arc, Mutex, PoisonError};
 
@@ -74,30 +89,19 @@ pub fn check_device<B: burn::tensor::backend::Backend>(
     let first_panic = Arc::new(Mutex::new(None::<String>));
     let seen = Arc::clone(&first_panic);
     let previous_hook = panic::take_hook();
-    // Every thread that panics during the probe (the device's own worker included) is recorded
-    // instead of printed; the first message says why.
+    // A GPU backend starts its device on a thread of its own: when that thread panics, the
+    // caller's panic is only a `RecvError`, and the first message is the one that says why.
     panic::set_hook(Box::new(move |info| {
         let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
         seen.get_or_insert_with(|| panic_message(info.payload()));
     }));
-    let probe = panic::catch_unwind(AssertUnwindSafe(|| {
-        burn::tensor::Tensor::<B, 1>::ones([1], device)
-            .sum()
-            .into_data()
-    }));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
     panic::set_hook(previous_hook);
-    let detail = first_panic
+    let first = first_panic
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
-    match probe {
-        Ok(_) => Ok(()),
-        Err(payload) => Err(DeviceError {
-            backend: BACKEND_NAME,
-            detail: detail.unwrap_or_else(|| panic_message(payload.as_ref())),
-            hint: device_hint(),
-        }),
-    }
+    outcome.map_err(|payload| first.unwrap_or_else(|| panic_message(payload.as_ref())))
 }
 
 /// The text of a panic's payload.
@@ -120,5 +124,38 @@ fn device_hint() -> &'static str {
          run on the CPU"
     } else {
         "the CPU backend failed to start"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn the_cpu_device_passes_the_check() {
+        check_device::<burn::backend::Flex>(&Default::default()).unwrap();
+    }
+
+    /// As a GPU backend fails without a device: its worker thread panics with the reason, and
+    /// the caller panics on the closed channel.
+    #[test]
+    fn a_device_that_fails_on_its_own_thread_gives_the_worker_reason() {
+        let got = probe(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let worker = std::thread::spawn(move || {
+                let _tx = tx;
+                panic!("Unable to dynamically load the \"cuda\" shared library");
+            });
+            let _ = worker.join();
+            rx.recv().unwrap();
+        });
+        assert_eq!(
+            got.unwrap_err(),
+            "Unable to dynamically load the \"cuda\" shared library"
+        );
+        // The hook is back: a probe that does not panic is fine, and one that does reports.
+        assert_eq!(probe(|| ()), Ok(()));
+        assert_eq!(probe(|| panic!("{}", 7)).unwrap_err(), "7");
     }
 }
