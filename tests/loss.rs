@@ -45,6 +45,39 @@ fn fused_matches_composed_with_soft_targets() {
     compare_fused_composed::<F>(300, 130, 30.0, true);
 }
 
+/// A backend the crate has no kernel for (here Flex under autodiff with gradient checkpointing)
+/// runs the composed reference: the same loss and gradients as the composed path, through the
+/// same `forward` call and with no bound beyond Burn's.
+#[test]
+fn forward_runs_on_a_backend_without_a_kernel() {
+    use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+    type Other = Autodiff<Flex, BalancedCheckpointing>;
+
+    let device = Default::default();
+    let x = Tensor::<F, 2>::random([9, 21], Distribution::Uniform(-8.0, 8.0), &device);
+    let y = Tensor::<F, 2>::random([9, 21], Distribution::Bernoulli(0.3), &device);
+    for preset in LossPreset::ALL {
+        let loss = preset.config().init();
+        let grads_of = |composed: bool| {
+            let xo = Tensor::<Other, 2>::from_inner(x.clone()).require_grad();
+            let yo = Tensor::<Other, 2>::from_inner(y.clone());
+            let l = if composed {
+                loss.forward_composed(xo.clone(), yo)
+            } else {
+                loss.forward(xo.clone(), yo)
+            };
+            let g = xo.grad(&l.backward()).unwrap();
+            (l.into_scalar(), g.into_data().to_vec::<f32>().unwrap())
+        };
+        assert_eq!(grads_of(false), grads_of(true), "{preset}");
+        // And it agrees with the fused kernel on the default autodiff backend.
+        let (want, want_grad, _) = common::loss_and_grads(Impl::Fused, &loss, x.clone(), y.clone());
+        let (got, got_grad) = grads_of(false);
+        assert_close(&[got], &[want], &format!("{preset} loss"));
+        assert_close(&got_grad, &want_grad, &format!("{preset} gradient"));
+    }
+}
+
 #[test]
 fn fused_forward_is_the_same_with_and_without_autodiff() {
     let device = Default::default();
