@@ -173,6 +173,9 @@ impl Report {
     }
 }
 
+/// One section's body, writing into the report.
+type SectionRun<'a> = &'a dyn Fn(&mut Report);
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let started = Instant::now();
@@ -196,7 +199,7 @@ fn main() -> ExitCode {
         if args.quick { ", quick" } else { "" }
     );
 
-    let sections: [(Section, &str, &dyn Fn(&mut Report)); 4] = [
+    let sections: [(Section, &str, SectionRun); 4] = [
         (
             Section::LossCheck,
             "fused loss kernel: CUDA against the CPU kernel",

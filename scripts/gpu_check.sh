@@ -105,10 +105,11 @@ print(f"TResNet-M img/s on {torch.get('device', 'the GPU')} "
 header = ["mode", "size", "batch", "aia", "torch f32", "torch amp", "aia/f32", "aia/amp",
           "timm published amp"]
 rows = []
-keys = sorted({(r["mode"], r["size"], r["batch"])
-               for r in aia.get("throughput", []) + torch.get("throughput", [])},
+measured = aia.get("throughput", []) + torch.get("throughput", [])
+keys = sorted({(r["mode"], r["size"]) for r in measured} | set(anchors),
               key=lambda k: (k[0] != "inference", k[1]))
-for mode, size, batch in keys:
+for mode, size in keys:
+    batch = next((r["batch"] for r in measured if (r["mode"], r["size"]) == (mode, size)), "-")
     a = figure(aia.get("throughput", []), mode, size)
     f32 = figure(torch.get("throughput", []), mode, size, "f32")
     amp = figure(torch.get("throughput", []), mode, size, "amp")
