@@ -83,7 +83,7 @@ struct Args {
     /// Fewer iterations everywhere (a smoke run of about a minute).
     #[arg(long)]
     quick: bool,
-    /// Also write every figure to this JSON file (rewritten after each section, so that a run
+    /// Also write every figure to this JSON file (rewritten after each figure, so that a run
     /// cut short still leaves what it measured).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -148,6 +148,12 @@ struct Report {
     throughput: Vec<Throughput>,
     /// Sections that stopped on a panic, with its message.
     errors: Vec<String>,
+    /// Where [`save`](Self::save) writes.
+    #[serde(skip)]
+    json: Option<PathBuf>,
+    /// When the run started.
+    #[serde(skip)]
+    started: Option<Instant>,
     /// Seconds since the start, when the report was last written.
     elapsed_s: f64,
 }
@@ -183,6 +189,8 @@ fn main() -> ExitCode {
         tool: "aia".into(),
         backend: BACKEND_NAME.into(),
         quick: args.quick,
+        json: args.json.clone(),
+        started: Some(started),
         ..Default::default()
     };
     let device: CudaDevice = Default::default();
@@ -191,7 +199,7 @@ fn main() -> ExitCode {
         eprintln!("gpu_check: {e}");
         eprintln!("gpu_check: nothing was checked; run this on a machine with an NVIDIA GPU");
         report.errors.push(e.to_string());
-        write_json(&args.json, &mut report, started);
+        report.save();
         return ExitCode::from(2);
     }
     println!(
@@ -232,7 +240,7 @@ fn main() -> ExitCode {
             report.errors.push(format!("{section:?}: {message}"));
         }
         println!("  ({:.1} s)", t.elapsed().as_secs_f64());
-        write_json(&args.json, &mut report, started);
+        report.save();
     }
 
     let failed: Vec<&Check> = report.checks.iter().filter(|c| !c.pass).collect();
@@ -266,19 +274,25 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn write_json(path: &Option<PathBuf>, report: &mut Report, started: Instant) {
-    let Some(path) = path else { return };
-    report.elapsed_s = started.elapsed().as_secs_f64();
-    let written = serde_json::to_string_pretty(report)
-        .map_err(|e| e.to_string())
-        .and_then(|text| {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-            }
-            std::fs::write(path, text).map_err(|e| e.to_string())
-        });
-    if let Err(e) = written {
-        eprintln!("gpu_check: cannot write {}: {e}", path.display());
+impl Report {
+    /// Writes the report to `--json`, if given; called after every figure, so that a run stopped
+    /// by a timeout still leaves everything it measured.
+    fn save(&mut self) {
+        let Some(path) = self.json.clone() else {
+            return;
+        };
+        self.elapsed_s = self.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let written = serde_json::to_string_pretty(self)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                }
+                std::fs::write(&path, text).map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            eprintln!("gpu_check: cannot write {}: {e}", path.display());
+        }
     }
 }
 
@@ -638,6 +652,7 @@ fn bench_loss_on<B: AutodiffBackend>(
             fused_ms,
             composed_ms,
         });
+        report.save();
     }
 }
 
@@ -700,6 +715,7 @@ fn throughput(report: &mut Report, device: &CudaDevice, args: &Args) {
                 ms_per_batch,
                 img_per_s,
             });
+            report.save();
         }
     }
 }
