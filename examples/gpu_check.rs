@@ -158,6 +158,7 @@ struct Report {
     elapsed_s: f64,
 }
 
+/// Recording, printing and judging the comparisons.
 impl Report {
     fn check(&mut self, name: String, max_rel_diff: f64, tolerance: f64) {
         // A NaN difference must fail, hence no `<=` on a possibly-NaN left side alone.
@@ -182,6 +183,7 @@ impl Report {
 /// One section's body, writing into the report.
 type SectionRun<'a> = &'a dyn Fn(&mut Report);
 
+/// Checks the device, runs the sections asked for, and sums up.
 fn main() -> ExitCode {
     let args = Args::parse();
     let started = Instant::now();
@@ -264,6 +266,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// The text of a panic's payload.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
@@ -274,6 +277,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Writing the report out.
 impl Report {
     /// Writes the report to `--json`, if given; called after every figure, so that a run stopped
     /// by a timeout still leaves everything it measured.
@@ -296,6 +300,7 @@ impl Report {
     }
 }
 
+/// The tensor's values as f32, read back to the host.
 fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
@@ -349,6 +354,7 @@ fn loss_and_grads<B: AutodiffBackend>(
     (to_vec(l), gx, gy)
 }
 
+/// Section 1: the fused loss under autodiff on raw CUDA against the same on Flex.
 fn loss_check(report: &mut Report, device: &CudaDevice) {
     let mut configs: Vec<(&str, AsymmetricLossConfig)> = LossPreset::ALL
         .iter()
@@ -419,6 +425,7 @@ struct Perturb<'a> {
     path: Vec<String>,
 }
 
+/// Draws new scales, shifts and statistics by field name; leaves everything else.
 impl ModuleMapper<Cpu> for Perturb<'_> {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.to_string());
@@ -440,6 +447,7 @@ impl ModuleMapper<Cpu> for Perturb<'_> {
     }
 }
 
+/// Section 2: TResNet, small and M, on the GPU backend against Flex from one weights file.
 fn model_check(report: &mut Report, device: &CudaDevice) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let cases = [
@@ -496,6 +504,7 @@ fn model_check(report: &mut Report, device: &CudaDevice) {
     }
 }
 
+/// A model of `config` on `B` with the weights of `weights`.
 fn load<B: Backend>(config: &TResNetConfig, weights: &Path, device: &B::Device) -> TResNet<B> {
     config
         .init::<B>(device)
@@ -509,6 +518,7 @@ struct TrainPass {
     grads: Vec<(&'static str, Vec<f32>)>,
 }
 
+/// One train-mode forward and backward pass of the model in `weights` on `B`.
 fn train_pass<B: AutodiffBackend>(
     config: &TResNetConfig,
     weights: &Path,
@@ -590,6 +600,7 @@ fn median_ms(warmup: usize, iters: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
+/// Section 3: the loss timed on both CUDA backends.
 fn loss_bench(report: &mut Report, device: &CudaDevice, quick: bool) {
     let (warmup, iters) = if quick { (3, 10) } else { (10, 50) };
     println!(
@@ -603,6 +614,7 @@ fn loss_bench(report: &mut Report, device: &CudaDevice, quick: bool) {
     bench_loss_on::<GpuTrain>(report, "cuda fusion", device, warmup, iters);
 }
 
+/// Fused and composed loss, forward and backward, at each of [`LOSS_SHAPES`] on `B`.
 fn bench_loss_on<B: AutodiffBackend>(
     report: &mut Report,
     name: &str,
@@ -682,6 +694,7 @@ fn images_per_s(
     ((batch * iters) as f64 / secs, secs / iters as f64 * 1e3)
 }
 
+/// Section 4: TResNet-M inference and training throughput at each `--sizes`.
 fn throughput(report: &mut Report, device: &CudaDevice, args: &Args) {
     let warmup = if args.quick { 2 } else { 3 };
     let iters = args.iters.unwrap_or(if args.quick { 3 } else { 10 });
