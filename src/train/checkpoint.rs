@@ -329,11 +329,12 @@ pub(crate) fn write_checkpoint(
         path: path.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(&folder).map_err(|e| io(&folder, e))?;
+    let write_error = super::atomic::write_error;
+    std::fs::create_dir_all(&folder).map_err(|e| write_error(&folder, e))?;
     let staging = tempfile::Builder::new()
         .prefix(".tmp-epoch-")
         .tempdir_in(&folder)
-        .map_err(|e| io(&folder, e))?;
+        .map_err(|e| write_error(&folder, e))?;
     write_files(staging.path())?;
     let state_path = staging.path().join(STATE_FILE);
     let json = serde_json::to_vec_pretty(state).map_err(|source| TrainError::Json {
@@ -345,8 +346,9 @@ pub(crate) fn write_checkpoint(
     if target.exists() {
         std::fs::remove_dir_all(&target).map_err(|e| io(&target, e))?;
     }
-    let staged = staging.keep();
-    std::fs::rename(&staged, &target).map_err(|e| io(&target, e))?;
+    // Renamed while still owned by `staging`, so that a failed rename removes the partial folder.
+    std::fs::rename(staging.path(), &target).map_err(|e| write_error(&target, e))?;
+    let _ = staging.keep();
     for (epoch, older) in paths.list_checkpoints()? {
         if epoch < state.epoch {
             std::fs::remove_dir_all(&older).map_err(|e| io(&older, e))?;
