@@ -440,3 +440,14 @@ fn a_missing_data_folder_says_what_is_expected() {
     assert!(message.contains("Corel5k"), "{message}");
     assert!(message.contains("Corel-5k"), "{message}");
 }
+
+#[test]
+fn a_truncated_file_says_so_once() {
+    let whole = good_train();
+    let dir = folder_with(&whole[..whole.len() / 2], &good_test());
+    let message = AnnotationFolder::open(dir.path()).unwrap_err().to_string();
+    assert!(message.contains("train.json:"), "{message}");
+    assert!(message.contains("cut short"), "{message}");
+    // The position is in the `path:line:column` prefix, not repeated by serde_json's text.
+    assert!(!message.contains(" at line "), "{message}");
+}

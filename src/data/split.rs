@@ -71,12 +71,7 @@ impl AnnotationSplit {
         vocabulary: Option<(Arc<Vocabulary>, &Path)>,
     ) -> Result<Self, DataError> {
         let path = path.as_ref();
-        let raw: RawSplit = serde_json::from_slice(bytes).map_err(|e| DataError::Json {
-            path: path.to_path_buf(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
+        let raw: RawSplit = serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?;
         let vocabulary = match (vocabulary, raw.labels) {
             (Some((vocab, vocab_path)), Some(labels)) => {
                 check_same_labels(&vocab, vocab_path, &labels, path)?;
@@ -212,6 +207,25 @@ impl AnnotationSplit {
     pub fn targets_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2> {
         let shape = [self.samples.len(), self.vocabulary.len()];
         Tensor::from_data(TensorData::new(self.targets(), shape), device)
+    }
+}
+
+/// serde_json's error as [`DataError::Json`]: its message without the position, which the
+/// error shows as `path:line:column`, and with a hint for a file that ends too early.
+fn json_error(path: &Path, e: &serde_json::Error) -> DataError {
+    let mut message = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    if let Some(stripped) = message.strip_suffix(&position) {
+        message.truncate(stripped.len());
+    }
+    if e.is_eof() {
+        message.push_str(" (the file is cut short: an interrupted download or copy? get it again)");
+    }
+    DataError::Json {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message,
     }
 }
 
