@@ -322,3 +322,80 @@ fn a_read_only_output_folder_is_a_clear_error_and_changes_nothing() {
     fs.remount("rw");
     assert_eq!(listing(&out), before);
 }
+
+/// `bytes` with the first parameter id (`"id"`, then a 13-character MessagePack string)
+/// replaced by the string `id`.
+fn with_parameter_id(bytes: &[u8], id: &str) -> Vec<u8> {
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"\xa2id\xad")
+        .expect("a parameter id in the record");
+    let mut out = bytes[..at + 3].to_vec();
+    out.push(0xa0 | id.len() as u8);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&bytes[at + 4 + 13..]);
+    out
+}
+
+#[test]
+fn a_model_file_with_a_damaged_parameter_id_is_an_error() {
+    // Found by the fuzz harness: burn panics on these instead of returning an error.
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    let path = dir.path().join("model.mpk");
+    aia::train::save_model(&TinyNet::<Flex>::new(&device), &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    load_model(TinyNet::<Flex>::new(&device), &path, &device).unwrap();
+    // Not base32; base32 of more than 8 bytes.
+    for id in ["!!!!!!!!!!!!!", "0000000000000000"] {
+        std::fs::write(&path, with_parameter_id(&bytes, id)).unwrap();
+        let error = load_model(TinyNet::<Flex>::new(&device), &path, &device).unwrap_err();
+        assert!(
+            matches!(error, TrainError::Record { .. }),
+            "{id}: {error:?}"
+        );
+        assert!(error.to_string().contains("model.mpk"), "{error}");
+    }
+}
+
+#[test]
+fn a_run_config_that_cannot_be_its_model_is_refused_before_building_it() {
+    use aia::experiment::{load_best, ExperimentConfig};
+    use aia::model::TResNetConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    let tiny = TResNetConfig::new([1, 1, 1, 1])
+        .with_width(0.125)
+        .with_num_classes(3);
+    aia::train::save_model(&tiny.init::<Flex>(&device), &dir.path().join("best.mpk")).unwrap();
+    let cases = [
+        // A 3 GB network against a 0.5 MB file: refused without allocating it.
+        (tiny.clone().with_width(50.0), "parameters"),
+        (
+            TResNetConfig {
+                layers: [1, 0, 1, 1],
+                ..tiny.clone()
+            },
+            "stage 2",
+        ),
+        (tiny.clone().with_dropout(2.0), "dropout"),
+        (tiny.clone().with_num_classes(0), "classes"),
+        (tiny.clone().with_width(0.001), "width"),
+    ];
+    for (model, what) in cases {
+        let config = ExperimentConfig::new("Synthetic".into()).with_model(model);
+        let results = RunResults::new(
+            config.train.clone(),
+            serde_json::to_value(&config).unwrap(),
+            1,
+        );
+        results.save(&dir.path().join("results.json")).unwrap();
+        let error = match load_best::<Flex>(dir.path(), &device) {
+            Ok(_) => panic!("{what}: accepted"),
+            Err(error) => error,
+        };
+        let message = error.to_string();
+        assert!(message.contains("results.json"), "{what}: {message}");
+        assert!(message.contains(what), "{what}: {message}");
+    }
+}

@@ -167,10 +167,28 @@ fn record_bytes<B: Backend, R: Record<B>>(record: R, path: &Path) -> Result<Vec<
 /// Reads a record written by [`record_bytes`].
 fn read_record<B: Backend, R: Record<B>>(path: &Path, device: &B::Device) -> Result<R, TrainError> {
     let bytes = read_file(path)?;
-    Recorder::<B>::load(&FileRecorder::default(), bytes, device).map_err(|e| TrainError::Record {
+    // burn panics instead of failing on some damaged records (a parameter id that is not
+    // base32, or longer than 8 bytes): catch that too, as a damaged file.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Recorder::<B>::load(&FileRecorder::default(), bytes, device)
+    }))
+    .map_err(|panic| TrainError::Record {
+        path: path.to_path_buf(),
+        message: panic_message(panic.as_ref()),
+    })?;
+    loaded.map_err(|e| TrainError::Record {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "the record is damaged".into())
 }
 
 /// Writes a model's weights atomically (burn's named MessagePack, full precision; the same bytes
@@ -263,11 +281,7 @@ pub fn load_model<B: Backend, M: Module<B>>(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record)))
             .map_err(|panic| TrainError::Mismatch {
                 path: path.to_path_buf(),
-                message: panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "the record does not fit the model".into()),
+                message: panic_message(panic.as_ref()),
             })?;
     let found = ShapeCollector::of::<B, M>(&loaded);
     let mismatch = |message: String| TrainError::Mismatch {

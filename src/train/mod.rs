@@ -63,6 +63,15 @@ pub enum TrainError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A folder given as a run that holds no `results.json`.
+    #[error(
+        "{path} is missing: not the folder of a run; give the --out of a training (or train \
+         one first)"
+    )]
+    NotARun {
+        /// The results file looked for.
+        path: PathBuf,
+    },
     /// A run folder another trainer is writing into.
     #[error(
         "{path}: another training ({}) is writing into this run folder; wait for it to end \
