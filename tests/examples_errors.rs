@@ -27,6 +27,20 @@ fn example(name: &str) -> PathBuf {
          `cargo build --examples` with the same profile first",
         path.display()
     );
+    // A target folder shared by several checkouts holds the examples of whichever built last:
+    // cargo's dep-info file beside the binary names the sources it was built from.
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"));
+    if let Ok(dep_info) = std::fs::read_to_string(path.with_extension("d")) {
+        assert!(
+            dep_info.contains(&source.display().to_string()),
+            "{} was built from another checkout, not {}: run `cargo build --examples` \
+             (same profile) here first",
+            path.display(),
+            source.display()
+        );
+    }
     path
 }
 
