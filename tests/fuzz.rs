@@ -196,6 +196,121 @@ fn mutate(seed: &[u8], mutations: &[Mutation]) -> Vec<u8> {
     bytes
 }
 
+/// A change to a JSON document's tree, so that the input stays JSON and reaches the checks
+/// behind the parser: a node replaced by an edge-case value, a child of an array or object
+/// removed or repeated. Nodes are counted in pre-order.
+#[derive(Debug, Clone)]
+enum TreeMutation {
+    Replace { node: Index, with: Index },
+    Remove { node: Index, child: Index },
+    Repeat { node: Index, child: Index },
+}
+
+fn tree_mutation() -> impl Strategy<Value = TreeMutation> {
+    prop_oneof![
+        3 => (any::<Index>(), any::<Index>())
+            .prop_map(|(node, with)| TreeMutation::Replace { node, with }),
+        1 => (any::<Index>(), any::<Index>())
+            .prop_map(|(node, child)| TreeMutation::Remove { node, child }),
+        1 => (any::<Index>(), any::<Index>())
+            .prop_map(|(node, child)| TreeMutation::Repeat { node, child }),
+    ]
+}
+
+/// The values [`TreeMutation::Replace`] puts in.
+fn edge_values() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    vec![
+        json!(0),
+        json!(-1),
+        json!(1),
+        json!(2),
+        json!(0.5),
+        json!(-1.5),
+        json!(1e308),
+        json!(-1e308),
+        json!(1e-300),
+        json!(u64::MAX),
+        json!(i64::MIN),
+        json!(4096),
+        json!(4097),
+        json!(null),
+        json!(true),
+        json!(""),
+        json!("../../x"),
+        json!("/etc/passwd"),
+        json!("a\u{0}b"),
+        json!("x".repeat(300)),
+        json!([]),
+        json!({}),
+        json!([1, 2, 3]),
+    ]
+}
+
+fn count_nodes(value: &serde_json::Value) -> usize {
+    1 + match value {
+        serde_json::Value::Array(items) => items.iter().map(count_nodes).sum(),
+        serde_json::Value::Object(map) => map.values().map(count_nodes).sum(),
+        _ => 0,
+    }
+}
+
+/// The node numbered `n` in pre-order (`n` is decremented on the way).
+fn nth_node<'a>(
+    value: &'a mut serde_json::Value,
+    n: &mut usize,
+) -> Option<&'a mut serde_json::Value> {
+    if *n == 0 {
+        return Some(value);
+    }
+    *n -= 1;
+    match value {
+        serde_json::Value::Array(items) => items.iter_mut().find_map(|item| nth_node(item, n)),
+        serde_json::Value::Object(map) => map.values_mut().find_map(|item| nth_node(item, n)),
+        _ => None,
+    }
+}
+
+fn mutate_tree(seed: &serde_json::Value, mutations: &[TreeMutation]) -> Vec<u8> {
+    let edges = edge_values();
+    let mut value = seed.clone();
+    for m in mutations {
+        let (TreeMutation::Replace { node, .. }
+        | TreeMutation::Remove { node, .. }
+        | TreeMutation::Repeat { node, .. }) = m;
+        let mut n = node.index(count_nodes(&value));
+        let Some(target) = nth_node(&mut value, &mut n) else {
+            continue;
+        };
+        match (m, target) {
+            (TreeMutation::Replace { with, .. }, target) => {
+                *target = edges[with.index(edges.len())].clone();
+            }
+            (TreeMutation::Remove { child, .. }, serde_json::Value::Array(items))
+                if !items.is_empty() =>
+            {
+                items.remove(child.index(items.len()));
+            }
+            (TreeMutation::Remove { child, .. }, serde_json::Value::Object(map))
+                if !map.is_empty() =>
+            {
+                let key = map.keys().nth(child.index(map.len())).cloned();
+                if let Some(key) = key {
+                    map.remove(&key);
+                }
+            }
+            (TreeMutation::Repeat { child, .. }, serde_json::Value::Array(items))
+                if !items.is_empty() =>
+            {
+                let i = child.index(items.len());
+                items.insert(i, items[i].clone());
+            }
+            _ => {}
+        }
+    }
+    serde_json::to_vec_pretty(&value).unwrap_or_default()
+}
+
 /// Runs `target` on `cases` mutated seeds; a panic fails the test (or, in survey mode, is
 /// counted). `target` says whether the reader accepted the input, for the summary: a search
 /// whose inputs all fail the first check would test little.
@@ -209,57 +324,70 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], cases: u32, target: impl Fn(&[u8]) -> boo
         ..Config::default()
     };
     let mut runner = TestRunner::new_with_rng(config, rng(name));
+    // Seeds that are JSON get tree mutations in half the cases, byte mutations in the others.
+    let trees: Vec<Option<serde_json::Value>> = seeds
+        .iter()
+        .map(|seed| serde_json::from_slice(seed).ok())
+        .collect();
     let strategy = (
         any::<Index>(),
         prop::collection::vec(mutation(), 1..6),
         0u8..8,
+        prop::collection::vec(tree_mutation(), 1..4),
     );
     let ran = Cell::new(0u32);
     let accepted = Cell::new(0u32);
     let panics: RefCell<Vec<String>> = RefCell::new(Vec::new());
     let started = std::time::Instant::now();
-    let result = runner.run(&strategy, |(which, mutations, unchanged)| {
-        ran.set(ran.get() + 1);
-        let seed = &seeds[which.index(seeds.len())];
-        // One case in eight is the seed itself with a single change, so that most inputs get
-        // past the first check of each reader.
-        let mutations = if unchanged == 0 {
-            &mutations[..1]
-        } else {
-            &mutations[..]
-        };
-        let input = mutate(seed, mutations);
-        match catch_unwind(AssertUnwindSafe(|| target(&input))) {
-            Ok(ok) => {
-                accepted.set(accepted.get() + u32::from(ok));
-                Ok(())
-            }
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "a panic without a message".into());
-                let file = std::env::temp_dir().join(format!("aia-fuzz-{name}.bin"));
-                let _ = std::fs::write(&file, &input);
-                if survey() {
-                    let mut seen = panics.borrow_mut();
-                    if seen.len() < 1000 {
-                        seen.push(message);
-                    }
-                    let numbered =
-                        std::env::temp_dir().join(format!("aia-fuzz-{name}-{}.bin", seen.len()));
-                    let _ = std::fs::write(numbered, &input);
+    let result = runner.run(
+        &strategy,
+        |(which, mutations, unchanged, tree_mutations)| {
+            ran.set(ran.get() + 1);
+            let which = which.index(seeds.len());
+            let seed = &seeds[which];
+            // One case in eight is the seed itself with a single change, so that most inputs get
+            // past the first check of each reader.
+            let mutations = if unchanged == 0 {
+                &mutations[..1]
+            } else {
+                &mutations[..]
+            };
+            let input = match &trees[which] {
+                Some(tree) if unchanged % 2 == 1 => mutate_tree(tree, &tree_mutations),
+                _ => mutate(seed, mutations),
+            };
+            match catch_unwind(AssertUnwindSafe(|| target(&input))) {
+                Ok(ok) => {
+                    accepted.set(accepted.get() + u32::from(ok));
                     Ok(())
-                } else {
-                    Err(TestCaseError::fail(format!(
-                        "{name}: panic: {message} (input in {})",
-                        file.display()
-                    )))
+                }
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "a panic without a message".into());
+                    let file = std::env::temp_dir().join(format!("aia-fuzz-{name}.bin"));
+                    let _ = std::fs::write(&file, &input);
+                    if survey() {
+                        let mut seen = panics.borrow_mut();
+                        if seen.len() < 1000 {
+                            seen.push(message);
+                        }
+                        let numbered = std::env::temp_dir()
+                            .join(format!("aia-fuzz-{name}-{}.bin", seen.len()));
+                        let _ = std::fs::write(numbered, &input);
+                        Ok(())
+                    } else {
+                        Err(TestCaseError::fail(format!(
+                            "{name}: panic: {message} (input in {})",
+                            file.display()
+                        )))
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     if let Err(error) = result {
         panic!("{name}: {error}");
     }

@@ -399,3 +399,76 @@ fn a_run_config_that_cannot_be_its_model_is_refused_before_building_it() {
         assert!(message.contains(what), "{what}: {message}");
     }
 }
+
+fn annotations(count: usize) -> Vec<aia::annotate::ImageAnnotation> {
+    (0..count)
+        .map(|i| aia::annotate::ImageAnnotation {
+            image: PathBuf::from(format!("images/{i}.jpeg")),
+            labels: vec![aia::annotate::LabelScore {
+                label: "sky".into(),
+                score: 0.75,
+            }],
+            truth: Some(vec!["sky".into(), "sun".into()]),
+        })
+        .collect()
+}
+
+#[test]
+fn annotations_into_a_full_or_read_only_folder_are_a_clear_error_and_keep_the_last_files() {
+    use aia::annotate::{write_csv, write_html, write_json};
+    let Some(fs) = Tmpfs::mount("size=1m") else {
+        return;
+    };
+    let out = fs.path().join("annotations");
+    let (json, csv, html) = (
+        out.join("annotations.json"),
+        out.join("annotations.csv"),
+        out.join("annotations.html"),
+    );
+    write_json(&json, &annotations(3)).unwrap();
+    write_csv(&csv, &annotations(3)).unwrap();
+    write_html(&html, "three", &annotations(3)).unwrap();
+    let before: Vec<Vec<u8>> = [&json, &csv, &html]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+
+    let filler = fill(fs.path());
+    let many = annotations(5000);
+    let errors = [
+        write_json(&json, &many).unwrap_err(),
+        write_csv(&csv, &many).unwrap_err(),
+        write_html(&html, "many", &many).unwrap_err(),
+    ];
+    for (error, path) in errors.iter().zip([&json, &csv, &html]) {
+        let message = aia::error::report(error);
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("free some space"), "{message}");
+    }
+    std::fs::remove_file(filler).unwrap();
+
+    fs.remount("ro");
+    let error = write_json(&json, &many).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("choose an output folder you can write to"),
+        "{error}"
+    );
+    fs.remount("rw");
+    let after: Vec<Vec<u8>> = [&json, &csv, &html]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(after, before, "the earlier annotations are intact");
+    let mut names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["annotations.csv", "annotations.html", "annotations.json"],
+        "no temporary left"
+    );
+}

@@ -9,6 +9,7 @@
 //!   best.mpk                  the model of the epoch with the best per-class F1
 //!   results.json              configuration and per-epoch measurements
 //!   curves.svg                training curves
+//!   .lock                     the trainer's claim on the folder (see RunLock)
 //! ```
 
 use std::path::{Path, PathBuf};
