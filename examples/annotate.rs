@@ -8,6 +8,7 @@
 //! ```
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use aia::annotate::{self, Annotator, ThresholdChoice};
@@ -38,8 +39,11 @@ struct Args {
     out: PathBuf,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    aia::error::exit_status(run(Args::parse()))
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     let annotator = Annotator::<DefaultBackend>::from_run(&args.run, args.thresholds, &device)?;
 
@@ -84,7 +88,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (annotation, truth) in annotations[offset..].iter_mut().zip(truths) {
         annotation.truth = Some(truth);
     }
-    std::fs::create_dir_all(&args.out)?;
     annotate::write_json(&args.out.join("annotations.json"), &annotations)?;
     annotate::write_csv(&args.out.join("annotations.csv"), &annotations)?;
     annotate::write_html(

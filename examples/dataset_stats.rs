@@ -46,28 +46,19 @@ fn measure(folder: &AnnotationFolder) -> Result<Normalization, aia::data::DataEr
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match args.data.open(&args.root) {
-        Ok(folder) => {
-            println!("{} ({})", args.data, folder.root().display());
-            println!("{}", dataset_stats(&folder, args.top));
-            if args.measure {
-                match measure(&folder) {
-                    Ok(n) => println!(
-                        "normalisation           mean {:.4?} std {:.4?}",
-                        n.mean, n.std
-                    ),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+    aia::error::exit_status(run(Args::parse()))
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let folder = args.data.open(&args.root)?;
+    println!("{} ({})", args.data, folder.root().display());
+    println!("{}", dataset_stats(&folder, args.top));
+    if args.measure {
+        let n = measure(&folder)?;
+        println!(
+            "normalisation           mean {:.4?} std {:.4?}",
+            n.mean, n.std
+        );
     }
+    Ok(())
 }

@@ -9,6 +9,7 @@
 //! `runs/quickstart`. About 2 minutes on 2 CPU cores.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use aia::backend::{DefaultBackend, TrainBackend, BACKEND_NAME};
@@ -35,8 +36,11 @@ struct Args {
     data_root: PathBuf,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    aia::error::exit_status(run(Args::parse()))
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let config = ExperimentConfig::new("Synthetic".into())
         .with_data_root(args.data_root)
@@ -57,7 +61,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_num_workers(2),
         );
     if args.out.exists() {
-        std::fs::remove_dir_all(&args.out)?;
+        std::fs::remove_dir_all(&args.out).map_err(|e| {
+            format!(
+                "{}: cannot remove the previous run: {e}; remove it yourself or give another --out",
+                args.out.display()
+            )
+        })?;
     }
     println!(
         "aia quickstart on {BACKEND_NAME}: {} epochs of a [1,1,1,1] x0.5 TResNet at {}px, loss `proposed`",

@@ -12,6 +12,7 @@
 //! Every value of the recipe is a flag whose default is the paper's.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use aia::backend::{DefaultBackend, TrainBackend, BACKEND_NAME};
 use aia::experiment::{self, ExperimentConfig, EVALUATION_FILE};
@@ -93,8 +94,11 @@ fn paper_results(data: &str) -> Option<[(f64, f64, f64, usize); 2]> {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    aia::error::exit_status(run(Args::parse()))
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     if args.evaluate {
         let evaluation = experiment::evaluate::<DefaultBackend>(&args.out, &device)?;

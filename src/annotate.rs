@@ -128,6 +128,8 @@ impl<B: Backend> Annotator<B> {
     pub fn from_run(run: &Path, choice: ThresholdChoice, device: &B::Device) -> Result<Self> {
         crate::backend::check_device::<B>(device)?;
         let (config, _, model) = load_best::<B>(run, device)?;
+        let side = config.train.image_size;
+        model.check_input(&[1, 3, side, side])?;
         let (source, folder) = open_data(&config)?;
         let thresholds = match choice {
             ThresholdChoice::Fixed(t) => Thresholds::Global(t),

@@ -335,3 +335,119 @@ fn data_source_parses_the_cli_values() {
     assert_eq!(s.folder(root), Path::new("/data/my-set"));
     assert!("".parse::<DataSource>().is_err());
 }
+
+/// A split file whose second sample has the image name `name` (JSON-escaped by serde).
+fn split_with_name(name: &str) -> String {
+    let name = serde_json::to_string(name).unwrap();
+    format!(
+        r#"{{"samples": [
+            {{"image_name": "ok/a.jpeg", "image_labels": ["sun"]}},
+            {{"image_name": {name}, "image_labels": ["sky"]}}
+        ], {LABELS}}}"#
+    )
+}
+
+#[test]
+fn image_names_leaving_the_images_folder_are_refused() {
+    for (name, reason) in [
+        ("../../../etc/passwd", "`..`"),
+        ("a/../../b.jpeg", "`..`"),
+        ("..", "`..`"),
+        ("..\\..\\windows.jpeg", "`..`"),
+        ("/etc/passwd", "absolute"),
+        ("//server/x.jpeg", "absolute"),
+        ("", "empty"),
+        ("a\0.jpeg", "NUL"),
+        (".", "images folder itself"),
+        ("./", "images folder itself"),
+    ] {
+        // In a folder, as train.json...
+        let dir = folder_with(&split_with_name(name), &good_test());
+        let err = AnnotationFolder::open(dir.path()).unwrap_err();
+        match &err {
+            DataError::UnsafeImageName {
+                path,
+                index,
+                image_name,
+                ..
+            } => {
+                assert!(path.ends_with("train.json"), "{name:?}: {err}");
+                assert_eq!((*index, image_name.as_str()), (1, name), "{err}");
+            }
+            other => panic!("{name:?}: expected UnsafeImageName, got {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains("train.json"), "{message}");
+        assert!(message.contains("sample 1"), "{message}");
+        assert!(message.contains(reason), "{name:?}: {message}");
+        // ...and as test.json, read alone (as `annotate --split` does).
+        let dir = folder_with(&good_train(), &split_with_name(name));
+        let err = AnnotationFolder::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("test.json"), "{err}");
+        let vocab = Arc::new(Vocabulary::parse("sky\nsun\nsea\ntree\n", Path::new("v")).unwrap());
+        let err =
+            AnnotationSplit::read(dir.path().join("test.json"), Some((vocab, Path::new("v"))))
+                .unwrap_err();
+        assert!(matches!(err, DataError::UnsafeImageName { .. }), "{err:?}");
+    }
+}
+
+#[test]
+fn image_names_inside_the_images_folder_are_accepted() {
+    for name in [
+        "1000.jpeg",
+        "sub/dir/x.png",
+        "./a.jpg",
+        "a..b.jpg",
+        "..a.jpg",
+        "日本.jpg",
+    ] {
+        let dir = folder_with(&split_with_name(name), &good_test());
+        let folder = AnnotationFolder::open(dir.path()).unwrap();
+        assert_eq!(folder.train().samples()[1].image_name, name);
+    }
+}
+
+#[test]
+fn splits_built_in_memory_are_checked_before_their_images_are_read() {
+    use aia::data::{AnnotationDataset, AnnotationSample, ImageCheck, OnBadImage};
+    let vocab = Arc::new(Vocabulary::parse("sky\n", Path::new("v")).unwrap());
+    let split = AnnotationSplit::new(
+        "memory.json",
+        vec![AnnotationSample {
+            image_name: "../secret.jpeg".into(),
+            labels: vec![0],
+        }],
+        vocab,
+    );
+    let err =
+        AnnotationDataset::with_images_dir("images", split, ImageCheck::None, OnBadImage::Skip)
+            .unwrap_err();
+    assert!(
+        matches!(err, DataError::UnsafeImageName { index: 0, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("memory.json"), "{err}");
+}
+
+#[test]
+fn a_missing_data_folder_says_what_is_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("Corel5k");
+    let err = AnnotationFolder::open(&missing).unwrap_err();
+    assert!(matches!(err, DataError::MissingFolder { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("Corel5k"), "{message}");
+    assert!(message.contains("Corel-5k"), "{message}");
+}
+
+#[test]
+fn a_truncated_file_says_so_once() {
+    let whole = good_train();
+    let dir = folder_with(&whole[..whole.len() / 2], &good_test());
+    let message = AnnotationFolder::open(dir.path()).unwrap_err().to_string();
+    assert!(message.contains("train.json:"), "{message}");
+    assert!(message.contains("cut short"), "{message}");
+    // The position is in the `path:line:column` prefix, not repeated by serde_json's text.
+    assert!(!message.contains(" at line "), "{message}");
+}

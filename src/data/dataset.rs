@@ -103,6 +103,9 @@ impl AnnotationDataset {
     }
 
     /// The general constructor: images of `split` are looked up in `images_dir`.
+    ///
+    /// Image names that could lead outside `images_dir` are refused
+    /// ([`DataError::UnsafeImageName`]), as [`AnnotationSplit::parse`] does.
     pub fn with_images_dir(
         images_dir: impl Into<PathBuf>,
         split: AnnotationSplit,
@@ -110,6 +113,11 @@ impl AnnotationDataset {
         on_bad: OnBadImage,
     ) -> Result<Self, DataError> {
         let images_dir = images_dir.into();
+        // Splits built in memory (`AnnotationSplit::new`) have not been through the parser's
+        // check, and every name is about to be joined to `images_dir`.
+        for (index, sample) in split.samples().iter().enumerate() {
+            super::split::check_image_name(&sample.image_name, split.path(), index)?;
+        }
         let checks: Vec<Result<(), DataError>> = match check {
             ImageCheck::None => vec![],
             ImageCheck::Headers => split

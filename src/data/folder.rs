@@ -27,6 +27,9 @@ impl AnnotationFolder {
     /// [`AnnotationDataset::open`](super::AnnotationDataset::open)).
     pub fn open(root: impl AsRef<Path>) -> Result<Self, DataError> {
         let root = root.as_ref().to_path_buf();
+        if !root.exists() {
+            return Err(DataError::MissingFolder { path: root });
+        }
         let train_path = root.join("train.json");
         let test_path = root.join("test.json");
         let (vocabulary_path, train, test) = match find_vocabulary(&root)? {

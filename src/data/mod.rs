@@ -126,6 +126,32 @@ pub enum DataError {
         /// The unknown label.
         label: String,
     },
+    /// A sample whose image name could lead outside the images folder, or names no file: it is
+    /// empty, absolute, goes up with `..`, or holds a NUL byte.
+    #[error(
+        "{path}: sample {index} has the image name {image_name:?}, which {reason}; image names \
+         must be paths inside the images/ folder, such as \"1000.jpeg\""
+    )]
+    UnsafeImageName {
+        /// The annotation file.
+        path: PathBuf,
+        /// 0-based index of the sample in the file.
+        index: usize,
+        /// The name as given.
+        image_name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A data-set folder that does not exist.
+    #[error(
+        "{path}: no such data-set folder; expected Corel-5k, IAPR-TC-12, ESP-Game or Synthetic \
+         (looked up under the data root), or the path of a folder holding images/, train.json, \
+         test.json and a vocabulary file"
+    )]
+    MissingFolder {
+        /// The folder looked for.
+        path: PathBuf,
+    },
     /// A JSON `labels` list that differs from the vocabulary file.
     #[error(
         "{path}: its \"labels\" list differs from the vocabulary {vocabulary} at entry {position} \

@@ -60,6 +60,9 @@ impl AnnotationSplit {
     /// Parses an annotation file's bytes against `vocabulary` (when given). `path` names the file
     /// in errors.
     ///
+    /// Image names must stay inside the images folder: an empty name, an absolute one, one going
+    /// up with `..` or holding a NUL byte is [`DataError::UnsafeImageName`].
+    ///
     /// The file's `"labels"` list, when present, must equal the vocabulary; when no vocabulary is
     /// given, that list becomes the vocabulary (and must then be present).
     pub fn parse(
@@ -68,12 +71,7 @@ impl AnnotationSplit {
         vocabulary: Option<(Arc<Vocabulary>, &Path)>,
     ) -> Result<Self, DataError> {
         let path = path.as_ref();
-        let raw: RawSplit = serde_json::from_slice(bytes).map_err(|e| DataError::Json {
-            path: path.to_path_buf(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
+        let raw: RawSplit = serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?;
         let vocabulary = match (vocabulary, raw.labels) {
             (Some((vocab, vocab_path)), Some(labels)) => {
                 check_same_labels(&vocab, vocab_path, &labels, path)?;
@@ -89,6 +87,7 @@ impl AnnotationSplit {
         };
         let mut samples = Vec::with_capacity(raw.samples.len());
         for (index, s) in raw.samples.into_iter().enumerate() {
+            check_image_name(&s.image_name, path, index)?;
             let mut labels = Vec::with_capacity(s.image_labels.len());
             for label in &s.image_labels {
                 let col = vocabulary
@@ -208,6 +207,69 @@ impl AnnotationSplit {
     pub fn targets_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2> {
         let shape = [self.samples.len(), self.vocabulary.len()];
         Tensor::from_data(TensorData::new(self.targets(), shape), device)
+    }
+}
+
+/// serde_json's error as [`DataError::Json`]: its message without the position, which the
+/// error shows as `path:line:column`, and with a hint for a file that ends too early.
+fn json_error(path: &Path, e: &serde_json::Error) -> DataError {
+    let mut message = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    if let Some(stripped) = message.strip_suffix(&position) {
+        message.truncate(stripped.len());
+    }
+    if e.is_eof() {
+        message.push_str(" (the file is cut short: an interrupted download or copy? get it again)");
+    }
+    DataError::Json {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message,
+    }
+}
+
+/// Why `name` cannot be an image name, if it cannot: the name is joined to the images folder,
+/// so anything that would lead out of it (or to no file at all) is refused before any file is
+/// opened.
+fn unsafe_image_name(name: &str) -> Option<&'static str> {
+    use std::path::Component;
+    if name.is_empty() {
+        return Some("is empty");
+    }
+    if name.contains('\0') {
+        return Some("holds a NUL byte");
+    }
+    let mut normal = false;
+    for component in Path::new(name).components() {
+        match component {
+            Component::Normal(_) => normal = true,
+            Component::CurDir => {}
+            Component::ParentDir => return Some("goes up a folder with `..`"),
+            Component::RootDir | Component::Prefix(_) => return Some("is an absolute path"),
+        }
+    }
+    // Backslashes are separators on Windows: `..\x` must not pass on Linux and escape there.
+    if name.split(['/', '\\']).any(|part| part == "..") {
+        return Some("goes up a folder with `..`");
+    }
+    if !normal {
+        return Some("names the images folder itself, not a file in it");
+    }
+    None
+}
+
+/// Checks sample `index`'s image name (see [`unsafe_image_name`]); `path` is the annotation
+/// file, for the error.
+pub(crate) fn check_image_name(name: &str, path: &Path, index: usize) -> Result<(), DataError> {
+    match unsafe_image_name(name) {
+        None => Ok(()),
+        Some(reason) => Err(DataError::UnsafeImageName {
+            path: path.to_path_buf(),
+            index,
+            image_name: name.to_string(),
+            reason,
+        }),
     }
 }
 

@@ -96,6 +96,10 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataErro
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     tmp.set_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).map_err(|e| DataError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+    // A failed write leaves no partial temporary behind, and names the file asked for.
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        DataError::io(path, e)
+    })
 }

@@ -69,20 +69,83 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     Ok(crate::train::atomic::write_atomic(path, &json)?)
 }
 
+/// Largest image side a run may ask for: a batch of 16 such images is already about 3 GB.
+pub const MAX_IMAGE_SIZE: usize = 4096;
+
 /// Loads a run's best model as trained by [`train`](super::train), with its experiment config.
+///
+/// The configuration in `results.json` is checked before a model is built from it
+/// ([`TrainError::InvalidConfig`] naming the file): a model with an empty stage, no channel, no
+/// class or a dropout outside `[0, 1]`, an image side above [`MAX_IMAGE_SIZE`], or a network
+/// too large for the size of `best.mpk` (which would otherwise be allocated before the file is
+/// even read).
 pub fn load_best<B: Backend>(
     run: &Path,
     device: &B::Device,
 ) -> Result<(ExperimentConfig, RunResults, TResNet<B>)> {
     let paths = RunPaths::new(run);
-    let results = RunResults::load(&paths.results())?;
+    let results = RunResults::load(&paths.results()).map_err(|e| match e {
+        TrainError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            TrainError::NotARun { path }
+        }
+        e => e,
+    })?;
     let config: ExperimentConfig =
         serde_json::from_value(results.run_info.clone()).map_err(|source| TrainError::Json {
             path: paths.results(),
             source,
         })?;
+    check_run_config(&config, &paths.results(), &paths.best_model())?;
     let model = load_model::<B, _>(config.model.init::<B>(device), &paths.best_model(), device)?;
     Ok((config, results, model))
+}
+
+/// See [`load_best`]: what must hold of a run's configuration before a model is built from it.
+fn check_run_config(config: &ExperimentConfig, results: &Path, best: &Path) -> Result<()> {
+    let invalid = |why: String| -> Result<()> {
+        Err(TrainError::InvalidConfig(format!("{}: {why}", results.display())).into())
+    };
+    let model = &config.model;
+    if let Some(stage) = model.layers.iter().position(|&blocks| blocks == 0) {
+        return invalid(format!("stage {} of the model has no block", stage + 1));
+    }
+    let planes = model.base_planes();
+    if planes == 0 || model.in_channels == 0 || model.num_classes == 0 {
+        return invalid(format!(
+            "the model has width {} ({planes} channels), {} input channels and {} classes; \
+             each must be at least 1",
+            model.width, model.in_channels, model.num_classes
+        ));
+    }
+    if !(0.0..=1.0).contains(&model.dropout) {
+        return invalid(format!("the dropout {} is not in [0, 1]", model.dropout));
+    }
+    let side = config.train.image_size;
+    if side == 0 || side > MAX_IMAGE_SIZE {
+        return invalid(format!(
+            "the image size {side} is not in 1..={MAX_IMAGE_SIZE}"
+        ));
+    }
+    // A lower bound on the parameters: one 3x3 convolution per block at the stage's width
+    // (widths p, 2p, 4p, 8p), and the classifier; each weighs 4 bytes in the file.
+    let p = planes as f64;
+    let [l1, l2, l3, l4] = model.layers.map(|blocks| blocks as f64);
+    let parameters = 9.0 * p * p * (l1 + 4.0 * l2 + 16.0 * l3 + 64.0 * l4)
+        + model.num_features() as f64 * model.num_classes as f64;
+    let file_bytes = std::fs::metadata(best)
+        .map_err(|source| TrainError::Io {
+            path: best.to_path_buf(),
+            source,
+        })?
+        .len() as f64;
+    if 4.0 * parameters > file_bytes {
+        return invalid(format!(
+            "its model has at least {parameters:.0} parameters, more than {} ({file_bytes} \
+             bytes) can hold",
+            best.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Evaluates a run as the paper does, and writes [`EVALUATION_FILE`] and [`PREDICTIONS_FILE`].

@@ -19,6 +19,7 @@ mod run;
 pub use baseline::frequency_baseline;
 pub use config::ExperimentConfig;
 pub use evaluate::{
-    evaluate, load_best, Evaluation, TestPredictions, EVALUATION_FILE, PREDICTIONS_FILE,
+    evaluate, load_best, Evaluation, TestPredictions, EVALUATION_FILE, MAX_IMAGE_SIZE,
+    PREDICTIONS_FILE,
 };
 pub use run::{open_data, train};

@@ -102,6 +102,10 @@ where
     let (source, folder) = open_data(config)?;
     let mut config = config.clone();
     config.model.num_classes = folder.vocabulary().len();
+    let run_info = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
+    let mut trainer = customize(Trainer::new(config.train.clone(), out).with_run_info(run_info));
+    // Before the slow part (model, weights, a full decode of the images).
+    trainer.lock_folder()?;
 
     let mut model = config.model.init::<B>(device);
     let side = config.train.image_size;
@@ -144,8 +148,6 @@ where
             .map(|m| epoch_metrics(&m))
     };
 
-    let run_info = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
-    let mut trainer = customize(Trainer::new(config.train.clone(), out).with_run_info(run_info));
     let loss = config.loss.init();
     let outcome =
         trainer.fit::<B, _, _, _, _>(model, &loss, &train_loader, valid, &mut evaluator, device)?;

@@ -12,6 +12,14 @@ fn io_error(path: &Path, source: std::io::Error) -> TrainError {
     }
 }
 
+/// The error of a failed write, naming `path`.
+pub(crate) fn write_error(path: &Path, source: std::io::Error) -> TrainError {
+    TrainError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// The folder a file is written in (the current one for a bare name).
 fn parent(path: &Path) -> &Path {
     match path.parent() {
@@ -24,17 +32,18 @@ fn parent(path: &Path) -> &Path {
 /// over `path`, creating the folder if needed.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let folder = parent(path);
-    std::fs::create_dir_all(folder).map_err(|e| io_error(folder, e))?;
+    std::fs::create_dir_all(folder).map_err(|e| write_error(folder, e))?;
+    // Errors name `path`, not the temporary: that is the file the reader asked for, and the
+    // temporary is removed when `file` drops, leaving the previous `path` untouched.
     let mut file = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(folder)
-        .map_err(|e| io_error(folder, e))?;
-    file.write_all(bytes)
-        .map_err(|e| io_error(file.path(), e))?;
+        .map_err(|e| write_error(path, e))?;
+    file.write_all(bytes).map_err(|e| write_error(path, e))?;
     file.as_file()
         .sync_all()
-        .map_err(|e| io_error(file.path(), e))?;
-    file.persist(path).map_err(|e| io_error(path, e.error))?;
+        .map_err(|e| write_error(path, e))?;
+    file.persist(path).map_err(|e| write_error(path, e.error))?;
     Ok(())
 }
 

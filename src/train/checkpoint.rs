@@ -9,6 +9,7 @@
 //!   best.mpk                  the model of the epoch with the best per-class F1
 //!   results.json              configuration and per-epoch measurements
 //!   curves.svg                training curves
+//!   .lock                     the trainer's claim on the folder (see RunLock)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -167,10 +168,28 @@ fn record_bytes<B: Backend, R: Record<B>>(record: R, path: &Path) -> Result<Vec<
 /// Reads a record written by [`record_bytes`].
 fn read_record<B: Backend, R: Record<B>>(path: &Path, device: &B::Device) -> Result<R, TrainError> {
     let bytes = read_file(path)?;
-    Recorder::<B>::load(&FileRecorder::default(), bytes, device).map_err(|e| TrainError::Record {
+    // burn panics instead of failing on some damaged records (a parameter id that is not
+    // base32, or longer than 8 bytes): catch that too, as a damaged file.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Recorder::<B>::load(&FileRecorder::default(), bytes, device)
+    }))
+    .map_err(|panic| TrainError::Record {
+        path: path.to_path_buf(),
+        message: panic_message(panic.as_ref()),
+    })?;
+    loaded.map_err(|e| TrainError::Record {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "the record is damaged".into())
 }
 
 /// Writes a model's weights atomically (burn's named MessagePack, full precision; the same bytes
@@ -263,11 +282,7 @@ pub fn load_model<B: Backend, M: Module<B>>(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record)))
             .map_err(|panic| TrainError::Mismatch {
                 path: path.to_path_buf(),
-                message: panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "the record does not fit the model".into()),
+                message: panic_message(panic.as_ref()),
             })?;
     let found = ShapeCollector::of::<B, M>(&loaded);
     let mismatch = |message: String| TrainError::Mismatch {
@@ -329,11 +344,12 @@ pub(crate) fn write_checkpoint(
         path: path.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(&folder).map_err(|e| io(&folder, e))?;
+    let write_error = super::atomic::write_error;
+    std::fs::create_dir_all(&folder).map_err(|e| write_error(&folder, e))?;
     let staging = tempfile::Builder::new()
         .prefix(".tmp-epoch-")
         .tempdir_in(&folder)
-        .map_err(|e| io(&folder, e))?;
+        .map_err(|e| write_error(&folder, e))?;
     write_files(staging.path())?;
     let state_path = staging.path().join(STATE_FILE);
     let json = serde_json::to_vec_pretty(state).map_err(|source| TrainError::Json {
@@ -345,8 +361,9 @@ pub(crate) fn write_checkpoint(
     if target.exists() {
         std::fs::remove_dir_all(&target).map_err(|e| io(&target, e))?;
     }
-    let staged = staging.keep();
-    std::fs::rename(&staged, &target).map_err(|e| io(&target, e))?;
+    // Renamed while still owned by `staging`, so that a failed rename removes the partial folder.
+    std::fs::rename(staging.path(), &target).map_err(|e| write_error(&target, e))?;
+    let _ = staging.keep();
     for (epoch, older) in paths.list_checkpoints()? {
         if epoch < state.epoch {
             std::fs::remove_dir_all(&older).map_err(|e| io(&older, e))?;

@@ -17,7 +17,7 @@ use super::checkpoint::{
 use super::predict::{check_shapes, predict_with};
 use super::{
     training_curves_svg, AnnotationLoader, BatchUpdate, EpochRecord, Evaluator, MultiLabelLoss,
-    MultiLabelModel, OneCycleLr, Progress, RunResults, ScheduledAdam, ScheduledAdamRecord,
+    MultiLabelModel, OneCycleLr, Progress, RunLock, RunResults, ScheduledAdam, ScheduledAdamRecord,
     StderrProgress, TrainConfig, TrainError, TrainLoader,
 };
 
@@ -47,6 +47,7 @@ pub struct Trainer {
     stop_after_epoch: Option<usize>,
     run_info: serde_json::Value,
     progress: Box<dyn Progress>,
+    lock: Option<RunLock>,
 }
 
 /// What [`Trainer::fit`] returns.
@@ -126,7 +127,22 @@ impl Trainer {
             stop_after_epoch: None,
             run_info: serde_json::Value::Null,
             progress: Box::new(StderrProgress::default()),
+            lock: None,
         }
+    }
+
+    /// Claims the output folder for this trainer now, rather than when [`fit`](Self::fit)
+    /// starts: to find out that another training holds it before spending time on loading.
+    /// The claim lasts until the trainer is dropped (see [`RunLock`]).
+    ///
+    /// # Errors
+    /// [`TrainError::RunLocked`] when another trainer, in this process or another, holds the
+    /// folder; [`TrainError::Write`] when the folder cannot be created.
+    pub fn lock_folder(&mut self) -> Result<(), TrainError> {
+        if self.lock.is_none() {
+            self.lock = Some(RunLock::acquire(self.paths.root())?);
+        }
+        Ok(())
     }
 
     /// Continue from the latest checkpoint in the output folder, if there is one (otherwise start
@@ -174,6 +190,11 @@ impl Trainer {
     /// evaluator turns the sigmoid scores into [`EpochMetrics`](super::EpochMetrics), and the
     /// loop writes the best model (best per-class F1), a checkpoint, `results.json` and
     /// `curves.svg`. Before each epoch the backend is seeded with `seed + epoch`.
+    ///
+    /// The output folder is claimed first ([`lock_folder`](Self::lock_folder)): a second trainer
+    /// on the same folder gets [`TrainError::RunLocked`]. Every file is written under a
+    /// temporary name and renamed into place, so a failed write ([`TrainError::Write`], e.g. a
+    /// full disk) leaves the previous checkpoint, best model and results intact.
     pub fn fit<B, M, L, T, E>(
         &mut self,
         model: M,
@@ -212,6 +233,8 @@ impl Trainer {
         let mut results = RunResults::new(config.clone(), self.run_info.clone(), steps_per_epoch);
         let mut resumed_from = None;
 
+        // Before anything is read or removed: the temporaries below may be another trainer's.
+        self.lock_folder()?;
         self.paths.remove_stale_temporaries()?;
         match self.paths.latest_checkpoint()? {
             Some((_, folder)) if !self.resume => {

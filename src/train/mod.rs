@@ -13,6 +13,7 @@ mod checkpoint;
 mod config;
 mod evaluate;
 mod fit;
+mod lock;
 mod model;
 mod optim;
 mod plot;
@@ -27,6 +28,7 @@ pub use checkpoint::{
 pub use config::TrainConfig;
 pub use evaluate::{EpochMetrics, EvaluationError, Evaluator, PrecisionRecallF1};
 pub use fit::{FitOutcome, Trainer};
+pub use lock::{RunLock, LOCK_FILE};
 pub use model::{AnnotationLoader, MultiLabelLoss, MultiLabelModel, TrainLoader};
 pub use optim::{
     AdamStep, ScheduledAdam, ScheduledAdamConfig, ScheduledAdamRecord, ScheduledAdamState,
@@ -51,6 +53,36 @@ pub enum TrainError {
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// A file or folder of a run that cannot be written: disk full, read-only, no permission.
+    /// What was written before (the last complete checkpoint, the best model) is left intact.
+    #[error("cannot write {path}: {source}{}", write_advice(.source))]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A folder given as a run that holds no `results.json`.
+    #[error(
+        "{path} is missing: not the folder of a run; give the --out of a training (or train \
+         one first)"
+    )]
+    NotARun {
+        /// The results file looked for.
+        path: PathBuf,
+    },
+    /// A run folder another trainer is writing into.
+    #[error(
+        "{path}: another training ({}) is writing into this run folder; wait for it to end \
+         or choose another output folder",
+        holder(*.pid)
+    )]
+    RunLocked {
+        /// The run folder.
+        path: PathBuf,
+        /// The process holding it, when its lock file says so.
+        pid: Option<u32>,
     },
     /// A JSON file (results, checkpoint state) that cannot be written or read.
     #[error("{path}: {source}")]
@@ -122,4 +154,28 @@ pub enum TrainError {
         /// The evaluator's error.
         source: EvaluationError,
     },
+}
+
+/// What to do about a failed write, after its message.
+fn write_advice(error: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
+            "; free some space and run again (the files written before are intact)"
+        }
+        ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => {
+            "; choose an output folder you can write to"
+        }
+        ErrorKind::NotADirectory => "; a file stands where a folder is needed",
+        _ => "",
+    }
+}
+
+/// Who holds a run folder, for [`TrainError::RunLocked`].
+fn holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) if pid == std::process::id() => "in this process".to_string(),
+        Some(pid) => format!("process {pid}"),
+        None => "another process".to_string(),
+    }
 }
