@@ -52,13 +52,12 @@ impl Case {
     }
 }
 
+/// Read at compile time, relative to this file, so the crates under `tests/` that include this
+/// module find the fixtures too.
 pub fn fixtures() -> Fixtures {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/loss/asymmetric.json"
-    );
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    let text = include_str!("../fixtures/loss/asymmetric.json");
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("tests/fixtures/loss/asymmetric.json: {e}"))
 }
 
 pub fn assert_close<A: Copy + Into<f64>, E: Copy + Into<f64>>(got: &[A], want: &[E], what: &str) {
