@@ -4,7 +4,10 @@
 //!   the pooled embedding, `forward_feature_map` for the last map);
 //! - [`TResNet::load_timm`]: timm's `.safetensors` / `.pth` checkpoints, as they are;
 //! - building blocks, one file each: [`conv_norm`], [`blur_pool`], [`space_to_depth`],
-//!   [`squeeze_excite`], [`block`], [`head`].
+//!   [`squeeze_excite`], [`block`], [`head`];
+//! - [`attention_head`]: the attention-pooling head of Salar & Ahmadi (The Visual Computer 2024),
+//!   label queries decoded against the last feature map ([`attention_decoder`] holds its layer),
+//!   loading the authors' checkpoints with [`AttentionHead::load_authors`].
 //!
 //! Only the architecture lives here: the two operations a training step spends its time in,
 //! convolution and BatchNorm, run through [`kernels`](crate::kernels), which picks a fused kernel
@@ -25,6 +28,9 @@
 
 use std::path::PathBuf;
 
+pub mod attention_decoder;
+pub mod attention_head;
+mod attention_weights;
 pub mod block;
 pub mod blur_pool;
 pub mod conv_norm;
@@ -34,6 +40,7 @@ pub mod squeeze_excite;
 mod tresnet;
 mod weights;
 
+pub use attention_head::{AttentionHead, AttentionHeadConfig};
 pub use tresnet::{TResNet, TResNetConfig, MIN_SIDE, STEM_LEAKY_SLOPE};
 pub use weights::{timm_key, CheckpointFormat};
 
@@ -83,7 +90,7 @@ pub enum ModelError {
     },
     /// The checkpoint holds a tensor this configuration has no place for (other layers?).
     #[error(
-        "checkpoint {path} has tensor `{key}` that this TResNet configuration lacks \
+        "checkpoint {path} has tensor `{key}` that this model configuration lacks \
          ({others} more such tensors); is it another variant?"
     )]
     UnexpectedKey {
