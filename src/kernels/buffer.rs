@@ -110,7 +110,7 @@ impl Drop for Scratch {
 /// Large buffers come from the kernel as fresh pages, and faulting in thousands of 4 KiB pages
 /// costs as much as the loss itself; on Linux the buffer is advised onto transparent huge pages
 /// before its first touch, which removes most of that cost. (An output outlives the call, so it
-/// cannot come from the [`Scratch`] pool.)
+/// cannot come from the `Scratch` pool.)
 pub fn zeroed_f32(n: usize) -> Vec<f32> {
     let v = vec![0.0f32; n];
     #[cfg(target_os = "linux")]
