@@ -18,7 +18,7 @@ use rayon::prelude::*;
 type B = Flex;
 type Ad = Autodiff<Flex>;
 
-/// The shapes of issue #2: the paper's Corel-5k batch, ImageNet-sized, Open-Images-sized.
+/// The benchmarked shapes: the paper's Corel-5k batch, ImageNet-sized, Open-Images-sized.
 const SHAPES: [(usize, usize); 3] = [(32, 260), (256, 1000), (1024, 9605)];
 
 /// Read `a` and `b`, write a new array: the memory traffic of the fused forward+backward, with

@@ -1,4 +1,4 @@
-//! The paper's training pipeline (issue #6).
+//! The paper's training pipeline.
 //!
 //! - [`TrainConfig`]: the recipe (Adam at 1e-4, one-cycle schedule, 40 epochs, batch 32, 448 px);
 //! - [`OneCycleLr`]: PyTorch's `OneCycleLR`, learning rate and momentum, stepped every batch;

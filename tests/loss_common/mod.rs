@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use serde::Deserialize;
 
-/// The tolerance of issue #2: 1e-5 relative, 1e-6 absolute.
+/// The tolerance against the PyTorch fixtures: 1e-5 relative, 1e-6 absolute.
 pub const RTOL: f64 = 1e-5;
 /// See [`RTOL`].
 pub const ATOL: f64 = 1e-6;
