@@ -5,6 +5,9 @@
 //! cargo run --release --example annotate -- --run runs/corel --images photos/ --out annotations
 //! # with the ground truth of a split file on the sheet
 //! cargo run --release --example annotate -- --run runs/corel --split datasets/Corel-5k/test.json --out annotations
+//! # one file to ship the model (weights, vocabulary, preparation, thresholds), and its use
+//! cargo run --release --example annotate -- --run runs/corel --export corel.safetensors
+//! cargo run --release --example annotate -- --run corel.safetensors --images photos/
 //! ```
 
 use std::path::PathBuf;
@@ -19,9 +22,13 @@ use clap::Parser;
 /// Annotate images with a run's best model.
 #[derive(Parser, Debug)]
 struct Args {
-    /// The run folder (from the `train` example).
+    /// The run folder (from the `train` example), or a model file written by --export.
     #[arg(long)]
     run: PathBuf,
+    /// Write the run's model, vocabulary, preparation and --thresholds as one safetensors file
+    /// here, and stop.
+    #[arg(long, value_name = "FILE")]
+    export: Option<PathBuf>,
     /// Image files or folders of images.
     #[arg(long, num_args = 1..)]
     images: Vec<PathBuf>,
@@ -31,7 +38,8 @@ struct Args {
     /// Folder of the split's images (default: `images/` beside the split file).
     #[arg(long)]
     images_dir: Option<PathBuf>,
-    /// Thresholds: `exact` or `grid` (MCC, from the run's evaluation) or a number.
+    /// Thresholds: `exact` or `grid` (MCC, from the run's evaluation; an exported file's own),
+    /// or a number.
     #[arg(long, default_value = "exact")]
     thresholds: ThresholdChoice,
     /// Output folder for annotations.json, annotations.csv and annotations.html.
@@ -45,7 +53,21 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
-    let annotator = Annotator::<DefaultBackend>::from_run(&args.run, args.thresholds, &device)?;
+    let annotator = if args.run.is_file() {
+        Annotator::<DefaultBackend>::from_export(&args.run, args.thresholds, &device)?
+    } else {
+        Annotator::<DefaultBackend>::from_run(&args.run, args.thresholds, &device)?
+    };
+    if let Some(file) = &args.export {
+        annotator.export(file)?;
+        println!(
+            "{}: the model, its {} words and thresholds; annotate with --run {}",
+            file.display(),
+            annotator.labels().len(),
+            file.display()
+        );
+        return Ok(());
+    }
 
     let mut paths = Vec::new();
     for path in &args.images {

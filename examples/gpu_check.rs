@@ -572,7 +572,17 @@ fn train_pass<B: AutodiffBackend>(
         ),
         (
             "head.fc.weight",
-            grad(&|| model.head.fc.weight.val().grad(&grads).map(to_vec)),
+            grad(&|| {
+                model
+                    .head
+                    .linear()
+                    .expect("linear head")
+                    .fc
+                    .weight
+                    .val()
+                    .grad(&grads)
+                    .map(to_vec)
+            }),
         ),
     ];
     TrainPass {

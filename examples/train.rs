@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use aia::backend::{DefaultBackend, TrainBackend, BACKEND_NAME};
 use aia::experiment::{self, ExperimentConfig, EVALUATION_FILE};
 use aia::loss::LossPreset;
-use aia::model::TResNetConfig;
+use aia::model::{HeadConfig, TResNetConfig};
 use aia::train::TrainConfig;
 use clap::{Parser, ValueEnum};
 
@@ -46,6 +46,10 @@ struct Args {
     /// Dropout before the classifier.
     #[arg(long, default_value_t = 0.3)]
     dropout: f64,
+    /// The head: `linear` (the paper's) or `attention` (the authors' attention pooling, with
+    /// their settings).
+    #[arg(long, default_value = "linear")]
+    head: HeadConfig,
     /// Epochs.
     #[arg(long, default_value_t = 40)]
     epochs: usize,
@@ -61,6 +65,14 @@ struct Args {
     /// Fraction of the steps spent warming up.
     #[arg(long, default_value_t = 0.2)]
     pct_start: f64,
+    /// Also keep a moving average of the weights with this decay (the authors' follow-up uses
+    /// 0.999), scored beside them each epoch; the better of the two is the best model.
+    #[arg(long, value_name = "DECAY")]
+    ema: Option<f64>,
+    /// Hold this fraction of the training split out (seeded, stratified) to pick the epoch and
+    /// calibrate the thresholds, scoring the test split once; without it, the paper's protocol.
+    #[arg(long, value_name = "FRACTION")]
+    validation: Option<f64>,
     /// Seed of initialisation, shuffling, flips and dropout.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -103,10 +115,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.evaluate {
         let evaluation = experiment::evaluate::<DefaultBackend>(&args.out, &device)?;
         println!(
-            "{} (best epoch {:?}), test split:\n",
-            evaluation.data, evaluation.best_epoch
+            "{} (best epoch {:?}, {} weights), test split:\n",
+            evaluation.data,
+            evaluation.best_epoch,
+            evaluation.best_weights.name()
         );
         println!("{}", evaluation.table);
+        println!("protocol: {}", evaluation.protocol);
         if let Some([plain, mcc]) = paper_results(&evaluation.data) {
             println!(
                 "the paper:          P {:.3} R {:.3} F1 {:.3} N+ {}",
@@ -126,13 +141,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Variant::L => TResNetConfig::l(),
         Variant::Xl => TResNetConfig::xl(),
     }
-    .with_dropout(args.dropout);
+    .with_dropout(args.dropout)
+    .with_head(args.head.clone());
     let config = ExperimentConfig::new(args.data.clone())
         .with_data_root(args.data_root)
         .with_model(model)
         .with_loss(args.loss.config())
         .with_weights(args.weights.clone())
         .with_skip_bad_images(args.skip_bad_images)
+        .with_validation(args.validation)
         .with_train(
             TrainConfig::new()
                 .with_epochs(args.epochs)
@@ -141,6 +158,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .with_learning_rate(args.learning_rate)
                 .with_pct_start(args.pct_start)
                 .with_seed(args.seed)
+                .with_ema_decay(args.ema)
                 .with_num_workers(args.num_workers),
         );
     if args.weights.is_none() {
@@ -150,8 +168,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "training on {BACKEND_NAME}: {} with loss `{}` into {}",
+        "training on {BACKEND_NAME}: {} with the {} head and loss `{}` into {}",
         args.data,
+        args.head.name(),
         args.loss,
         args.out.display()
     );
@@ -161,14 +180,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(from) = outcome.resumed_from {
         println!("resumed after epoch {from}");
     }
-    if let Some(best) = outcome.results.best() {
+    let results = &outcome.results;
+    if let (Some(epoch), Some(best)) = (results.best_epoch, results.best_metrics()) {
         println!(
-            "best epoch {}: per-class P {:.3} R {:.3} F1 {:.3} N+ {} (threshold 0.5)",
-            best.epoch,
-            best.metrics.per_class.precision,
-            best.metrics.per_class.recall,
-            best.metrics.per_class.f1,
-            best.metrics.n_plus
+            "best epoch {epoch} ({} weights): per-class P {:.3} R {:.3} F1 {:.3} N+ {} (threshold 0.5)",
+            results.best_weights.name(),
+            best.per_class.precision,
+            best.per_class.recall,
+            best.per_class.f1,
+            best.n_plus
         );
     }
     println!("next: --out {} --evaluate", args.out.display());

@@ -1,7 +1,7 @@
 //! Mutated inputs for every reader of a file the crate does not write itself, or may find
 //! damaged: annotation JSON, vocabulary files, timm checkpoints (safetensors and `.pth`), images,
 //! and a run folder's files (`results.json`, a checkpoint's `state.json`, `best.mpk`,
-//! `evaluation.json`). Errors are fine; a panic is a failure.
+//! `evaluation.json`, `model.json`) and an exported model. Errors are fine; a panic is a failure.
 //!
 //! Seeds are the committed fixtures, small files written here, and, when `AIA_DATASETS` names
 //! a folder holding them (CI sets it), the real annotation and vocabulary files of Corel-5k,
@@ -671,6 +671,7 @@ fn tiny_run(dir: &Path, data: &Path) -> PathBuf {
             learning_rate: 1e-4,
             momentum: 0.9,
             metrics,
+            ema: None,
             seconds: 1.5,
             images_per_second: 20.0,
         });
@@ -738,4 +739,22 @@ fn run_folders() {
         }
         Err(e) => panic!("evaluating the tiny run: {}", aia::error::report(&e)),
     }
+
+    // model.json, the manifest that lets a run annotate without its data set.
+    let annotator = Annotator::<B>::from_run(&run, ThresholdChoice::Fixed(0.5), &device).unwrap();
+    annotator.manifest().save(&run).unwrap();
+    let manifest = read(run.join(aia::experiment::MANIFEST_FILE));
+    fuzz("manifest_json", &[manifest], 200, |bytes| {
+        std::fs::write(run.join(aia::experiment::MANIFEST_FILE), bytes).unwrap();
+        Annotator::<B>::from_run(&run, ThresholdChoice::Fixed(0.5), &device).is_ok()
+    });
+
+    // An exported model: one safetensors file with the manifest in its header.
+    let file = dir.path().join("model.safetensors");
+    annotator.export(&file).unwrap();
+    let exported = read(file.clone());
+    fuzz("exported_model", &[exported], 200, |bytes| {
+        std::fs::write(&file, bytes).unwrap();
+        Annotator::<B>::from_export(&file, ThresholdChoice::MccExact, &device).is_ok()
+    });
 }

@@ -89,7 +89,7 @@ fn initialisation_follows_timm() {
         model.layer4.iter().all(|b| b.se.is_none()),
         "stage 4 has no SE"
     );
-    let (mean, std) = mean_std(model.head.fc.weight.val());
+    let (mean, std) = mean_std(model.head.linear().expect("linear head").fc.weight.val());
     assert!(
         (std - 0.01).abs() < 0.0005 && mean.abs() < 0.0005,
         "head N(0, 0.01): {mean} {std}"

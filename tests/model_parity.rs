@@ -46,7 +46,7 @@ fn tiny_b(file: &str) -> TResNet<B> {
         .with_num_classes(5)
         .init::<B>(&Default::default())
         .load_timm(format!("{DIR}/{file}"))
-        .expect("tiny_b loads")
+        .unwrap_or_else(|e| panic!("tiny_b loads: {e}"))
 }
 
 fn check(model: &TResNet<B>, input: &str) {
@@ -165,7 +165,15 @@ fn training_mode_matches_timm_outputs_running_stats_and_gradients() {
     for (param, name) in conv_grads {
         assert_close_rel(param.grad(&grads).unwrap(), g(name), name);
     }
-    let fc = model.head.fc.weight.grad(&grads).unwrap().transpose();
+    let fc = model
+        .head
+        .linear()
+        .expect("linear head")
+        .fc
+        .weight
+        .grad(&grads)
+        .unwrap()
+        .transpose();
     assert_close_rel(fc, fixture::<B, 2>("a_train_head_fc_weight"), "grad head");
 
     // Running statistics moved by momentum 0.1 towards the batch's (unbiased variance).

@@ -6,9 +6,12 @@ use std::path::Path;
 
 use aia::annotate::{self, Annotator, ImageAnnotation, ThresholdChoice};
 use aia::data::synthetic::SyntheticConfig;
-use aia::experiment::{self, Evaluation, ExperimentConfig, TestPredictions};
+use aia::data::AnnotationSplit;
+use aia::data::Normalization;
+use aia::experiment::ModelManifest;
+use aia::experiment::{self, Evaluation, ExperimentConfig, Protocol, TestPredictions};
 use aia::metrics::{self, Thresholds};
-use aia::model::TResNetConfig;
+use aia::model::{AttentionHeadConfig, HeadConfig, TResNetConfig};
 use aia::train::{RunResults, SilentProgress, TrainConfig};
 use burn::backend::{Autodiff, Flex};
 
@@ -167,6 +170,79 @@ fn train_resume_evaluate_annotate() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("nope.jpg"), "{err}");
+
+    run_travels(&run, &paths, &annotations, &predictions.labels);
+}
+
+/// The run folder alone annotates: moved elsewhere with its data set deleted, it gives the same
+/// annotations, and so does the one file it exports.
+fn run_travels(
+    run: &Path,
+    paths: &[std::path::PathBuf],
+    expected: &[ImageAnnotation],
+    labels: &[String],
+) {
+    let device = Default::default();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let photos: Vec<_> = paths
+        .iter()
+        .map(|p| {
+            let copy = elsewhere.path().join(p.file_name().unwrap());
+            std::fs::copy(p, &copy).unwrap();
+            copy
+        })
+        .collect();
+    let moved = elsewhere.path().join("moved-run");
+    std::fs::rename(run, &moved).unwrap();
+    let data = run.parent().unwrap().join("Synthetic");
+    std::fs::remove_dir_all(&data).unwrap();
+
+    let same_labels = |got: &[ImageAnnotation], why: &str| {
+        assert_eq!(got.len(), expected.len(), "{why}");
+        for (got, want) in got.iter().zip(expected) {
+            assert_eq!(got.labels, want.labels, "{why}: {}", got.image.display());
+        }
+    };
+    let annotator = Annotator::<B>::from_run(&moved, ThresholdChoice::MccExact, &device).unwrap();
+    assert_eq!(annotator.labels(), labels);
+    same_labels(&annotator.annotate(&photos).unwrap(), "moved run");
+    assert!(!data.exists(), "the data set was read or regenerated");
+
+    let file = elsewhere.path().join("model.safetensors");
+    annotator.export(&file).unwrap();
+    let exported = Annotator::<B>::from_export(&file, ThresholdChoice::MccExact, &device).unwrap();
+    assert_eq!(exported.thresholds(), annotator.thresholds());
+    let mut manifest = exported.manifest().clone();
+    assert_eq!(
+        manifest.thresholds.take().as_deref(),
+        Some(annotator.thresholds())
+    );
+    assert_eq!(
+        serde_json::to_value(&manifest).unwrap(),
+        serde_json::to_value(annotator.manifest()).unwrap()
+    );
+    same_labels(&exported.annotate(&photos).unwrap(), "exported model");
+    let fixed = Annotator::<B>::from_export(&file, ThresholdChoice::Fixed(0.25), &device).unwrap();
+    assert!(fixed.thresholds().iter().all(|&t| t == 0.25));
+    // The weights are timm's names and layouts: the file is also a plain timm checkpoint.
+    let manifest = exported.manifest();
+    manifest.model.init::<B>(&device).load_timm(&file).unwrap();
+
+    // A safetensors file without the manifest is refused with a message naming it.
+    let plain = elsewhere.path().join("plain.safetensors");
+    manifest
+        .model
+        .init::<B>(&device)
+        .save_safetensors(&plain)
+        .unwrap();
+    let err = Annotator::<B>::from_export(&plain, ThresholdChoice::MccExact, &device)
+        .err()
+        .expect("no manifest")
+        .to_string();
+    assert!(
+        err.contains("plain.safetensors") && err.contains("not a model exported"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -213,4 +289,159 @@ fn a_truncated_image_is_an_error_naming_it_or_skipped_on_request() {
     .unwrap();
     assert!(outcome.results.completed);
     assert_eq!(outcome.results.steps_per_epoch, 1);
+}
+
+#[test]
+fn the_hold_out_protocol_picks_and_calibrates_on_held_out_training_images() {
+    let root = tempfile::tempdir().unwrap();
+    let run = root.path().join("run");
+    let config = ExperimentConfig::new("Synthetic".into())
+        .with_data_root(root.path().to_path_buf())
+        .with_synthetic(
+            SyntheticConfig::new()
+                .with_seed(5)
+                .with_train_images(48)
+                .with_test_images(16)
+                .with_min_size(32)
+                .with_max_size(40),
+        )
+        .with_model(TResNetConfig::new([1, 1, 1, 1]).with_width(0.25))
+        .with_validation(Some(0.25))
+        .with_train(
+            TrainConfig::new()
+                .with_epochs(1)
+                .with_batch_size(16)
+                .with_image_size(32)
+                .with_learning_rate(1e-3)
+                .with_num_workers(1),
+        );
+    let device = Default::default();
+    let outcome =
+        experiment::train::<AD>(&config, &run, &device, |t| t.with_progress(SilentProgress))
+            .unwrap();
+    let evaluation = experiment::evaluate::<B>(&run, &device).unwrap();
+    let protocol = Protocol::HoldOut { fraction: 0.25 };
+    assert_eq!(evaluation.protocol, protocol);
+    let results: serde_json::Value = read_json(&run.join("results.json"));
+    assert_eq!(
+        results["run_info"]["protocol"],
+        serde_json::to_value(protocol).unwrap()
+    );
+
+    // The held-out images: 12 of the training split, the same the seed draws again.
+    let folder = experiment::open_data(&config).unwrap().1;
+    let vocabulary = folder.vocabulary().clone();
+    let held_out = AnnotationSplit::read(
+        run.join(experiment::VALIDATION_FILE),
+        Some((vocabulary.clone(), folder.vocabulary_path())),
+    )
+    .unwrap();
+    let drawn = folder.train().hold_out(0.25, config.train.seed).unwrap().1;
+    assert_eq!(held_out.samples(), drawn.samples());
+    assert_eq!(held_out.len(), 12);
+    let train_names: Vec<&str> = folder
+        .train()
+        .samples()
+        .iter()
+        .map(|s| s.image_name.as_str())
+        .collect();
+    assert!(held_out
+        .samples()
+        .iter()
+        .all(|s| train_names.contains(&s.image_name.as_str())));
+
+    // Scored independently, the hold-out gives the epoch's metrics and the grid thresholds.
+    let annotator = Annotator::<B>::from_run(&run, ThresholdChoice::Fixed(0.5), &device).unwrap();
+    let paths: Vec<_> = held_out
+        .samples()
+        .iter()
+        .map(|s| folder.images_dir().join(&s.image_name))
+        .collect();
+    let scores = annotator.scores(&paths).unwrap();
+    let targets = held_out.targets();
+    let classes = vocabulary.len();
+    let at_half = metrics::evaluate(&scores, &targets, classes, &Thresholds::Global(0.5)).unwrap();
+    let logged = &outcome.results.epochs[0].metrics;
+    assert!(
+        (at_half.per_class.f1 - logged.per_class.f1).abs() < 1e-6,
+        "hold-out F1 {} against the epoch's {}",
+        at_half.per_class.f1,
+        logged.per_class.f1
+    );
+    let grid = aia::threshold::calibrate(
+        &scores,
+        &targets,
+        classes,
+        aia::threshold::ThresholdMode::Grid,
+    )
+    .unwrap();
+    assert_eq!(grid.thresholds, evaluation.grid.thresholds);
+}
+
+#[test]
+fn attention_maps_reach_the_annotations_and_the_sheet() {
+    let device = Default::default();
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<_> = (0..3u8)
+        .map(|i| {
+            let path = dir.path().join(format!("{i}.png"));
+            image::RgbImage::from_fn(80, 60, |x, y| {
+                image::Rgb([x as u8 * 3, y as u8 * 4, i * 80])
+            })
+            .save(&path)
+            .unwrap();
+            path
+        })
+        .collect();
+    let labels: Vec<String> = ["sky", "sea", "sun"].map(String::from).to_vec();
+    let model = TResNetConfig::new([1, 1, 1, 1])
+        .with_width(0.25)
+        .with_num_classes(3)
+        .with_head(HeadConfig::Attention(
+            AttentionHeadConfig::new(0)
+                .with_hidden(16)
+                .with_num_heads(2)
+                .with_feedforward(32),
+        ));
+    let manifest = ModelManifest {
+        data: "none".into(),
+        model: model.clone(),
+        labels: labels.clone(),
+        normalization: Normalization::IMAGENET,
+        image_size: 64,
+        thresholds: None,
+    };
+    // Every word passes a threshold of 0: each gets its map.
+    let annotator = Annotator::<B>::new(
+        model.init(&device),
+        manifest,
+        &Thresholds::Global(0.0),
+        &device,
+    )
+    .unwrap();
+    let mut annotations = annotator.annotate(&paths).unwrap();
+    for annotation in &annotations {
+        assert_eq!(annotation.labels.len(), 3);
+        for label in &annotation.labels {
+            let map = label.attention.as_ref().expect("a map per word");
+            // 64 pixels at stride 32: a 2 x 2 map, a distribution over its cells.
+            assert_eq!((map.height, map.width, map.weights.len()), (2, 2, 4));
+            let sum: f32 = map.weights.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-5, "{sum}");
+        }
+    }
+    annotations[0].truth = Some(vec!["sky".into(), "moon".into()]);
+    let sheet = dir.path().join("sheet.html");
+    annotate::write_html(&sheet, "maps", &annotations).unwrap();
+    let html = std::fs::read_to_string(&sheet).unwrap();
+    assert_eq!(html.matches("data-map=\"2 2 ").count(), 9);
+    assert_eq!(html.matches("<canvas>").count(), 3);
+    // Correct, wrong and missed words are told apart.
+    assert_eq!(
+        html.matches("class=\"hit\"").count(),
+        2,
+        "sky predicted and in the truth"
+    );
+    assert_eq!(html.matches("class=\"wrong\"").count(), 2, "sea and sun");
+    assert_eq!(html.matches("class=\"miss\"").count(), 1, "moon");
 }

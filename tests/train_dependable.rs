@@ -405,6 +405,7 @@ fn annotations(count: usize) -> Vec<aia::annotate::ImageAnnotation> {
         .map(|i| aia::annotate::ImageAnnotation {
             image: PathBuf::from(format!("images/{i}.jpeg")),
             labels: vec![aia::annotate::LabelScore {
+                attention: None,
                 label: "sky".into(),
                 score: 0.75,
             }],

@@ -1,12 +1,13 @@
-//! Resume is exact: 2 epochs straight give the same weights, optimizer moments and history as 1
-//! epoch, an interruption, a resume and 1 more epoch. Its own test binary, because the backend's
-//! RNG (dropout) is process-global and other tests would draw from it concurrently.
+//! Resume is exact: 2 epochs straight give the same weights, optimizer moments, moving average of
+//! the weights and history as 1 epoch, an interruption, a resume and 1 more epoch. Its own test
+//! binary with one test, because the backend's RNG (dropout) is process-global and concurrent
+//! tests would draw from it.
 
 mod train_support;
 
 use aia::train::{
-    EpochMetrics, RunResults, ScheduledAdamRecord, SilentProgress, TrainConfig, TrainError,
-    Trainer, MODEL_FILE, OPTIMIZER_FILE,
+    EmaRecord, EpochMetrics, RunResults, ScheduledAdamRecord, SilentProgress, TrainConfig,
+    TrainError, Trainer, Weights, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE,
 };
 use burn::backend::{Autodiff, Flex};
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
@@ -18,8 +19,11 @@ fn metrics(scores: &[f32], targets: &[f32], classes: usize) -> Result<EpochMetri
     Ok(evaluate(scores, targets, classes))
 }
 
+/// Each epoch's record, wall times left out.
+type History = Vec<(usize, f64, f64, f64, f64, EpochMetrics, Option<EmaRecord>)>;
+
 /// The history without wall times.
-fn history(results: &RunResults) -> Vec<(usize, f64, f64, f64, f64, EpochMetrics)> {
+fn history(results: &RunResults) -> History {
     results
         .epochs
         .iter()
@@ -31,6 +35,7 @@ fn history(results: &RunResults) -> Vec<(usize, f64, f64, f64, f64, EpochMetrics
                 r.learning_rate,
                 r.momentum,
                 r.metrics.clone(),
+                r.ema.clone(),
             )
         })
         .collect()
@@ -52,12 +57,19 @@ fn optimizer_state(dir: &std::path::Path) -> serde_json::Value {
 
 #[test]
 fn two_epochs_straight_equal_one_epoch_then_resume_then_one_more() {
+    resume_is_exact(None);
+    // A decay low enough that 12 updates move the average well away from its start.
+    resume_is_exact(Some(0.7));
+}
+
+fn resume_is_exact(ema_decay: Option<f64>) {
     let device = Default::default();
     let config = TrainConfig::new()
         .with_epochs(2)
         .with_batch_size(8)
         .with_learning_rate(0.05)
-        .with_seed(3);
+        .with_seed(3)
+        .with_ema_decay(ema_decay);
     let train = train_loader::<B>(items(48, 11), 8, config.seed);
     let valid = loader::<Flex>(items(16, 12), 8, None);
     let mut evaluator = metrics;
@@ -120,8 +132,27 @@ fn two_epochs_straight_equal_one_epoch_then_resume_then_one_more() {
         optimizer_state(resumed_dir.path()),
         "the optimizer moments differ"
     );
+    if ema_decay.is_some() {
+        assert!(
+            read(straight_dir.path(), EMA_FILE) == read(resumed_dir.path(), EMA_FILE),
+            "the moving averages differ"
+        );
+        assert!(
+            read(straight_dir.path(), EMA_FILE) != read(straight_dir.path(), MODEL_FILE),
+            "the moving average is the trained model"
+        );
+        assert!(straight.results.epochs.iter().all(|r| r.ema.is_some()));
+    } else {
+        assert!(!straight_dir
+            .path()
+            .join("checkpoints/epoch-0002")
+            .join(EMA_FILE)
+            .exists());
+        assert_eq!(straight.results.best_weights, Weights::Trained);
+    }
     assert_eq!(history(&straight.results), history(&resumed.results));
     assert_eq!(straight.results.best_epoch, resumed.results.best_epoch);
+    assert_eq!(straight.results.best_weights, resumed.results.best_weights);
     assert_eq!(
         std::fs::read(straight.paths.best_model()).unwrap(),
         std::fs::read(resumed.paths.best_model()).unwrap()

@@ -57,6 +57,7 @@ mod batcher;
 mod dataset;
 mod decode;
 mod folder;
+mod hold_out;
 mod preset;
 mod split;
 pub mod stats;
@@ -222,6 +223,14 @@ pub enum DataError {
         width: u32,
         /// Its height.
         height: u32,
+    },
+    /// A validation hold-out that the split cannot give.
+    #[error("{path}: {message}")]
+    InvalidHoldOut {
+        /// The split held out from.
+        path: PathBuf,
+        /// Why.
+        message: String,
     },
     /// A `--data` value that names no known set and no existing folder.
     #[error("unknown data set {0:?}: expected Corel-5k, IAPR-TC-12, ESP-Game, Synthetic or a folder path")]

@@ -1,4 +1,7 @@
+use std::fmt;
 use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 use burn::config::Config;
 
@@ -45,11 +48,58 @@ pub struct ExperimentConfig {
     /// Drop unreadable images (with a warning and a count) instead of failing.
     #[config(default = false)]
     pub skip_bad_images: bool,
+    /// Hold this fraction of the training split out (seeded by the recipe's seed, stratified
+    /// over the labels) to pick the epoch and calibrate the thresholds, so that the test split
+    /// is scored once ([`Protocol::HoldOut`]); `None` is the paper's protocol.
+    #[config(default = "None")]
+    pub validation: Option<f64>,
+}
+
+/// How a run picks its epoch and calibrates its thresholds, recorded with its results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Protocol {
+    /// The paper's: every epoch is scored on the test split, which picks the best one (and so
+    /// flatters it); the thresholds are calibrated on the training split.
+    #[default]
+    Paper,
+    /// A seeded, stratified hold-out of `fraction` of the training split picks the epoch and
+    /// calibrates the thresholds; the model trains on the rest; the test split is scored once.
+    HoldOut {
+        /// The share of the training split held out.
+        fraction: f64,
+    },
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Paper => write!(
+                f,
+                "the paper's: epoch picked on the test split, thresholds calibrated on the \
+                 training split"
+            ),
+            Self::HoldOut { fraction } => write!(
+                f,
+                "hold-out: {:.0}% of the training split picks the epoch and calibrates the \
+                 thresholds; the test split is scored once",
+                fraction * 100.0
+            ),
+        }
+    }
 }
 
 impl ExperimentConfig {
     /// The parsed data source.
     pub fn source(&self) -> Result<DataSource, crate::data::DataError> {
         self.data.parse()
+    }
+
+    /// The protocol [`validation`](Self::validation) chooses.
+    pub fn protocol(&self) -> Protocol {
+        match self.validation {
+            Some(fraction) => Protocol::HoldOut { fraction },
+            None => Protocol::Paper,
+        }
     }
 }

@@ -4,14 +4,14 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use super::run::{open_data, open_split};
-use super::{frequency_baseline, ExperimentConfig};
+use super::{frequency_baseline, ExperimentConfig, Protocol};
 use burn::data::dataloader::DataLoaderBuilder;
 
 use crate::data::{AnnotationBatcherConfig, AnnotationDataset};
 use crate::metrics::{self, AnnotationMetrics, MetricsTable, Thresholds};
-use crate::model::TResNet;
+use crate::model::{HeadConfig, TResNet, TResNetConfig};
 use crate::threshold::{calibrate, Calibration, ThresholdMode};
-use crate::train::{load_model, predict, Predictions, RunPaths, RunResults, TrainError};
+use crate::train::{load_model, predict, Predictions, RunPaths, RunResults, TrainError, Weights};
 use crate::Result;
 
 /// The evaluation report written to `<run>/evaluation.json`.
@@ -39,9 +39,16 @@ pub struct Evaluation {
     pub data: String,
     /// The epoch whose weights were evaluated.
     pub best_epoch: Option<usize>,
-    /// Thresholds chosen on the training split over the paper's grid.
+    /// Which of that epoch's weights: the trained ones or their moving average.
+    #[serde(default)]
+    pub best_weights: Weights,
+    /// How the epoch was picked and the thresholds calibrated.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Thresholds chosen over the paper's grid, on the training split or its hold-out
+    /// ([`protocol`](Self::protocol)).
     pub grid: Calibration,
-    /// Thresholds chosen on the training split over every distinct score.
+    /// Thresholds chosen over every distinct score, on the same split.
     pub exact: Calibration,
     /// Test metrics at 0.5, with the grid thresholds, with the exact thresholds, and of the
     /// frequency baseline, in that order.
@@ -106,19 +113,8 @@ fn check_run_config(config: &ExperimentConfig, results: &Path, best: &Path) -> R
         Err(TrainError::InvalidConfig(format!("{}: {why}", results.display())).into())
     };
     let model = &config.model;
-    if let Some(stage) = model.layers.iter().position(|&blocks| blocks == 0) {
-        return invalid(format!("stage {} of the model has no block", stage + 1));
-    }
-    let planes = model.base_planes();
-    if planes == 0 || model.in_channels == 0 || model.num_classes == 0 {
-        return invalid(format!(
-            "the model has width {} ({planes} channels), {} input channels and {} classes; \
-             each must be at least 1",
-            model.width, model.in_channels, model.num_classes
-        ));
-    }
-    if !(0.0..=1.0).contains(&model.dropout) {
-        return invalid(format!("the dropout {} is not in [0, 1]", model.dropout));
+    if let Err(e) = model.validate() {
+        return invalid(e.to_string());
     }
     let side = config.train.image_size;
     if side == 0 || side > MAX_IMAGE_SIZE {
@@ -126,23 +122,34 @@ fn check_run_config(config: &ExperimentConfig, results: &Path, best: &Path) -> R
             "the image size {side} is not in 1..={MAX_IMAGE_SIZE}"
         ));
     }
+    check_weights_fit(model, best).or_else(invalid)
+}
+
+/// Whether the weights file `weights` is large enough for `model`, checked before the model is
+/// built, so that a corrupt configuration cannot ask for more memory than its file justifies.
+pub(crate) fn check_weights_fit(
+    model: &TResNetConfig,
+    weights: &Path,
+) -> std::result::Result<(), String> {
     // A lower bound on the parameters: one 3x3 convolution per block at the stage's width
-    // (widths p, 2p, 4p, 8p), and the classifier; each weighs 4 bytes in the file.
-    let p = planes as f64;
+    // (widths p, 2p, 4p, 8p), and the head's largest matrices; each weighs 4 bytes in the file.
+    let p = model.base_planes() as f64;
     let [l1, l2, l3, l4] = model.layers.map(|blocks| blocks as f64);
-    let parameters = 9.0 * p * p * (l1 + 4.0 * l2 + 16.0 * l3 + 64.0 * l4)
-        + model.num_features() as f64 * model.num_classes as f64;
-    let file_bytes = std::fs::metadata(best)
-        .map_err(|source| TrainError::Io {
-            path: best.to_path_buf(),
-            source,
-        })?
+    let (features, classes) = (model.num_features() as f64, model.num_classes as f64);
+    let head = match &model.head {
+        HeadConfig::Linear => features * classes,
+        // The projection and the per-label read-out.
+        HeadConfig::Attention(head) => head.hidden as f64 * (features + classes),
+    };
+    let parameters = 9.0 * p * p * (l1 + 4.0 * l2 + 16.0 * l3 + 64.0 * l4) + head;
+    let file_bytes = std::fs::metadata(weights)
+        .map_err(|e| format!("{}: {e}", weights.display()))?
         .len() as f64;
     if 4.0 * parameters > file_bytes {
-        return invalid(format!(
+        return Err(format!(
             "its model has at least {parameters:.0} parameters, more than {} ({file_bytes} \
              bytes) can hold",
-            best.display()
+            weights.display()
         ));
     }
     Ok(())
@@ -171,15 +178,24 @@ pub fn evaluate<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation
         Ok(predict(&model, loader.as_ref())?)
     };
 
-    let train_set = open_split(&config, &folder, folder.train())?;
+    // The thresholds are calibrated where the protocol says: the training split, or the run's
+    // hold-out of it (the same samples, drawn again from the same seed).
+    let calibration_split = match config.validation {
+        Some(fraction) => folder.train().hold_out(fraction, config.train.seed)?.1,
+        None => folder.train().clone(),
+    };
+    let calibration_set = open_split(&config, &folder, &calibration_split)?;
     let Predictions {
-        scores: train_scores,
-        targets: train_targets,
+        scores: calibration_scores,
+        targets: calibration_targets,
         ..
-    } = score(train_set)?;
+    } = score(calibration_set)?;
     let classes = model.num_classes();
-    let grid = calibrate(&train_scores, &train_targets, classes, ThresholdMode::Grid)?;
-    let exact = calibrate(&train_scores, &train_targets, classes, ThresholdMode::Exact)?;
+    let calibrated = |mode| calibrate(&calibration_scores, &calibration_targets, classes, mode);
+    let (grid, exact) = (
+        calibrated(ThresholdMode::Grid)?,
+        calibrated(ThresholdMode::Exact)?,
+    );
 
     let test_set = open_split(&config, &folder, folder.test())?;
     let image_names = (0..burn::data::dataset::Dataset::len(&test_set))
@@ -194,7 +210,8 @@ pub fn evaluate<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation
             .with_vocabulary(Some(&labels))?)
     };
     let rows = targets.len() / classes.max(1);
-    let (baseline_scores, baseline_threshold) = frequency_baseline(&train_targets, classes, rows);
+    let (baseline_scores, baseline_threshold) =
+        frequency_baseline(&calibration_targets, classes, rows);
     let mut table = MetricsTable::default();
     table.push("threshold 0.5", measure(&scores, &Thresholds::Global(0.5))?);
     table.push("MCC grid", measure(&scores, &grid.to_thresholds())?);
@@ -216,6 +233,8 @@ pub fn evaluate<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation
     let evaluation = Evaluation {
         data: config.data.clone(),
         best_epoch: results.best_epoch,
+        best_weights: results.best_weights,
+        protocol: config.protocol(),
         grid,
         exact,
         table,

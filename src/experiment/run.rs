@@ -4,6 +4,7 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
+use super::manifest::{ModelManifest, MANIFEST_FILE};
 use super::ExperimentConfig;
 use crate::data::{
     AnnotationBatcherConfig, AnnotationDataset, AnnotationFolder, DataSource, ImageCheck,
@@ -12,7 +13,7 @@ use crate::loss::AsymmetricLoss;
 use crate::metrics::{self, AnnotationMetrics, MetricsError, Thresholds};
 use crate::model::TResNet;
 use crate::train::{
-    AnnotationLoader, EpochMetrics, FitOutcome, MultiLabelLoss, MultiLabelModel, Trainer,
+    AnnotationLoader, EpochMetrics, FitOutcome, MultiLabelLoss, MultiLabelModel, RunPaths, Trainer,
 };
 use crate::Result;
 
@@ -66,6 +67,10 @@ pub(super) fn open_split(
     Ok(dataset)
 }
 
+/// The file of a run folder listing the training images held out for validation (the
+/// [`Protocol::HoldOut`](super::Protocol::HoldOut) protocol), in the annotation files' format.
+pub const VALIDATION_FILE: &str = "validation.json";
+
 /// The end-of-epoch summary of the field's metrics at the 0.5 threshold.
 pub(super) fn epoch_metrics(metrics: &AnnotationMetrics) -> EpochMetrics {
     let mut extra = std::collections::BTreeMap::new();
@@ -85,8 +90,9 @@ pub(super) fn epoch_metrics(metrics: &AnnotationMetrics) -> EpochMetrics {
 /// The model is `config.model` with one output per vocabulary word, started from
 /// `config.weights` when given (a timm checkpoint; its classifier is dropped when the number of
 /// classes differs) and from timm's random initialisation otherwise. The training split is
-/// shuffled with `seed + epoch` and flipped at random; after each epoch the test split is scored
-/// and the field's metrics at 0.5 decide which epoch's weights are kept as the best model.
+/// shuffled with `seed + epoch` and flipped at random; after each epoch the test split (or, with
+/// [`ExperimentConfig::validation`], the hold-out of the training split) is scored and the
+/// field's metrics at 0.5 decide which epoch's weights are kept as the best model.
 ///
 /// `customize` sets up the [`Trainer`] (resume, progress, stopping early) before the run starts.
 pub fn train<B>(
@@ -102,10 +108,31 @@ where
     let (source, folder) = open_data(config)?;
     let mut config = config.clone();
     config.model.num_classes = folder.vocabulary().len();
-    let run_info = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
+    config.model.validate()?;
+    let mut run_info = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
+    if let (Some(info), Ok(protocol)) = (
+        run_info.as_object_mut(),
+        serde_json::to_value(config.protocol()),
+    ) {
+        info.insert("protocol".into(), protocol);
+    }
     let mut trainer = customize(Trainer::new(config.train.clone(), out).with_run_info(run_info));
     // Before the slow part (model, weights, a full decode of the images).
     trainer.lock_folder()?;
+    // A run with checkpoints keeps the manifest it was started with: the trainer refuses to
+    // overwrite or resume it under another configuration.
+    let started = RunPaths::new(out).latest_checkpoint()?.is_some();
+    if !started || !out.join(MANIFEST_FILE).is_file() {
+        ModelManifest {
+            data: config.data.clone(),
+            model: config.model.clone(),
+            labels: folder.vocabulary().labels().to_vec(),
+            normalization: source.normalization(),
+            image_size: config.train.image_size,
+            thresholds: None,
+        }
+        .save(out)?;
+    }
 
     let mut model = config.model.init::<B>(device);
     let side = config.train.image_size;
@@ -115,8 +142,20 @@ where
     }
 
     let tc = config.train.clone();
-    let train_set = open_split(&config, &folder, folder.train())?;
-    let valid_set = open_split(&config, &folder, folder.test())?;
+    // The split that picks the epoch: the test split (the paper's protocol) or a hold-out of
+    // the training split, kept in the run folder for reference.
+    let (train_split, valid_split) = match config.validation {
+        Some(fraction) => {
+            let (kept, held_out) = folder.train().hold_out(fraction, config.train.seed)?;
+            if !started || !out.join(VALIDATION_FILE).is_file() {
+                held_out.write(out.join(VALIDATION_FILE))?;
+            }
+            (kept, held_out)
+        }
+        None => (folder.train().clone(), folder.test().clone()),
+    };
+    let train_set = open_split(&config, &folder, &train_split)?;
+    let valid_set = open_split(&config, &folder, &valid_split)?;
     let batcher = |flips| {
         AnnotationBatcherConfig::new(source.normalization())
             .with_image_size(tc.image_size)

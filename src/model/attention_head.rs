@@ -16,6 +16,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::attention_decoder::{DecoderLayer, DecoderLayerConfig};
+use super::ModelError;
 
 /// Configuration of an [`AttentionHead`]; the defaults are the paper's (the authors' `main.py`):
 /// width 1024, 8 heads, one decoder layer, feed-forward 2048, pre-norm, no self-attention, the
@@ -78,6 +79,37 @@ pub struct AttentionHead<B: Backend> {
 }
 
 impl AttentionHeadConfig {
+    /// Checks what [`init`](Self::init) needs: at least one layer, label, channel and head, a
+    /// width that the heads divide, a feed-forward width, and a dropout in `[0, 1]`.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let sizes = [
+            ("decoder layers", self.num_layers),
+            ("labels", self.num_classes),
+            ("input channels", self.in_channels),
+            ("attention heads", self.num_heads),
+            ("hidden width", self.hidden),
+            ("feed-forward width", self.feedforward),
+        ];
+        if let Some((what, _)) = sizes.iter().find(|(_, n)| *n == 0) {
+            return Err(ModelError::InvalidConfig(format!(
+                "the attention head has no {what}; it needs at least one"
+            )));
+        }
+        if !self.hidden.is_multiple_of(self.num_heads) {
+            return Err(ModelError::InvalidConfig(format!(
+                "the attention head's {} heads do not divide its width {}",
+                self.num_heads, self.hidden
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.dropout) {
+            return Err(ModelError::InvalidConfig(format!(
+                "the attention head's dropout {} is not in [0, 1]",
+                self.dropout
+            )));
+        }
+        Ok(())
+    }
+
     /// The head with the authors' initialisation: Xavier-uniform decoder matrices, Xavier-normal
     /// read-out weights, zero read-out biases, `N(0, 1)` label embeddings.
     ///
@@ -85,7 +117,7 @@ impl AttentionHeadConfig {
     /// each label looks first, and random ones already tell the labels apart); so does this.
     ///
     /// # Panics
-    /// If `num_layers` is 0 or `num_heads` does not divide `hidden`.
+    /// On a configuration that [`validate`](Self::validate) rejects.
     pub fn init<B: Backend>(&self, device: &B::Device) -> AttentionHead<B> {
         assert!(
             self.num_layers > 0,

@@ -63,3 +63,9 @@ impl<B: Backend> ClassifierHead<B> {
         self.fc.weight.dims()[1]
     }
 }
+
+/// The mean over each channel's pixels: `[N, C, H, W]` to `[N, C]`.
+pub(crate) fn global_average_pool<B: Backend>(map: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [n, c, h, w] = map.dims();
+    map.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+}

@@ -35,14 +35,16 @@ pub mod block;
 pub mod blur_pool;
 pub mod conv_norm;
 pub mod head;
+mod head_choice;
 pub mod space_to_depth;
 pub mod squeeze_excite;
 mod tresnet;
 mod weights;
 
 pub use attention_head::{AttentionHead, AttentionHeadConfig};
+pub use head_choice::{Head, HeadConfig};
 pub use tresnet::{TResNet, TResNetConfig, MIN_SIDE, STEM_LEAKY_SLOPE};
-pub use weights::{timm_key, CheckpointFormat};
+pub use weights::{safetensors_metadata, timm_key, CheckpointFormat};
 
 /// Errors of the model module.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,9 @@ pub enum ModelError {
     /// An input the network cannot take.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A configuration no network can be built from.
+    #[error("invalid model configuration: {0}")]
+    InvalidConfig(String),
     /// A checkpoint whose extension names no format we read.
     #[error("checkpoint {path}: unsupported extension (expected .safetensors, .pth, .pt or .bin)")]
     UnsupportedFormat {

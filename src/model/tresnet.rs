@@ -5,9 +5,11 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use super::attention_head::AttentionHeadConfig;
 use super::block::{BasicBlock, BlockConfig, Bottleneck};
 use super::conv_norm::{ConvNormAct, ConvNormActConfig};
-use super::head::{ClassifierHead, ClassifierHeadConfig};
+use super::head::{global_average_pool, ClassifierHeadConfig};
+use super::head_choice::{Head, HeadConfig};
 use super::space_to_depth::{space_to_depth, BLOCK};
 use super::ModelError;
 
@@ -41,6 +43,9 @@ pub struct TResNetConfig {
     /// Input image channels.
     #[config(default = 3)]
     pub in_channels: usize,
+    /// The head: the paper's linear classifier, or attention pooling.
+    #[config(default = "HeadConfig::Linear")]
+    pub head: HeadConfig,
 }
 
 impl TResNetConfig {
@@ -70,9 +75,43 @@ impl TResNetConfig {
         self.base_planes() * 8 * 4
     }
 
+    /// Checks what [`init`](Self::init) needs: a block in every stage, at least one channel, input
+    /// channel and class, a dropout in `[0, 1]`, and a head that can be built.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let invalid = |why: String| Err(ModelError::InvalidConfig(why));
+        if let Some(stage) = self.layers.iter().position(|&blocks| blocks == 0) {
+            return invalid(format!("stage {} of the model has no block", stage + 1));
+        }
+        let planes = self.base_planes();
+        if planes == 0 || self.in_channels == 0 || self.num_classes == 0 {
+            return invalid(format!(
+                "the model has width {} ({planes} channels), {} input channels and {} classes; \
+                 each must be at least 1",
+                self.width, self.in_channels, self.num_classes
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.dropout) {
+            return invalid(format!("the dropout {} is not in [0, 1]", self.dropout));
+        }
+        match &self.head {
+            HeadConfig::Linear => Ok(()),
+            HeadConfig::Attention(head) => self.attention_head(head).validate(),
+        }
+    }
+
+    /// The attention head's configuration with this network's labels and channels.
+    fn attention_head(&self, head: &AttentionHeadConfig) -> AttentionHeadConfig {
+        let mut head = head.clone();
+        head.num_classes = self.num_classes;
+        head.with_in_channels(self.num_features())
+    }
+
     /// Builds the network with timm's initialisation: Kaiming-normal (fan-out) convolutions,
     /// BatchNorm weight 1 / bias 0 except a zero weight on each block's last BatchNorm, and
     /// classifier weights `N(0, 0.01)`.
+    ///
+    /// # Panics
+    /// On a configuration that [`validate`](Self::validate) rejects.
     pub fn init<B: Backend>(&self, device: &B::Device) -> TResNet<B> {
         let p = self.base_planes();
         let conv1 = ConvNormActConfig::new(self.in_channels * BLOCK * BLOCK, p, 3)
@@ -109,9 +148,14 @@ impl TResNetConfig {
         };
         let layer3 = bottleneck(p * 4, self.layers[2], true);
         let layer4 = bottleneck(p * 8, self.layers[3], false);
-        let head = ClassifierHeadConfig::new(self.num_features(), self.num_classes)
-            .with_dropout(self.dropout)
-            .init(device);
+        let head = match &self.head {
+            HeadConfig::Linear => Head::Linear(
+                ClassifierHeadConfig::new(self.num_features(), self.num_classes)
+                    .with_dropout(self.dropout)
+                    .init(device),
+            ),
+            HeadConfig::Attention(head) => Head::Attention(self.attention_head(head).init(device)),
+        };
         TResNet {
             conv1,
             layer1,
@@ -125,11 +169,12 @@ impl TResNetConfig {
 }
 
 /// TResNet (Ridnik et al., 2021) as timm defines it: space-to-depth stem, two stages of basic
-/// blocks and two of bottlenecks with anti-aliased downsampling and squeeze-and-excitation, global
-/// average pooling and a linear classifier.
+/// blocks and two of bottlenecks with anti-aliased downsampling and squeeze-and-excitation, then
+/// global average pooling and a linear classifier, or the attention-pooling head ([`Head`]).
 ///
 /// Field names follow timm's `body.*` / `head.fc` so its checkpoints load by name (see
-/// [`TResNet::load_timm`]).
+/// [`TResNet::load_timm`]; the head's variant, `head.Linear.fc` in Burn's module paths, is
+/// dropped from timm's keys).
 #[derive(Module, Debug)]
 pub struct TResNet<B: Backend> {
     /// Stem convolution after space-to-depth (`body.conv1`).
@@ -142,8 +187,8 @@ pub struct TResNet<B: Backend> {
     pub layer3: Vec<Bottleneck<B>>,
     /// Stage 4 (stride 32), without squeeze-and-excitation.
     pub layer4: Vec<Bottleneck<B>>,
-    /// Dropout and classifier.
-    pub head: ClassifierHead<B>,
+    /// Reads the labels off the last feature map.
+    pub head: Head<B>,
     /// Expected image channels.
     pub in_channels: usize,
 }
@@ -207,9 +252,7 @@ impl<B: Backend> TResNet<B> {
     /// # Panics
     /// On an input that [`check_input`](Self::check_input) rejects.
     pub fn forward_features(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        let map = self.forward_feature_map(images);
-        let [n, c, h, w] = map.dims();
-        map.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+        global_average_pool(self.forward_feature_map(images))
     }
 
     /// Logits `[N, num_classes]` for images `[N, C, H, W]` (timm's TResNet takes pixels in
@@ -219,7 +262,21 @@ impl<B: Backend> TResNet<B> {
     /// On an input that [`check_input`](Self::check_input) rejects; use
     /// [`try_forward`](Self::try_forward) to get an error instead.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.head.forward(self.forward_features(images))
+        self.head.forward(self.forward_feature_map(images))
+    }
+
+    /// Logits, and with the attention head the cross-attention of each label over the last
+    /// feature map, `[N, classes, ceil(H / 32) * ceil(W / 32)]` (see
+    /// [`AttentionHead::forward_with_attention`](super::AttentionHead::forward_with_attention)).
+    ///
+    /// # Panics
+    /// On an input that [`check_input`](Self::check_input) rejects.
+    pub fn forward_with_attention(
+        &self,
+        images: Tensor<B, 4>,
+    ) -> (Tensor<B, 2>, Option<Tensor<B, 3>>) {
+        self.head
+            .forward_with_attention(self.forward_feature_map(images))
     }
 
     /// [`forward`](Self::forward) that returns [`ModelError::InvalidInput`] on a bad input shape.
@@ -230,7 +287,7 @@ impl<B: Backend> TResNet<B> {
 
     /// Width of the pooled embedding.
     pub fn num_features(&self) -> usize {
-        self.head.fc.weight.dims()[0]
+        self.head.in_features()
     }
 
     /// Number of outputs of the classifier.

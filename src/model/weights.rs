@@ -7,6 +7,7 @@
 //! BatchNorm's scale and shift `weight` / `bias` (burn-store's PyTorch adapter renames those and
 //! transposes the linear weight).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
@@ -18,16 +19,27 @@ use burn_store::{
 use super::tresnet::TResNet;
 use super::ModelError;
 
-/// Checkpoint key regexes (timm name -> our module path), applied when loading.
-const TIMM_TO_BURN: [(&str, &str); 2] = [
-    (r"^body\.", ""),
-    (r"\.downsample\.1\.", ".downsample.conv."),
-];
+/// Checkpoint key regexes (timm name -> our module path), applied when loading into `model`: the
+/// head's tensors go to the model's kind of head (timm's files hold the linear one; a file saved
+/// by [`TResNet::save_safetensors`] holds the model's own).
+fn timm_to_burn<B: Backend>(model: &TResNet<B>) -> [(&'static str, &'static str); 3] {
+    let head = if model.head.attention().is_some() {
+        "head.Attention."
+    } else {
+        "head.Linear."
+    };
+    [
+        (r"^body\.", ""),
+        (r"\.downsample\.1\.", ".downsample.conv."),
+        (r"^head\.", head),
+    ]
+}
 
 /// Module path regexes (ours -> timm), applied when saving.
-const BURN_TO_TIMM: [(&str, &str); 2] = [
+const BURN_TO_TIMM: [(&str, &str); 3] = [
     (r"^(conv1|layer[1-4])\.", "body.$1."),
     (r"\.downsample\.conv\.", ".downsample.1."),
+    (r"^head\.(Linear|Attention)\.", "head."),
 ];
 
 /// timm's counter of BatchNorm updates: in every checkpoint, meaningless for inference.
@@ -64,11 +76,15 @@ impl CheckpointFormat {
 /// ```
 /// use aia::model::timm_key;
 /// assert_eq!(timm_key("layer2.0.downsample.conv.bn.gamma"), "body.layer2.0.downsample.1.bn.weight");
-/// assert_eq!(timm_key("head.fc.weight"), "head.fc.weight");
+/// assert_eq!(timm_key("head.Linear.fc.weight"), "head.fc.weight");
 /// ```
 pub fn timm_key(path: &str) -> String {
-    let mut key = if path.starts_with("head.") {
-        path.to_string()
+    let mut key = if let Some(head) = path.strip_prefix("head.") {
+        let head = head
+            .strip_prefix("Linear.")
+            .or_else(|| head.strip_prefix("Attention."))
+            .unwrap_or(head);
+        format!("head.{head}")
     } else {
         format!("body.{path}")
     };
@@ -83,7 +99,7 @@ pub fn timm_key(path: &str) -> String {
 
 /// A module path's shape as PyTorch stores it (the classifier's weight is transposed in Burn).
 fn torch_shape(path: &str, burn_shape: &[usize]) -> Vec<usize> {
-    if path == "head.fc.weight" && burn_shape.len() == 2 {
+    if timm_key(path) == "head.fc.weight" && burn_shape.len() == 2 {
         vec![burn_shape[1], burn_shape[0]]
     } else {
         burn_shape.to_vec()
@@ -98,6 +114,9 @@ impl<B: Backend> TResNet<B> {
     /// Every backbone tensor must be present with the shape of this configuration. A classifier
     /// with another number of classes (e.g. ImageNet's 1000 into a 260-label model) is left out,
     /// keeping this model's freshly initialised head; a classifier of the right shape is loaded.
+    /// Under the attention head ([`HeadConfig::Attention`](super::HeadConfig::Attention)) the
+    /// checkpoint's classifier is dropped and the head keeps its initialisation, as the authors
+    /// start from timm's backbone.
     ///
     /// ```no_run
     /// use aia::model::TResNetConfig;
@@ -123,7 +142,7 @@ impl<B: Backend> TResNet<B> {
                     .map_indices_contiguous(false)
                     .allow_partial(true)
                     .validate(false);
-                for (from, to) in TIMM_TO_BURN {
+                for (from, to) in timm_to_burn(&model) {
                     store = store.with_key_remapping(from, to);
                 }
                 model
@@ -140,11 +159,24 @@ impl<B: Backend> TResNet<B> {
     /// layouts, so that timm's `TResNet` (and [`load_timm`](Self::load_timm)) can load them.
     /// The file is written under a temporary name and renamed into place.
     pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<(), ModelError> {
+        self.save_safetensors_with_metadata(path, &[])
+    }
+
+    /// [`save_safetensors`](Self::save_safetensors) with `metadata` (key, value) added to the
+    /// file's header, where [`safetensors_metadata`] reads it back.
+    pub fn save_safetensors_with_metadata(
+        &self,
+        path: impl AsRef<Path>,
+        metadata: &[(&str, &str)],
+    ) -> Result<(), ModelError> {
         let path = path.as_ref();
         let tmp = tmp_path(path);
         let mut store = SafetensorsStore::from_file(&tmp)
             .with_to_adapter(BurnToPyTorchAdapter)
             .overwrite(true);
+        for (key, value) in metadata {
+            store = store.metadata(*key, *value);
+        }
         for (from, to) in BURN_TO_TIMM {
             store = store.with_key_remapping(from, to);
         }
@@ -185,6 +217,40 @@ impl<B: Backend> TResNet<B> {
     }
 }
 
+/// The metadata (string pairs) of a safetensors file's header, read without its tensors.
+///
+/// # Errors
+/// [`ModelError::Checkpoint`] when the file cannot be read or its header is not safetensors'.
+pub fn safetensors_metadata(path: &Path) -> Result<HashMap<String, String>, ModelError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| checkpoint_error(path, e))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|e| checkpoint_error(path, format!("no safetensors header: {e}")))?;
+    // safetensors' own bound on a header (100 MB), so a corrupt length cannot ask for gigabytes.
+    const MAX_HEADER: u64 = 100_000_000;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > MAX_HEADER {
+        return Err(checkpoint_error(
+            path,
+            format!("a safetensors header of {header_len} bytes"),
+        ));
+    }
+    let mut header = Vec::new();
+    file.take(header_len)
+        .read_to_end(&mut header)
+        .map_err(|e| checkpoint_error(path, e))?;
+    // The header is JSON: the tensors' entries and, under `__metadata__`, the string pairs.
+    #[derive(serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__", default)]
+        metadata: HashMap<String, String>,
+    }
+    let header: Header = serde_json::from_slice(&header)
+        .map_err(|e| checkpoint_error(path, format!("not a safetensors header: {e}")))?;
+    Ok(header.metadata)
+}
+
 fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".tmp{}", std::process::id()));
@@ -205,14 +271,16 @@ fn load_pytorch<B: Backend>(
     path: &Path,
 ) -> Result<ApplyResult, ModelError> {
     let store = |top: Option<&str>| {
+        // Paths carry the head's variant (`head.Linear.`), as in the safetensors store.
         let mut store = PytorchStore::from_file(path)
+            .skip_enum_variants(false)
             .map_indices_contiguous(false)
             .allow_partial(true)
             .validate(false);
         if let Some(top) = top {
             store = store.with_top_level_key(top);
         }
-        for (from, to) in TIMM_TO_BURN {
+        for (from, to) in timm_to_burn(model) {
             store = store.with_key_remapping(from, to);
         }
         store
@@ -237,7 +305,8 @@ fn load_pytorch<B: Backend>(
         .map_err(|e| checkpoint_error(path, e))
 }
 
-/// Turns burn-store's report into our errors; tolerates only a classifier of another width.
+/// Turns burn-store's report into our errors; tolerates only a classifier of another width, or
+/// none under the attention head.
 fn check_result<B: Backend>(
     model: &TResNet<B>,
     path: &Path,
@@ -254,9 +323,10 @@ fn check_result<B: Backend>(
                 let expected = torch_shape(p, expected.as_slice());
                 let found = torch_shape(p, found.as_slice());
                 // A head for another label set: keep ours (burn-store left it untouched).
+                let key = timm_key(p);
                 let other_head =
-                    (p == "head.fc.weight" && found.len() == 2 && found[1] == num_features)
-                        || (p == "head.fc.bias" && found.len() == 1);
+                    (key == "head.fc.weight" && found.len() == 2 && found[1] == num_features)
+                        || (key == "head.fc.bias" && found.len() == 1);
                 if !other_head {
                     return Err(ModelError::ShapeMismatch {
                         path: path.to_path_buf(),
@@ -269,11 +339,24 @@ fn check_result<B: Backend>(
             other => return Err(checkpoint_error(path, other)),
         }
     }
-    if let Some((p, _)) = result.missing.first() {
+    // timm's checkpoints hold the linear head only: under the attention head, theirs is dropped
+    // and ours keeps its initialisation, unless the file holds an attention head (one saved by
+    // this crate), which must then be whole.
+    let with_attention = model.head.attention().is_some();
+    let head_in_file = result.applied.iter().any(|k| k.starts_with("head."));
+    let other_kind_of_head =
+        |k: &str| with_attention && !head_in_file && timm_key(k).starts_with("head.");
+    let missing: Vec<&String> = result
+        .missing
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| !other_kind_of_head(p))
+        .collect();
+    if let Some(p) = missing.first() {
         return Err(ModelError::MissingKey {
             path: path.to_path_buf(),
             key: timm_key(p),
-            others: result.missing.len() - 1,
+            others: missing.len() - 1,
         });
     }
     // burn-store lists BatchNorm tensors under their PyTorch names as unused even after its
@@ -291,7 +374,9 @@ fn check_result<B: Backend>(
     let unexpected: Vec<&String> = result
         .unused
         .iter()
-        .filter(|k| !k.ends_with(IGNORED_SUFFIX) && !applied_under_burn_name(k))
+        .filter(|k| {
+            !k.ends_with(IGNORED_SUFFIX) && !applied_under_burn_name(k) && !other_kind_of_head(k)
+        })
         .collect();
     if let Some(first) = unexpected.first() {
         return Err(ModelError::UnexpectedKey {

@@ -27,6 +27,8 @@ use super::{RunResults, TrainError};
 pub const MODEL_FILE: &str = "model.mpk";
 /// The optimizer file in a checkpoint folder.
 pub const OPTIMIZER_FILE: &str = "optimizer.mpk";
+/// The moving average of the weights in a checkpoint folder, when the run keeps one.
+pub const EMA_FILE: &str = "ema.mpk";
 /// The state file in a checkpoint folder.
 pub const STATE_FILE: &str = "state.json";
 

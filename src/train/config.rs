@@ -55,6 +55,11 @@ pub struct TrainConfig {
     /// dropout and any other backend randomness replay identically on resume.
     #[config(default = 1)]
     pub seed: u64,
+    /// Keep an exponential moving average of the weights with this decay (the authors'
+    /// follow-up uses 0.999, ASL 0.9997), scored beside the trained weights each epoch; `None`
+    /// (the paper's recipe) keeps none.
+    #[config(default = "None")]
+    pub ema_decay: Option<f64>,
     /// Worker threads of the data loaders.
     #[config(default = 4)]
     pub num_workers: usize,

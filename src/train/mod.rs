@@ -5,12 +5,14 @@
 //! - [`ScheduledAdam`]: `torch.optim.Adam` with the learning rate and beta1 given at every step;
 //! - [`Trainer`]: the loop, generic over the backend, the model ([`MultiLabelModel`]), the loss
 //!   ([`MultiLabelLoss`]), the data ([`TrainLoader`]) and the evaluation ([`Evaluator`]), with
-//!   live [`Progress`], atomic checkpoints and exact resume, the best model, `results.json`
+//!   live [`Progress`], atomic checkpoints and exact resume, a [`ModelEma`] of the weights, the
+//!   best model, `results.json`
 //!   ([`RunResults`]) and `curves.svg` ([`training_curves_svg`]).
 
 pub(crate) mod atomic;
 mod checkpoint;
 mod config;
+mod ema;
 mod evaluate;
 mod fit;
 mod lock;
@@ -23,9 +25,11 @@ mod results;
 mod schedule;
 
 pub use checkpoint::{
-    load_model, save_model, CheckpointState, RunPaths, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE,
+    load_model, save_model, CheckpointState, RunPaths, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE,
+    STATE_FILE,
 };
 pub use config::TrainConfig;
+pub use ema::ModelEma;
 pub use evaluate::{EpochMetrics, EvaluationError, Evaluator, PrecisionRecallF1};
 pub use fit::{FitOutcome, Trainer};
 pub use lock::{RunLock, LOCK_FILE};
@@ -38,7 +42,7 @@ pub use predict::{predict, Predictions};
 pub use progress::{
     format_duration, BatchUpdate, Progress, SilentProgress, StderrProgress, WriterProgress,
 };
-pub use results::{EpochRecord, RunResults};
+pub use results::{EmaRecord, EpochRecord, RunResults, Weights};
 pub use schedule::{OneCycleLr, OneCycleLrConfig, SchedulePoint};
 
 use std::path::PathBuf;

@@ -203,10 +203,11 @@ fn points(epochs: &[EpochRecord], value: impl Fn(&EpochRecord) -> f64) -> Vec<(f
 }
 
 /// The training curves as an SVG document: three panels side by side, the training and
-/// validation loss, the per-class and per-image F1, and N+, each against the epoch. Non-finite
-/// values are left out.
+/// validation loss, the per-class and per-image F1, and N+, each against the epoch, with the
+/// moving average's validation loss and per-class F1 when the run keeps one. Non-finite values
+/// are left out.
 pub fn training_curves_svg(epochs: &[EpochRecord], total_epochs: usize) -> String {
-    let panels = [
+    let mut panels = [
         Panel {
             title: "Loss",
             y_label: "loss",
@@ -255,6 +256,21 @@ pub fn training_curves_svg(epochs: &[EpochRecord], total_epochs: usize) -> Strin
             }],
         },
     ];
+    if epochs.iter().any(|r| r.ema.is_some()) {
+        let ema = |value: fn(&super::EmaRecord) -> f64| {
+            points(epochs, move |r| r.ema.as_ref().map_or(f64::NAN, value))
+        };
+        panels[0].series.push(Series {
+            name: "EMA validation loss",
+            color: "#8c564b",
+            points: ema(|e| e.val_loss),
+        });
+        panels[1].series.push(Series {
+            name: "EMA per-class F1",
+            color: "#17becf",
+            points: ema(|e| e.metrics.per_class.f1),
+        });
+    }
     let last_epoch = epochs.iter().map(|r| r.epoch).max().unwrap_or(1);
     let x_epochs = total_epochs.max(last_epoch);
     let width = PANEL_WIDTH * panels.len() as f64;
@@ -302,6 +318,7 @@ mod tests {
             learning_rate: 1e-4,
             momentum: 0.9,
             metrics: Default::default(),
+            ema: None,
             seconds: 1.0,
             images_per_second: 1.0,
         }
@@ -345,5 +362,23 @@ mod tests {
         assert_eq!(label(0.30000000000000004), "0.3");
         assert_eq!(label(5.0), "5");
         assert_eq!(label(-0.0), "0");
+    }
+
+    #[test]
+    fn the_moving_average_gets_its_own_series_when_there_is_one() {
+        let plain = series(&training_curves_svg(&[record(1, 0.5), record(2, 0.4)], 2));
+        assert!(plain.iter().all(|(name, _)| !name.starts_with("EMA")));
+        let mut averaged = record(2, 0.4);
+        averaged.ema = Some(crate::train::EmaRecord {
+            val_loss: 0.3,
+            metrics: Default::default(),
+        });
+        let found = series(&training_curves_svg(&[record(1, 0.5), averaged], 2));
+        for name in ["EMA validation loss", "EMA per-class F1"] {
+            assert!(
+                found.contains(&(name.to_string(), "1".to_string())),
+                "{name} with the one epoch that has it: {found:?}"
+            );
+        }
     }
 }

@@ -22,10 +22,57 @@ pub struct EpochRecord {
     pub momentum: f64,
     /// The evaluator's metrics on the validation split.
     pub metrics: EpochMetrics,
+    /// The same for the moving average of the weights, when the run keeps one
+    /// ([`TrainConfig::ema_decay`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<EmaRecord>,
     /// Wall time of the epoch (training and validation), in seconds.
     pub seconds: f64,
     /// Training throughput, in images per second.
     pub images_per_second: f64,
+}
+
+/// What the moving average of the weights measured in an epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmaRecord {
+    /// The mean validation loss (weighted by batch size).
+    pub val_loss: f64,
+    /// The evaluator's metrics on the validation split.
+    pub metrics: EpochMetrics,
+}
+
+/// Which of an epoch's weights: those the optimizer trained, or their moving average.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weights {
+    /// The optimizer's weights.
+    #[default]
+    Trained,
+    /// The exponential moving average of the weights ([`ModelEma`](super::ModelEma)).
+    Ema,
+}
+
+impl Weights {
+    /// The name `results.json` gives them: `trained` or `ema`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Trained => "trained",
+            Self::Ema => "ema",
+        }
+    }
+}
+
+impl EpochRecord {
+    /// The epoch's better weights by per-class F1 (the trained ones on a tie, and when there is
+    /// no average), with their metrics.
+    pub fn best_weights(&self) -> (Weights, &EpochMetrics) {
+        match &self.ema {
+            Some(ema) if f1_key(ema.metrics.per_class.f1) > f1_key(self.metrics.per_class.f1) => {
+                (Weights::Ema, &ema.metrics)
+            }
+            _ => (Weights::Trained, &self.metrics),
+        }
+    }
 }
 
 /// The results file of a run (`results.json`), rewritten after every epoch.
@@ -43,6 +90,9 @@ pub struct RunResults {
     /// The epoch with the best per-class F1 so far (the first of equals), whose weights are the
     /// run's best model.
     pub best_epoch: Option<usize>,
+    /// Which of the best epoch's weights are the best model (see [`EpochRecord::best_weights`]).
+    #[serde(default)]
+    pub best_weights: Weights,
     /// Whether all `config.epochs` epochs are done.
     pub completed: bool,
 }
@@ -65,6 +115,7 @@ impl RunResults {
             steps_per_epoch,
             epochs: Vec::new(),
             best_epoch: None,
+            best_weights: Weights::Trained,
             completed: false,
         }
     }
@@ -75,17 +126,25 @@ impl RunResults {
         self.epochs.iter().find(|record| record.epoch == best)
     }
 
-    /// Appends an epoch; returns whether it is the new best (strictly better per-class F1).
-    pub fn push(&mut self, record: EpochRecord) -> bool {
-        let is_best = self.best().is_none_or(|best| {
-            f1_key(record.metrics.per_class.f1) > f1_key(best.metrics.per_class.f1)
-        });
+    /// The best model's metrics: those of the best epoch's [`best_weights`](Self::best_weights).
+    pub fn best_metrics(&self) -> Option<&EpochMetrics> {
+        self.best().map(|record| record.best_weights().1)
+    }
+
+    /// Appends an epoch; when its better weights have a strictly better per-class F1 than the
+    /// best so far, they become the best and their kind is returned.
+    pub fn push(&mut self, record: EpochRecord) -> Option<Weights> {
+        let (weights, metrics) = record.best_weights();
+        let is_best = self
+            .best_metrics()
+            .is_none_or(|best| f1_key(metrics.per_class.f1) > f1_key(best.per_class.f1));
+        self.completed = record.epoch >= self.config.epochs;
         if is_best {
             self.best_epoch = Some(record.epoch);
+            self.best_weights = weights;
         }
-        self.completed = record.epoch >= self.config.epochs;
         self.epochs.push(record);
-        is_best
+        is_best.then_some(weights)
     }
 
     /// Reads a results file.
@@ -121,6 +180,7 @@ mod tests {
             learning_rate: 1e-4,
             momentum: 0.9,
             metrics,
+            ema: None,
             seconds: 1.0,
             images_per_second: 1.0,
         }
@@ -133,16 +193,63 @@ mod tests {
             serde_json::Value::Null,
             3,
         );
-        assert!(results.push(record(1, f64::NAN)));
-        assert!(results.push(record(2, 0.3)), "a number beats NaN");
-        assert!(!results.push(record(3, f64::NAN)));
-        assert!(results.push(record(4, 0.5)));
-        assert!(
-            !results.push(record(5, 0.5)),
+        let trained = Some(Weights::Trained);
+        assert_eq!(results.push(record(1, f64::NAN)), trained);
+        assert_eq!(results.push(record(2, 0.3)), trained, "a number beats NaN");
+        assert_eq!(results.push(record(3, f64::NAN)), None);
+        assert_eq!(results.push(record(4, 0.5)), trained);
+        assert_eq!(
+            results.push(record(5, 0.5)),
+            None,
             "a tie keeps the earlier epoch"
         );
         assert_eq!(results.best_epoch, Some(4));
         assert_eq!(results.best().unwrap().epoch, 4);
         assert!(results.completed);
+    }
+
+    #[test]
+    fn weights_are_named_as_in_the_results_file() {
+        for weights in [Weights::Trained, Weights::Ema] {
+            let json = serde_json::to_string(&weights).unwrap();
+            assert_eq!(json, format!("\"{}\"", weights.name()));
+        }
+    }
+
+    fn with_ema(epoch: usize, trained: f64, ema: f64) -> EpochRecord {
+        let mut metrics = EpochMetrics::default();
+        metrics.per_class.f1 = ema;
+        EpochRecord {
+            ema: Some(EmaRecord {
+                val_loss: 1.0,
+                metrics,
+            }),
+            ..record(epoch, trained)
+        }
+    }
+
+    #[test]
+    fn the_best_model_is_the_better_of_the_trained_and_averaged_weights() {
+        let mut results = RunResults::new(
+            TrainConfig::new().with_epochs(4),
+            serde_json::Value::Null,
+            3,
+        );
+        assert_eq!(results.push(with_ema(1, 0.2, 0.1)), Some(Weights::Trained));
+        assert_eq!(results.push(with_ema(2, 0.25, 0.4)), Some(Weights::Ema));
+        assert_eq!(results.best_weights, Weights::Ema);
+        assert_eq!(results.best_metrics().unwrap().per_class.f1, 0.4);
+        // Neither beats 0.4; a tie between the two is the trained weights'.
+        assert_eq!(results.push(with_ema(3, 0.4, 0.4)), None);
+        assert_eq!(results.push(with_ema(4, 0.5, 0.5)), Some(Weights::Trained));
+        assert_eq!(
+            (results.best_epoch, results.best_weights),
+            (Some(4), Weights::Trained)
+        );
+        // Older results files have no `best_weights`: the trained ones.
+        let mut json = serde_json::to_value(&results).unwrap();
+        json.as_object_mut().unwrap().remove("best_weights");
+        let old: RunResults = serde_json::from_value(json).unwrap();
+        assert_eq!(old.best_weights, Weights::Trained);
     }
 }

@@ -2,34 +2,72 @@
 //! and autotune on), checked step by step against the same run on Flex.
 //!
 //! ```sh
-//! cargo run --release --features wgpu   # also on Mesa's software Vulkan driver (lavapipe)
+//! cargo run --release --features wgpu               # also on Mesa's software Vulkan driver (lavapipe)
 //! cargo run --release --features cuda
+//! cargo run --release --features cuda,wgpu -- cuda  # both built in: name the one to run
 //! ```
 //!
-//! Exits non-zero when the two runs disagree by more than floating-point reordering explains.
+//! Exits 1 when the two runs disagree by more than floating-point reordering explains, or when
+//! the GPU cannot run, with the reason on one line.
 
-#[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn main() -> Result<(), aia_downstream::Error> {
-    check::run()
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let backend = std::env::args().nth(1);
+    aia::error::exit_status(check::run_named(backend.as_deref()))
 }
 
-#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
-fn main() {
-    eprintln!("nothing to compare Flex with: build with --features wgpu or --features cuda");
-    std::process::exit(2);
-}
-
-#[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod check {
     use std::time::Instant;
 
     use aia_downstream::{compare, experiment, run as run_on, with_shared_weights, Error};
     use burn::backend::{Autodiff, Flex};
+    use burn::tensor::backend::Backend;
 
-    #[cfg(feature = "cuda")]
-    type Gpu = burn::backend::Cuda;
-    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
-    type Gpu = burn::backend::Wgpu;
+    /// The GPU backends this build holds, by the name that picks them.
+    const BUILT: &[&str] = &[
+        #[cfg(feature = "wgpu")]
+        "wgpu",
+        #[cfg(feature = "cuda")]
+        "cuda",
+    ];
+
+    /// Runs the comparison on the backend called `name`; without one, on the only backend built.
+    pub fn run_named(name: Option<&str>) -> Result<(), Error> {
+        let name = match (name, BUILT) {
+            (Some(name), _) => name,
+            (None, [only]) => *only,
+            (None, []) => {
+                return Err(
+                    "no GPU backend to compare Flex with: build with --features wgpu \
+                            or --features cuda"
+                        .into(),
+                )
+            }
+            (None, _) => {
+                return Err(format!(
+                    "this build holds several GPU backends ({}): name the one to run",
+                    BUILT.join(", ")
+                )
+                .into())
+            }
+        };
+        match name {
+            #[cfg(feature = "wgpu")]
+            "wgpu" => run::<burn::backend::Wgpu>(),
+            #[cfg(feature = "cuda")]
+            "cuda" => run::<burn::backend::Cuda>(),
+            other => Err(format!(
+                "unknown GPU backend `{other}`: this build holds {}",
+                if BUILT.is_empty() {
+                    "none".to_string()
+                } else {
+                    BUILT.join(", ")
+                }
+            )
+            .into()),
+        }
+    }
 
     // The two runs do the same arithmetic in float32 in different orders (GPU reductions and
     // convolutions against Flex's GEMM kernels), from the same weights on the same batches.
@@ -56,7 +94,9 @@ mod check {
         value <= bound
     }
 
-    pub fn run() -> Result<(), Error> {
+    // Unused only in a build without a GPU backend, which has nothing to run.
+    #[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(dead_code))]
+    fn run<Gpu: Backend>() -> Result<(), Error> {
         let started = Instant::now();
         let root = tempfile::tempdir()?;
         let config = experiment(&root.path().join("datasets"));
@@ -67,9 +107,10 @@ mod check {
             std::any::type_name::<Flex>()
         );
 
+        // The GPU first: without a usable device, the crate's entry point says so at once.
+        let gpu = run_on::<Autodiff<Gpu>>(&config, &root.path().join("gpu"), &Default::default())?;
         let flex =
             run_on::<Autodiff<Flex>>(&config, &root.path().join("flex"), &Default::default())?;
-        let gpu = run_on::<Autodiff<Gpu>>(&config, &root.path().join("gpu"), &Default::default())?;
         for (name, outcome) in [("flex", &flex), ("gpu", &gpu)] {
             println!(
                 "{name:>4}: train {:.1} s, evaluate + annotate {:.1} s, step losses {:?}",
