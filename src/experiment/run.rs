@@ -102,6 +102,11 @@ where
     let (source, folder) = open_data(config)?;
     let mut config = config.clone();
     config.model.num_classes = folder.vocabulary().len();
+    // A class-weight list that does not fit the vocabulary would only fail in the first step.
+    config.loss.validate_for(config.model.num_classes)?;
+    if config.loss.reduction == crate::loss::Reduction::None {
+        return Err(crate::loss::LossError::NotReduced.into());
+    }
     let run_info = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
     let mut trainer = customize(Trainer::new(config.train.clone(), out).with_run_info(run_info));
     // Before the slow part (model, weights, a full decode of the images).
@@ -148,7 +153,7 @@ where
             .map(|m| epoch_metrics(&m))
     };
 
-    let loss = config.loss.init();
+    let loss = config.loss.try_init()?;
     let outcome =
         trainer.fit::<B, _, _, _, _>(model, &loss, &train_loader, valid, &mut evaluator, device)?;
     Ok(outcome)

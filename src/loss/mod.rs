@@ -89,6 +89,9 @@ pub enum LossError {
         /// The number of classes.
         classes: usize,
     },
+    /// The `none` reduction where one value is needed (training).
+    #[error("the loss reduction `none` gives one loss per element; training needs one value: mean, sum or batchmean")]
+    NotReduced,
     /// A loss name that is not one of the presets.
     #[error("unknown loss preset {0:?}; expected one of bce, focal, asymmetric, proposed")]
     UnknownPreset(String),
