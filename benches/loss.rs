@@ -2,6 +2,12 @@
 //! composed tensor-op reference, forward and forward+backward, beside a memory-copy baseline of
 //! the same size (read two arrays, write one).
 //!
+//! `fused_fwd_bwd_options` is the fused forward+backward with every option of the loss on
+//! (batchmean reduction, label smoothing, per-class weights, per-class positive weights, detached
+//! focusing), beside `fused_fwd_bwd`, the same preset without them; `fused_fwd_bwd_weights` has
+//! every option but smoothing, whose soft targets take the kernel's general path (both terms of
+//! the loss for every element, where binary targets need one).
+//!
 //! `cargo bench --bench loss`; `scripts/loss_bench_torch.py` times PyTorch on the same shapes
 //! and prints both side by side.
 
@@ -9,7 +15,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use aia::kernels::zeroed_f32;
-use aia::loss::{AsymmetricLoss, AsymmetricLossConfig};
+use aia::loss::{AsymmetricLoss, AsymmetricLossConfig, Reduction};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Distribution, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -63,6 +69,16 @@ fn bench_loss(c: &mut Criterion) {
         let xs: Vec<f32> = x.to_data().to_vec().unwrap();
         let ys: Vec<f32> = y.to_data().to_vec().unwrap();
 
+        let with_options = AsymmetricLossConfig::proposed()
+            .with_reduction(Reduction::BatchMean)
+            .with_smoothing(0.1)
+            .with_weight(Some(
+                (0..cols).map(|c| 0.5 + (c % 4) as f64 * 0.5).collect(),
+            ))
+            .with_pos_weight(Some((0..cols).map(|c| 1.0 + (c % 3) as f64).collect()))
+            .with_detach_focusing(true);
+        let weights_only = with_options.clone().with_smoothing(0.0).init();
+        let with_options = with_options.init();
         let big = rows * cols > 1_000_000;
         let mut group = c.benchmark_group(format!("loss_{rows}x{cols}"));
         group
@@ -79,6 +95,12 @@ fn bench_loss(c: &mut Criterion) {
         });
         group.bench_function(id("fused_fwd_bwd"), |b| {
             b.iter(|| black_box(fwd_bwd(&loss, &x, &y, true)))
+        });
+        group.bench_function(id("fused_fwd_bwd_options"), |b| {
+            b.iter(|| black_box(fwd_bwd(&with_options, &x, &y, true)))
+        });
+        group.bench_function(id("fused_fwd_bwd_weights"), |b| {
+            b.iter(|| black_box(fwd_bwd(&weights_only, &x, &y, true)))
         });
         group.bench_function(id("composed_fwd"), |b| {
             b.iter(|| black_box(loss.forward_composed(x.clone(), y.clone())))

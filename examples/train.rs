@@ -9,14 +9,18 @@
 //! cargo run --release --example train -- --out runs/corel --evaluate
 //! ```
 //!
-//! Every value of the recipe is a flag whose default is the paper's.
+//! Every value of the recipe is a flag whose default is the paper's. The loss takes timm's
+//! options on top of its preset: `--reduction mean|sum|batchmean`, `--label-smoothing 0.1`, and
+//! `--class-weights weights.json`, a JSON list of one weight per vocabulary word, in the order of
+//! the data set's vocabulary (e.g. `[1.0, 2.5, 0.5]`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aia::backend::{DefaultBackend, TrainBackend, BACKEND_NAME};
+use aia::error::Error;
 use aia::experiment::{self, ExperimentConfig, EVALUATION_FILE};
-use aia::loss::LossPreset;
+use aia::loss::{LossError, LossPreset, Reduction};
 use aia::model::{HeadConfig, TResNetConfig};
 use aia::train::TrainConfig;
 use clap::{Parser, ValueEnum};
@@ -40,6 +44,16 @@ struct Args {
     /// The loss: bce, focal, asymmetric or proposed.
     #[arg(long, default_value = "proposed")]
     loss: LossPreset,
+    /// How the loss is reduced: mean (over every label of the batch), sum, or batchmean (sum
+    /// over the labels, mean over the batch).
+    #[arg(long, default_value = "mean")]
+    reduction: Reduction,
+    /// Label smoothing of the targets towards 0.5, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f64,
+    /// JSON file with one loss weight per vocabulary word (a list, in vocabulary order).
+    #[arg(long)]
+    class_weights: Option<PathBuf>,
     /// TResNet variant.
     #[arg(long, value_enum, default_value = "m")]
     model: Variant,
@@ -106,6 +120,26 @@ fn paper_results(data: &str) -> Option<[(f64, f64, f64, usize); 2]> {
     }
 }
 
+/// The per-label loss weights of `path`: a JSON list of numbers.
+fn read_class_weights(path: &std::path::Path) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the class weights {}: {e}", path.display()))?;
+    let weights: Vec<f64> = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}: expected a JSON list of one weight per vocabulary word, e.g. [1.0, 2.5]: {e}",
+            path.display()
+        )
+    })?;
+    if let Some(bad) = weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+        return Err(format!(
+            "{}: class weight {bad} is not a finite value >= 0",
+            path.display()
+        )
+        .into());
+    }
+    Ok(weights)
+}
+
 fn main() -> ExitCode {
     aia::error::exit_status(run(Args::parse()))
 }
@@ -143,10 +177,22 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     .with_dropout(args.dropout)
     .with_head(args.head.clone());
+    let weight = args
+        .class_weights
+        .as_deref()
+        .map(read_class_weights)
+        .transpose()?;
+    let loss = args
+        .loss
+        .config()
+        .with_reduction(args.reduction)
+        .with_smoothing(args.label_smoothing)
+        .with_weight(weight);
+    loss.validate()?;
     let config = ExperimentConfig::new(args.data.clone())
         .with_data_root(args.data_root)
         .with_model(model)
-        .with_loss(args.loss.config())
+        .with_loss(loss)
         .with_weights(args.weights.clone())
         .with_skip_bad_images(args.skip_bad_images)
         .with_validation(args.validation)
@@ -168,14 +214,24 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "training on {BACKEND_NAME}: {} with the {} head and loss `{}` into {}",
+        "training on {BACKEND_NAME}: {} with the {} head and loss `{}` (reduction {}) into {}",
         args.data,
         args.head.name(),
         args.loss,
+        args.reduction.name(),
         args.out.display()
     );
     let outcome = experiment::train::<TrainBackend>(&config, &args.out, &device, |t| {
         t.with_resume(args.resume)
+    })
+    .map_err(|e| -> Box<dyn std::error::Error> {
+        // The vocabulary is only known once the data is open: say which file does not fit it.
+        match (&e, &args.class_weights) {
+            (Error::Loss(LossError::WeightLength { .. }), Some(path)) => {
+                format!("{}: {e}", path.display()).into()
+            }
+            _ => e.into(),
+        }
     })?;
     if let Some(from) = outcome.resumed_from {
         println!("resumed after epoch {from}");

@@ -372,3 +372,63 @@ fn annotate_reports_bad_runs_splits_and_output_folders() {
         &["--thresholds", "2"],
     );
 }
+
+#[test]
+fn train_reports_bad_loss_options_and_class_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = data_folder(dir.path(), "Good", &split(&["a.png"]));
+    let data = good.to_str().unwrap();
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["--data", data, "--out", out];
+        args.extend_from_slice(extra);
+        run("train", &args, dir.path())
+    };
+    assert_readable_failure(
+        "missing class weights",
+        train(&["--class-weights", "nowhere.json"]),
+        1,
+        &["nowhere.json"],
+    );
+    std::fs::write(dir.path().join("words.json"), r#"{"sky": 2.0}"#).unwrap();
+    assert_readable_failure(
+        "class weights that are not a list",
+        train(&["--class-weights", "words.json"]),
+        1,
+        &["words.json", "JSON list"],
+    );
+    std::fs::write(dir.path().join("negative.json"), "[1.0, -2.0, 1.0]").unwrap();
+    assert_readable_failure(
+        "a negative class weight",
+        train(&["--class-weights", "negative.json"]),
+        1,
+        &["negative.json", "-2"],
+    );
+    // Three words in the vocabulary, two weights.
+    std::fs::write(dir.path().join("short.json"), "[1.0, 2.0]").unwrap();
+    assert_readable_failure(
+        "class weights of another vocabulary",
+        train(&["--class-weights", "short.json"]),
+        1,
+        &["short.json", "2 values", "3 classes"],
+    );
+    assert_readable_failure(
+        "smoothing out of range",
+        train(&["--label-smoothing", "1.5"]),
+        1,
+        &["smoothing", "1.5"],
+    );
+    assert_readable_failure(
+        "training without a reduction",
+        train(&["--reduction", "none"]),
+        1,
+        &["none", "batchmean"],
+    );
+    assert_readable_failure(
+        "unknown reduction",
+        train(&["--reduction", "average"]),
+        2,
+        &["average"],
+    );
+}

@@ -8,7 +8,7 @@ use aia::loss::{AsymmetricLossConfig, LossError, LossPreset, Reduction};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Distribution, Tensor, TensorData};
 
-use common::{assert_close, check_fixtures, compare_fused_composed, Impl};
+use common::{assert_close, check_fixtures, check_timm_fixtures, compare_fused_composed, Impl};
 
 type F = Flex;
 type Ad = Autodiff<Flex>;
@@ -28,6 +28,18 @@ fn fused_matches_torch_fixtures() {
 fn ndarray_fused_and_composed_match_torch_fixtures() {
     check_fixtures::<burn::backend::NdArray>(Impl::Fused);
     check_fixtures::<burn::backend::NdArray>(Impl::Composed);
+    check_timm_fixtures::<burn::backend::NdArray>(Impl::Fused);
+    check_timm_fixtures::<burn::backend::NdArray>(Impl::Composed);
+}
+
+#[test]
+fn composed_matches_timm_fixtures() {
+    check_timm_fixtures::<F>(Impl::Composed);
+}
+
+#[test]
+fn fused_matches_timm_fixtures() {
+    check_timm_fixtures::<F>(Impl::Fused);
 }
 
 #[test]
@@ -247,4 +259,154 @@ fn bce_preset_is_plain_binary_cross_entropy() {
     ] {
         assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
     }
+}
+
+#[test]
+fn no_reduction_gives_each_elements_loss_and_gradient() {
+    let device = Default::default();
+    let (rows, cols) = (37, 301);
+    let x = Tensor::<F, 2>::random([rows, cols], Distribution::Uniform(-9.0, 9.0), &device);
+    let y = Tensor::<F, 2>::random([rows, cols], Distribution::Bernoulli(0.3), &device);
+    let up = Tensor::<F, 2>::random([rows, cols], Distribution::Uniform(-1.0, 2.0), &device);
+    let weight: Vec<f64> = (0..cols).map(|c| (c % 7) as f64 / 3.0).collect();
+    for config in [
+        AsymmetricLossConfig::proposed(),
+        AsymmetricLossConfig::proposed()
+            .with_weight(Some(weight))
+            .with_pos_weight(Some(vec![1.5]))
+            .with_smoothing(0.05)
+            .with_detach_focusing(true),
+    ] {
+        let loss = config.with_reduction(Reduction::None).init();
+        let run = |composed: bool| {
+            let xa = Tensor::<Ad, 2>::from_inner(x.clone()).require_grad();
+            let ya = Tensor::<Ad, 2>::from_inner(y.clone()).require_grad();
+            let l = if composed {
+                loss.forward_composed(xa.clone(), ya.clone())
+            } else {
+                loss.forward(xa.clone(), ya.clone())
+            };
+            assert_eq!(l.dims(), [rows * cols]);
+            let values: Vec<f32> = l.clone().into_data().to_vec().unwrap();
+            let upa = Tensor::<Ad, 2>::from_inner(up.clone()).reshape([rows * cols]);
+            let grads = (l * upa).sum().backward();
+            let gx: Vec<f32> = xa.grad(&grads).unwrap().into_data().to_vec().unwrap();
+            let gy: Vec<f32> = ya.grad(&grads).unwrap().into_data().to_vec().unwrap();
+            (values, gx, gy)
+        };
+        let (fused, composed) = (run(false), run(true));
+        assert_close(&fused.0, &composed.0, "per-element losses");
+        assert_close(&fused.1, &composed.1, "d/dlogits");
+        assert_close(&fused.2, &composed.2, "d/dtargets");
+        // The reductions are sums of the same elements.
+        let total: f64 = fused.0.iter().map(|&v| v as f64).sum();
+        let reduced = |r: Reduction| loss.clone().with_reduction(r).forward(x.clone(), y.clone());
+        let sum = reduced(Reduction::Sum).into_scalar() as f64;
+        let batchmean = reduced(Reduction::BatchMean).into_scalar() as f64;
+        assert!(
+            (sum - total).abs() <= 1e-4 * total.abs(),
+            "{sum} vs {total}"
+        );
+        assert!(
+            (batchmean - total / rows as f64).abs() <= 1e-4 * total.abs() / rows as f64,
+            "{batchmean}"
+        );
+        let elementwise = loss.forward_elementwise(x.clone(), y.clone());
+        assert_eq!(elementwise.dims(), [rows, cols]);
+    }
+}
+
+#[test]
+fn options_are_validated() {
+    let bad = [
+        AsymmetricLossConfig::proposed().with_smoothing(1.0),
+        AsymmetricLossConfig::proposed().with_smoothing(-0.1),
+        AsymmetricLossConfig::proposed().with_smoothing(f64::NAN),
+        AsymmetricLossConfig::proposed().with_weight(Some(vec![1.0, -1.0])),
+        AsymmetricLossConfig::proposed().with_pos_weight(Some(vec![f64::INFINITY])),
+        AsymmetricLossConfig::proposed().with_gamma_neg(-1.0),
+        AsymmetricLossConfig::proposed().with_eps(0.0),
+    ];
+    for config in bad {
+        match config.try_init() {
+            Err(e @ LossError::InvalidOption { .. }) => {
+                assert!(e.to_string().contains("loss option"))
+            }
+            other => panic!("{config:?}: expected an invalid option, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        AsymmetricLossConfig::proposed()
+            .with_weight(Some(vec![]))
+            .try_init(),
+        Err(LossError::EmptyWeights("weight"))
+    ));
+
+    let device = Default::default();
+    let x = Tensor::<F, 2>::zeros([2, 3], &device);
+    let y = Tensor::<F, 2>::zeros([2, 3], &device);
+    let loss = AsymmetricLossConfig::proposed()
+        .with_pos_weight(Some(vec![1.0, 2.0]))
+        .try_init()
+        .unwrap();
+    match loss.forward_checked(x.clone(), y.clone()) {
+        Err(LossError::WeightLength { name, len, classes }) => {
+            assert_eq!((name, len, classes), ("pos_weight", 2, 3))
+        }
+        other => panic!("expected a weight length error, got {other:?}"),
+    }
+    let config = AsymmetricLossConfig::proposed().with_weight(Some(vec![1.0; 4]));
+    assert!(matches!(
+        config.validate_for(3),
+        Err(LossError::WeightLength {
+            name: "weight",
+            len: 4,
+            classes: 3
+        })
+    ));
+    assert!(config.validate_for(4).is_ok());
+
+    for name in ["mean", "sum", "batchmean", "none"] {
+        let r: Reduction = name.parse().unwrap();
+        assert_eq!(r.name(), name);
+    }
+    assert!(matches!(
+        "avg".parse::<Reduction>(),
+        Err(LossError::UnknownReduction(s)) if s == "avg"
+    ));
+}
+
+#[test]
+fn configs_written_before_the_options_still_load() {
+    let old = r#"{"gamma_neg":4.0,"gamma_pos":3.0,"pos_margin":1.1,"neg_margin":0.05,
+        "threshold":0.25,"eps":1e-8,"reduction":"Mean"}"#;
+    let config: AsymmetricLossConfig = serde_json::from_str(old).unwrap();
+    assert_eq!(config, AsymmetricLossConfig::proposed());
+    assert_eq!(config.smoothing, 0.0);
+    assert_eq!((config.weight, config.pos_weight), (None, None));
+    assert!(!config.detach_focusing);
+    let all = AsymmetricLossConfig::proposed()
+        .with_reduction(Reduction::BatchMean)
+        .with_smoothing(0.1)
+        .with_weight(Some(vec![1.0, 2.0]))
+        .with_pos_weight(Some(vec![3.0]))
+        .with_detach_focusing(true);
+    let back: AsymmetricLossConfig =
+        serde_json::from_str(&serde_json::to_string(&all).unwrap()).unwrap();
+    assert_eq!(back, all);
+}
+
+#[test]
+fn detached_focusing_changes_the_gradient_not_the_value() {
+    let device = Default::default();
+    let x = Tensor::<F, 2>::random([6, 50], Distribution::Uniform(-6.0, 6.0), &device);
+    let y = Tensor::<F, 2>::random([6, 50], Distribution::Bernoulli(0.4), &device);
+    let attached = AsymmetricLossConfig::proposed().init();
+    let detached = AsymmetricLossConfig::proposed()
+        .with_detach_focusing(true)
+        .init();
+    let a = common::loss_and_grads(Impl::Fused, &attached, x.clone(), y.clone());
+    let d = common::loss_and_grads(Impl::Fused, &detached, x, y);
+    assert_eq!(a.0, d.0);
+    assert_ne!(a.1, d.1);
 }

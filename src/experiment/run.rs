@@ -109,6 +109,11 @@ where
     let mut config = config.clone();
     config.model.num_classes = folder.vocabulary().len();
     config.model.validate()?;
+    // A class-weight list that does not fit the vocabulary would only fail in the first step.
+    config.loss.validate_for(config.model.num_classes)?;
+    if config.loss.reduction == crate::loss::Reduction::None {
+        return Err(crate::loss::LossError::NotReduced.into());
+    }
     let mut run_info = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
     if let (Some(info), Ok(protocol)) = (
         run_info.as_object_mut(),
@@ -187,7 +192,7 @@ where
             .map(|m| epoch_metrics(&m))
     };
 
-    let loss = config.loss.init();
+    let loss = config.loss.try_init()?;
     let outcome =
         trainer.fit::<B, _, _, _, _>(model, &loss, &train_loader, valid, &mut evaluator, device)?;
     Ok(outcome)

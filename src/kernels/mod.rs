@@ -15,7 +15,7 @@
 //! the composed operations run, and Burn fuses them.
 //!
 //! The host kernels on plain slices, [`asymmetric_loss_cpu`] and
-//! [`asymmetric_loss_cpu_in_place`], are public for benchmarks and for callers with their own
+//! [`asymmetric_loss_cpu_in_place`] (and [`asymmetric_loss_cpu_elementwise`]), are public for benchmarks and for callers with their own
 //! buffers.
 
 mod batch_norm;
@@ -29,4 +29,6 @@ pub(crate) mod loss;
 pub use batch_norm::{batch_norm_act, batch_norm_act_composed, BatchNormOutput};
 pub use buffer::zeroed_f32;
 pub use conv::conv2d;
-pub use loss::{asymmetric_loss_cpu, asymmetric_loss_cpu_in_place};
+pub use loss::{
+    asymmetric_loss_cpu, asymmetric_loss_cpu_elementwise, asymmetric_loss_cpu_in_place,
+};

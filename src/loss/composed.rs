@@ -6,7 +6,7 @@
 //! twenty). Everything is derived from one `exp(-x)` and two logarithms.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{activation, Tensor};
+use burn::tensor::{activation, Tensor, TensorData};
 
 use super::config::Reduction;
 use super::params::{round_up_f32, LossParams};
@@ -16,7 +16,8 @@ use super::params::{round_up_f32, LossParams};
 /// underflows to 0, which every formula below takes.)
 const LOGIT_RANGE: f32 = 40.0;
 
-/// The per-element positive and negative terms `(L+, L-)` of the loss (before the sign).
+/// The per-element positive and negative terms `(L+, L-)` of the loss (before the sign and the
+/// weights), their focusing weights detached when the parameters say so.
 ///
 /// With `e = exp(-x)`: `s(x) = 1 / (1 + e)`, `s(-x) = e s(x)` and `log s(x - m) = -log(1 + e
 /// exp(m))`. Each keeps full relative precision, and so do their autodiff gradients (`e s^2`
@@ -27,6 +28,7 @@ pub(crate) fn terms<B: Backend>(
 ) -> (Tensor<B, 2>, Tensor<B, 2>) {
     let pm = params.pos_margin;
     let m = params.neg_margin;
+    let detach = params.detach_focusing;
     let margin = pm > 0.0;
     // One clamp of the logits from below, at the positive term's eps switch when that makes its
     // own clamp unnecessary (one comparison and two fills fewer, forward and backward).
@@ -41,12 +43,15 @@ pub(crate) fn terms<B: Backend>(
     } else {
         (one_plus_e.clone().recip(), Some(one_plus_e))
     };
-    // s(-x) = e s, to full relative precision where it is small; only where a term needs it.
+    // The positive term's focusing base 1 - s: its gradient, -e s^2, keeps full precision,
+    // where that of e s (a product rule, s (e s - 1) e) cancels to an absolute error of an ulp
+    // of 1 for very negative logits. Its value loses relative precision only where the weight is
+    // too small to count.
     let comp_for_pos = !margin && params.gamma_pos != 0.0;
-    let s_comp = (m == 0.0 || comp_for_pos).then(|| e.clone() * s.clone());
+    let pos_base = comp_for_pos.then(|| s.clone().neg().add_scalar(1.0));
 
     // Negative term.
-    let (loss_neg, s_comp) = if m > 0.0 {
+    let loss_neg = if m > 0.0 {
         // Probability shifting, q = max(s - m, 0). 1 - q is exact given q, and >= m, so the
         // eps clamp is inactive unless m < eps.
         // relu rather than clamp_min(0): one pass forward instead of a comparison and a fill.
@@ -55,16 +60,12 @@ pub(crate) fn terms<B: Backend>(
         if m < params.eps {
             one_minus_q = one_minus_q.clamp_min(params.eps);
         }
-        (weighted(one_minus_q.log(), || q, params.gamma_neg), s_comp)
+        weighted(one_minus_q.log(), || q, params.gamma_neg, detach)
     } else {
-        let comp = s_comp.expect("computed without a negative margin");
-        let (comp, kept) = if comp_for_pos {
-            (comp.clone(), Some(comp))
-        } else {
-            (comp, None)
-        };
+        // s(-x) = e s, to full relative precision where it is small.
+        let comp = e.clone() * s.clone();
         let log_neg = comp.clamp_min(params.eps).log();
-        (weighted(log_neg, || s, params.gamma_neg), kept)
+        weighted(log_neg, || s, params.gamma_neg, detach)
     };
 
     // Positive term: log(max(p, eps)) = -min(log(1 + exp(-(x - m))), -log(eps)).
@@ -85,13 +86,13 @@ pub(crate) fn terms<B: Backend>(
             let p = one_plus_f.recip();
             let confident = logits.greater_equal_elem(params.switch_logit);
             let w = power(p.neg().add_scalar(1.0), params.gamma_pos).mask_fill(confident, 1.0);
-            log_pos * w
+            log_pos * if detach { w.detach() } else { w }
         }
     } else {
         let one_plus_e = one_plus_e.expect("kept without a margin");
         let log_pos = one_plus_e.log().clamp_max(max_neg_log).neg();
-        let weight_base = || s_comp.expect("computed for a focal positive term");
-        weighted(log_pos, weight_base, params.gamma_pos)
+        let weight_base = || pos_base.expect("computed for a focal positive term");
+        weighted(log_pos, weight_base, params.gamma_pos, detach)
     };
     (loss_pos, loss_neg)
 }
@@ -99,14 +100,18 @@ pub(crate) fn terms<B: Backend>(
 /// The logit `x_eps` below which `s(x - pos_margin) < eps` (the smallest `f32` at or above the
 /// exact value), when the negative term is identically 0 below it (`s(x_eps) <= neg_margin`):
 /// clamping the logits at `x_eps` then gives the clamped positive term, zero gradients below it
-/// for both terms, and a finite `exp(-x)`. `None` otherwise (no margin, or margins too small).
+/// for both terms, and a finite `exp(-x)`. `None` otherwise (no margin, or margins too small),
+/// and where the positive focusing weight has a gradient: below `x_eps` it is about
+/// `gamma_pos eps |ln eps|` (5e-7 for the paper's values), negligible in a mean but not in a sum
+/// or per element.
 fn eps_floor(params: &LossParams) -> Option<f32> {
     let (pm, m, eps) = (
         params.pos_margin as f64,
         params.neg_margin as f64,
         params.eps as f64,
     );
-    if pm <= 0.0 || m <= 0.0 || !(eps > 0.0 && eps < 0.5) {
+    let weight_grad = params.gamma_pos != 0.0 && !params.detach_focusing;
+    if pm <= 0.0 || m <= 0.0 || !(eps > 0.0 && eps < 0.5) || weight_grad {
         return None;
     }
     let floor = pm + (eps / (1.0 - eps)).ln();
@@ -115,14 +120,18 @@ fn eps_floor(params: &LossParams) -> Option<f32> {
 }
 
 /// `value * base^gamma`, skipping the power (and `base`) when `gamma == 0` (its autodiff
-/// gradient would be `0 * base^-1`, NaN where `base` is 0).
+/// gradient would be `0 * base^-1`, NaN where `base` is 0); the power a constant of the backward
+/// pass when `detach`.
 fn weighted<B: Backend>(
     value: Tensor<B, 2>,
     base: impl FnOnce() -> Tensor<B, 2>,
     gamma: f32,
+    detach: bool,
 ) -> Tensor<B, 2> {
     if gamma == 0.0 {
         value
+    } else if detach {
+        value * power(base(), gamma).detach()
     } else {
         value * power(base(), gamma)
     }
@@ -157,25 +166,86 @@ fn power<B: Backend>(base: Tensor<B, 2>, gamma: f32) -> Tensor<B, 2> {
     result.expect("gamma >= 1 has a set bit")
 }
 
-/// The reduced loss, `-reduce(y * L+ + (1 - y) * L-)`.
-pub(crate) fn loss<B: Backend>(
+/// A per-class vector as a `[1, classes]` row (or `[1, 1]`) on `device`, to broadcast over the
+/// batch.
+fn row<B: Backend>(values: &[f32], device: &B::Device) -> Tensor<B, 2> {
+    Tensor::from_data(TensorData::new(values.to_vec(), [1, values.len()]), device)
+}
+
+/// `y (1 - smoothing) + smoothing / 2`: label smoothing towards 0.5.
+pub(crate) fn smoothed<B: Backend>(params: &LossParams, targets: Tensor<B, 2>) -> Tensor<B, 2> {
+    let s = params.smoothing;
+    if s == 0.0 {
+        targets
+    } else {
+        targets.mul_scalar(1.0 - s).add_scalar(0.5 * s)
+    }
+}
+
+/// The per-element `weight (y' pos_weight L+ + (1 - y') L-)`: the losses before their sign and
+/// the reduction.
+fn per_element_unsigned<B: Backend>(
     params: &LossParams,
     logits: Tensor<B, 2>,
     targets: Tensor<B, 2>,
-) -> Tensor<B, 1> {
+) -> Tensor<B, 2> {
     let (xs, ys) = (logits.dims(), targets.dims());
     assert!(
         xs == ys,
         "AsymmetricLoss: logits have shape {xs:?} but targets have shape {ys:?}"
     );
+    let device = logits.device();
     let (loss_pos, loss_neg) = terms(params, logits);
+    let loss_pos = match params.pos_weight.as_deref() {
+        Some(&[w]) => loss_pos.mul_scalar(w),
+        Some(w) => loss_pos * row(w, &device),
+        None => loss_pos,
+    };
     // y L+ + (1 - y) L- = y (L+ - L-) + L-: three passes instead of five.
-    let per_element = (loss_pos - loss_neg.clone()) * targets + loss_neg;
+    let per_element = (loss_pos - loss_neg.clone()) * smoothed(params, targets) + loss_neg;
+    match params.weight.as_deref() {
+        Some(w) => per_element * row(w, &device),
+        None => per_element,
+    }
+}
+
+/// The gradient of the reduced loss with respect to the targets, for an incoming gradient of 1:
+/// the loss is linear in them, `d loss / dy = -scale weight (1 - smoothing) (pos_weight L+ - L-)`.
+pub(crate) fn targets_grad<B: Backend>(params: &LossParams, logits: Tensor<B, 2>) -> Tensor<B, 2> {
+    let [rows, classes] = logits.dims();
+    let device = logits.device();
+    let (pos, neg) = terms(params, logits);
+    let pos = match params.pos_weight.as_deref() {
+        Some(&[w]) => pos.mul_scalar(w),
+        Some(w) => pos * row(w, &device),
+        None => pos,
+    };
+    let factor = -params.scale(rows * classes, classes) * (1.0 - params.smoothing);
+    let grad = (pos - neg).mul_scalar(factor);
+    match params.weight.as_deref() {
+        Some(w) => grad * row(w, &device),
+        None => grad,
+    }
+}
+
+/// The reduced loss, `-reduce(weight (y' pos_weight L+ + (1 - y') L-))`; with
+/// [`Reduction::None`] the per-element losses, flattened row-major.
+pub(crate) fn loss<B: Backend>(
+    params: &LossParams,
+    logits: Tensor<B, 2>,
+    targets: Tensor<B, 2>,
+) -> Tensor<B, 1> {
+    let [rows, classes] = logits.dims();
+    let per_element = per_element_unsigned(params, logits, targets);
+    let n = rows * classes;
+    if params.reduction == Reduction::None {
+        return per_element.neg().reshape([n]);
+    }
     // Summing rows first keeps f32 accumulation error small on large batches.
-    let n = per_element.shape().num_elements();
     let total = per_element.sum_dim(1).sum();
     match params.reduction {
         Reduction::Mean => total.div_scalar(-(n as f32)),
-        Reduction::Sum => total.neg(),
+        Reduction::BatchMean => total.div_scalar(-(rows.max(1) as f32)),
+        Reduction::Sum | Reduction::None => total.neg(),
     }
 }

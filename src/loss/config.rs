@@ -11,13 +11,46 @@ use burn::tensor::Tensor;
 use super::params::LossParams;
 use super::{composed, validate, LossError};
 
-/// How the per-element losses are reduced to one value.
+/// How the per-element losses are reduced.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum Reduction {
     /// The mean over every element (`batch * classes`).
     Mean,
-    /// The sum over every element.
+    /// The sum over every element (ASL's original reduction: it grows with the batch size).
     Sum,
+    /// The sum over the classes, averaged over the batch (timm's default): the loss of a sample
+    /// does not shrink as the vocabulary grows, nor grow with the batch.
+    BatchMean,
+    /// No reduction: [`forward`](AsymmetricLoss::forward) returns the `batch * classes`
+    /// per-element losses in row-major order, [`forward_elementwise`](AsymmetricLoss::forward_elementwise)
+    /// the same as `[batch, classes]`.
+    None,
+}
+
+impl Reduction {
+    /// Every reduction, by name.
+    pub const ALL: [Reduction; 4] = [Self::Mean, Self::Sum, Self::BatchMean, Self::None];
+
+    /// The name timm gives this reduction (`mean`, `sum`, `batchmean`, `none`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mean => "mean",
+            Self::Sum => "sum",
+            Self::BatchMean => "batchmean",
+            Self::None => "none",
+        }
+    }
+}
+
+impl FromStr for Reduction {
+    type Err = LossError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| LossError::UnknownReduction(s.to_string()))
+    }
 }
 
 /// Configuration of the [asymmetric multi-label loss](AsymmetricLoss).
@@ -30,11 +63,24 @@ pub enum Reduction {
 /// positive term (y = 1): p = s(x - pos_margin)
 ///                        w = 1 if pos_margin > 0 and p >= threshold, else (1 - p)^gamma_pos
 ///                        L+ = log(max(p, eps)) * w
-/// loss = -reduce(y * L+ + (1 - y) * L-)
+/// y' = y (1 - smoothing) + smoothing / 2                 (label smoothing towards 0.5)
+/// loss = -reduce(weight[c] * (y' * pos_weight[c] * L+ + (1 - y') * L-))
 /// ```
 ///
-/// The weights `q^gamma_neg` and `(1 - p)^gamma_pos` are not detached: gradients flow through
-/// them. Gammas are expected to be `>= 0`; non-positive margins switch their margin off.
+/// The weights `q^gamma_neg` and `(1 - p)^gamma_pos` are differentiated unless
+/// `detach_focusing` is set, which treats them as constants in the backward pass (timm's
+/// `disable_torch_grad_focal_loss`). Gammas are expected to be `>= 0`; non-positive margins
+/// switch their margin off.
+///
+/// With `pos_margin = 0`, binary targets and no smoothing this is timm's
+/// `AsymmetricLossMultiLabel` with `clip = neg_margin` and the same `eps`, `reduction`, `weight`,
+/// `pos_weight` and `disable_torch_grad_focal_loss`. Soft targets (smoothed ones included) weigh
+/// the two terms linearly, each with its own focusing weight; timm instead multiplies the mixed
+/// cross-entropy by one weight `(1 - pt)^(y' gamma_pos + (1 - y') gamma_neg)`, so with smoothing
+/// the two agree only when both gammas are 0.
+///
+/// [`try_init`](Self::try_init) checks the values; the per-class vectors' length is checked
+/// against the logits by [`AsymmetricLoss::forward_checked`] (and [`validate_for`](Self::validate_for)).
 ///
 /// # Example
 ///
@@ -46,30 +92,140 @@ pub enum Reduction {
 /// let same: LossPreset = "proposed".parse().unwrap();
 /// assert_eq!(same.config().gamma_pos, 3.0);
 /// ```
-#[derive(Config, Debug, PartialEq)]
+// Written out rather than derived with Burn's `Config`: the options added after the first
+// release need `#[serde(default)]`, so that configurations saved before them still load, and
+// the derive has no way to say so.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AsymmetricLossConfig {
     /// Focusing exponent of the negative term.
-    #[config(default = 4.0)]
     pub gamma_neg: f64,
     /// Focusing exponent of the positive term (of hard positives when `pos_margin > 0`).
-    #[config(default = 3.0)]
     pub gamma_pos: f64,
     /// Margin subtracted from the logit of the positive term; `0` disables it and the threshold.
-    #[config(default = 1.1)]
     pub pos_margin: f64,
     /// Margin subtracted from the probability of the negative term (probability shifting).
-    #[config(default = 0.05)]
     pub neg_margin: f64,
     /// Probability (after the positive margin) from which a positive counts as confident and gets
     /// the plain cross-entropy term. Used only when `pos_margin > 0`.
-    #[config(default = 0.25)]
     pub threshold: f64,
     /// Lower clamp of the probabilities inside the logarithms.
-    #[config(default = 1e-8)]
     pub eps: f64,
     /// Reduction over all elements.
-    #[config(default = "Reduction::Mean")]
     pub reduction: Reduction,
+    /// Label smoothing towards 0.5, in `[0, 1)`: targets become `y (1 - smoothing) + smoothing / 2`.
+    #[serde(default)]
+    pub smoothing: f64,
+    /// Per-class weight of the whole per-element loss (`[classes]`, finite, `>= 0`); `None` for 1.
+    #[serde(default)]
+    pub weight: Option<Vec<f64>>,
+    /// Weight of the positive term: one value for every class, or one per class (finite,
+    /// `>= 0`); `None` for 1.
+    #[serde(default)]
+    pub pos_weight: Option<Vec<f64>>,
+    /// Treat the focusing weights as constants in the backward pass.
+    #[serde(default)]
+    pub detach_focusing: bool,
+}
+
+impl Config for AsymmetricLossConfig {}
+
+impl fmt::Display for AsymmetricLossConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&burn::config::config_to_json(self))
+    }
+}
+
+impl Default for AsymmetricLossConfig {
+    /// The paper's loss, as [`proposed`](Self::proposed).
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AsymmetricLossConfig {
+    /// The defaults of every field: the paper's loss ([`proposed`](Self::proposed)) with every
+    /// option off.
+    pub fn new() -> Self {
+        Self {
+            gamma_neg: 4.0,
+            gamma_pos: 3.0,
+            pos_margin: 1.1,
+            neg_margin: 0.05,
+            threshold: 0.25,
+            eps: 1e-8,
+            reduction: Reduction::Mean,
+            smoothing: 0.0,
+            weight: None,
+            pos_weight: None,
+            detach_focusing: false,
+        }
+    }
+
+    /// Set `gamma_neg`: focusing exponent of the negative term.
+    pub fn with_gamma_neg(mut self, gamma_neg: f64) -> Self {
+        self.gamma_neg = gamma_neg;
+        self
+    }
+
+    /// Set `gamma_pos`: focusing exponent of the positive term (of hard positives when `pos_margin > 0`).
+    pub fn with_gamma_pos(mut self, gamma_pos: f64) -> Self {
+        self.gamma_pos = gamma_pos;
+        self
+    }
+
+    /// Set `pos_margin`: margin subtracted from the logit of the positive term; `0` disables it and the threshold.
+    pub fn with_pos_margin(mut self, pos_margin: f64) -> Self {
+        self.pos_margin = pos_margin;
+        self
+    }
+
+    /// Set `neg_margin`: margin subtracted from the probability of the negative term (probability shifting).
+    pub fn with_neg_margin(mut self, neg_margin: f64) -> Self {
+        self.neg_margin = neg_margin;
+        self
+    }
+
+    /// Set `threshold`: probability (after the positive margin) from which a positive counts as confident and gets
+    pub fn with_threshold(mut self, threshold: f64) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// Set `eps`: lower clamp of the probabilities inside the logarithms.
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// Set `reduction`: reduction over all elements.
+    pub fn with_reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
+    }
+
+    /// Set `smoothing`: label smoothing towards 0.5, in `[0, 1)`: targets become `y (1 - smoothing) + smoothing / 2`.
+    pub fn with_smoothing(mut self, smoothing: f64) -> Self {
+        self.smoothing = smoothing;
+        self
+    }
+
+    /// Set `weight`: per-class weight of the whole per-element loss (`[classes]`, finite, `>= 0`); `None` for 1.
+    pub fn with_weight(mut self, weight: Option<Vec<f64>>) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// Set `pos_weight`: weight of the positive term: one value for every class, or one per class (finite,
+    pub fn with_pos_weight(mut self, pos_weight: Option<Vec<f64>>) -> Self {
+        self.pos_weight = pos_weight;
+        self
+    }
+
+    /// Set `detach_focusing`: treat the focusing weights as constants in the backward pass.
+    pub fn with_detach_focusing(mut self, detach_focusing: bool) -> Self {
+        self.detach_focusing = detach_focusing;
+        self
+    }
 }
 
 impl AsymmetricLossConfig {
@@ -102,7 +258,82 @@ impl AsymmetricLossConfig {
         Self::preset(4.0, 3.0, 1.1, 0.05).with_threshold(0.25)
     }
 
-    /// Build the loss.
+    /// Check the values that have a valid range: smoothing in `[0, 1)`, finite non-negative
+    /// weights, a finite positive `eps`, finite non-negative gammas, and finite margins and
+    /// threshold.
+    pub fn validate(&self) -> Result<(), LossError> {
+        let bad = |name: &'static str, value: f64, expected: &'static str| {
+            Err(LossError::InvalidOption {
+                name,
+                value,
+                expected,
+            })
+        };
+        for (name, v) in [("gamma_neg", self.gamma_neg), ("gamma_pos", self.gamma_pos)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(name, v, "a finite value >= 0");
+            }
+        }
+        for (name, v) in [
+            ("pos_margin", self.pos_margin),
+            ("neg_margin", self.neg_margin),
+            ("threshold", self.threshold),
+        ] {
+            if !v.is_finite() {
+                return bad(name, v, "a finite value");
+            }
+        }
+        if !(self.eps > 0.0 && self.eps < 0.5) {
+            return bad("eps", self.eps, "a value in (0, 0.5)");
+        }
+        if !(0.0..1.0).contains(&self.smoothing) {
+            return bad("smoothing", self.smoothing, "a value in [0, 1)");
+        }
+        for (name, values) in [("weight", &self.weight), ("pos_weight", &self.pos_weight)] {
+            let Some(values) = values else { continue };
+            if values.is_empty() {
+                return Err(LossError::EmptyWeights(name));
+            }
+            if let Some(&v) = values.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+                return bad(name, v, "finite values >= 0");
+            }
+        }
+        Ok(())
+    }
+
+    /// [`validate`](Self::validate), and check that the per-class vectors fit `classes`
+    /// (`weight` has one value per class, `pos_weight` one or one per class).
+    pub fn validate_for(&self, classes: usize) -> Result<(), LossError> {
+        self.validate()?;
+        if let Some(w) = &self.weight {
+            if w.len() != classes {
+                return Err(LossError::WeightLength {
+                    name: "weight",
+                    len: w.len(),
+                    classes,
+                });
+            }
+        }
+        if let Some(w) = &self.pos_weight {
+            if w.len() != 1 && w.len() != classes {
+                return Err(LossError::WeightLength {
+                    name: "pos_weight",
+                    len: w.len(),
+                    classes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Build the loss after [`validate`](Self::validate).
+    pub fn try_init(&self) -> Result<AsymmetricLoss, LossError> {
+        self.validate()?;
+        Ok(self.init())
+    }
+
+    /// Build the loss without checking the values (see [`try_init`](Self::try_init)); a value
+    /// out of range gives meaningless losses, not a panic.
     pub fn init(&self) -> AsymmetricLoss {
         AsymmetricLoss {
             gamma_neg: self.gamma_neg as f32,
@@ -112,6 +343,8 @@ impl AsymmetricLossConfig {
             threshold: self.threshold as f32,
             eps: self.eps as f32,
             reduction: self.reduction,
+            smoothing: self.smoothing as f32,
+            detach_focusing: self.detach_focusing,
             params: LossParams::from_config(self),
         }
     }
@@ -198,6 +431,11 @@ pub struct AsymmetricLoss {
     /// Reduction over all elements.
     #[module(skip)]
     pub reduction: Reduction,
+    /// Label smoothing towards 0.5.
+    pub smoothing: f32,
+    /// Whether the focusing weights are constants in the backward pass.
+    #[module(skip)]
+    pub detach_focusing: bool,
     /// What the kernels need, derived once from the configuration.
     #[module(skip)]
     params: LossParams,
@@ -210,7 +448,8 @@ impl AsymmetricLoss {
     }
 
     /// The loss of `logits` against multi-hot `targets`, both `[batch, classes]`, as a
-    /// one-element tensor.
+    /// one-element tensor, or with [`Reduction::None`] the `batch * classes` per-element losses
+    /// (row-major).
     ///
     /// Uses the backend's fused kernel, and under autodiff its analytic gradient, where the crate
     /// has one for the backend; [`forward_composed`](Self::forward_composed) elsewhere. Inputs are not
@@ -219,15 +458,42 @@ impl AsymmetricLoss {
     ///
     /// # Panics
     ///
-    /// If the shapes of `logits` and `targets` differ, like Burn's own element-wise operations;
-    /// [`forward_checked`](Self::forward_checked) returns an error instead.
+    /// If the shapes of `logits` and `targets` differ, or the per-class weights do not fit the
+    /// classes, like Burn's own element-wise operations; [`forward_checked`](Self::forward_checked)
+    /// returns an error instead.
     pub fn forward<B: Backend>(&self, logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
         let (xs, ys) = (logits.dims(), targets.dims());
         assert!(
             xs == ys,
             "AsymmetricLoss::forward: logits have shape {xs:?} but targets have shape {ys:?}"
         );
+        if let Err(e) = self.params.check_classes(xs[1]) {
+            panic!("AsymmetricLoss::forward: {e}");
+        }
         crate::kernels::loss::asymmetric_loss(logits, targets, &self.params)
+    }
+
+    /// The per-element losses `[batch, classes]` (smoothing and weights applied), whatever the
+    /// configured reduction: timm's `reduction='none'`.
+    ///
+    /// # Panics
+    ///
+    /// As [`forward`](Self::forward).
+    pub fn forward_elementwise<B: Backend>(
+        &self,
+        logits: Tensor<B, 2>,
+        targets: Tensor<B, 2>,
+    ) -> Tensor<B, 2> {
+        let dims = logits.dims();
+        let loss = self.clone().with_reduction(Reduction::None);
+        loss.forward(logits, targets).reshape(dims)
+    }
+
+    /// This loss with another reduction.
+    pub fn with_reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self.params.reduction = reduction;
+        self
     }
 
     /// The same loss as [`forward`](Self::forward), written with plain tensor operations: the
@@ -241,11 +507,19 @@ impl AsymmetricLoss {
         logits: Tensor<B, 2>,
         targets: Tensor<B, 2>,
     ) -> Tensor<B, 1> {
+        let (xs, ys) = (logits.dims(), targets.dims());
+        assert!(
+            xs == ys,
+            "AsymmetricLoss::forward_composed: logits have shape {xs:?} but targets have shape {ys:?}"
+        );
+        if let Err(e) = self.params.check_classes(xs[1]) {
+            panic!("AsymmetricLoss::forward_composed: {e}");
+        }
         composed::loss(&self.params, logits, targets)
     }
 
-    /// [`forward`](Self::forward) after checking that the shapes match, that every target is
-    /// `0` or `1` and that no logit is NaN.
+    /// [`forward`](Self::forward) after checking that the shapes match, that the per-class
+    /// weights fit the classes, that every target is `0` or `1` and that no logit is NaN.
     ///
     /// The checks read a few values back from the device, which is why the fast path skips them.
     pub fn forward_checked<B: Backend>(
@@ -254,6 +528,7 @@ impl AsymmetricLoss {
         targets: Tensor<B, 2>,
     ) -> Result<Tensor<B, 1>, LossError> {
         validate::check_inputs(&logits, &targets)?;
+        self.params.check_classes(logits.dims()[1])?;
         Ok(self.forward(logits, targets))
     }
 }

@@ -63,6 +63,35 @@ pub enum LossError {
         /// Column (class) of the first NaN logit.
         col: usize,
     },
+    /// A reduction name that is not one of `mean`, `sum`, `batchmean`, `none`.
+    #[error("unknown reduction {0:?}; expected one of mean, sum, batchmean, none")]
+    UnknownReduction(String),
+    /// A configuration value out of its range.
+    #[error("loss option {name} is {value}; expected {expected}")]
+    InvalidOption {
+        /// The option.
+        name: &'static str,
+        /// Its (first offending) value.
+        value: f64,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// A per-class weight vector with no value.
+    #[error("loss option {0} is an empty list; leave it unset for weights of 1")]
+    EmptyWeights(&'static str),
+    /// A per-class weight vector whose length does not fit the number of classes.
+    #[error("loss option {name} has {len} values but the logits have {classes} classes")]
+    WeightLength {
+        /// The option.
+        name: &'static str,
+        /// Its length.
+        len: usize,
+        /// The number of classes.
+        classes: usize,
+    },
+    /// The `none` reduction where one value is needed (training).
+    #[error("the loss reduction `none` gives one loss per element; training needs one value: mean, sum or batchmean")]
+    NotReduced,
     /// A loss name that is not one of the presets.
     #[error("unknown loss preset {0:?}; expected one of bce, focal, asymmetric, proposed")]
     UnknownPreset(String),

@@ -1,12 +1,16 @@
 //! The loss hyper-parameters in the form the kernels use.
 
+use std::sync::Arc;
+
 use super::config::{AsymmetricLossConfig, Reduction};
+use super::LossError;
 
 /// Hyper-parameters of the loss prepared for the kernels (`f32`, switches resolved).
 ///
 /// Built by [`AsymmetricLossConfig::init`]; the kernels of [`kernels`](crate::kernels) and
-/// [`asymmetric_loss_cpu`](crate::kernels::asymmetric_loss_cpu) take it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// [`asymmetric_loss_cpu`](crate::kernels::asymmetric_loss_cpu) take it. Cloning it is cheap:
+/// the per-class vectors are shared.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LossParams {
     /// Exponent of the negative weight `q^gamma_neg`.
     pub gamma_neg: f32,
@@ -24,6 +28,14 @@ pub struct LossParams {
     pub switch_logit: f32,
     /// Reduction over all elements.
     pub reduction: Reduction,
+    /// Label smoothing towards 0.5 (`0` when off).
+    pub smoothing: f32,
+    /// Per-class weight of the loss (`[classes]`), `None` for 1.
+    pub weight: Option<Arc<[f32]>>,
+    /// Weight of the positive term, one value or one per class; `None` for 1.
+    pub pos_weight: Option<Arc<[f32]>>,
+    /// Whether the focusing weights are constants in the backward pass.
+    pub detach_focusing: bool,
 }
 
 impl LossParams {
@@ -50,15 +62,57 @@ impl LossParams {
             eps: config.eps as f32,
             switch_logit,
             reduction: config.reduction,
+            smoothing: config.smoothing as f32,
+            weight: config
+                .weight
+                .as_ref()
+                .map(|w| w.iter().map(|&v| v as f32).collect()),
+            // A weight of exactly 1 everywhere is no weight: the kernels skip the products.
+            pos_weight: config
+                .pos_weight
+                .as_ref()
+                .filter(|w| w.iter().any(|&v| v != 1.0))
+                .map(|w| w.iter().map(|&v| v as f32).collect()),
+            detach_focusing: config.detach_focusing,
         }
     }
 
-    /// The factor applied to the sum of the per-element losses over `n` elements.
-    pub fn scale(&self, n: usize) -> f32 {
+    /// The factor applied to the sum of the per-element losses over `n` elements in rows of
+    /// `classes` (and to each per-element gradient).
+    pub fn scale(&self, n: usize, classes: usize) -> f32 {
         match self.reduction {
             Reduction::Mean => 1.0 / n.max(1) as f32,
-            Reduction::Sum => 1.0,
+            Reduction::Sum | Reduction::None => 1.0,
+            Reduction::BatchMean => 1.0 / (n / classes.max(1)).max(1) as f32,
         }
+    }
+
+    /// Whether the per-class vectors fit `classes`.
+    pub fn check_classes(&self, classes: usize) -> Result<(), LossError> {
+        if let Some(w) = &self.weight {
+            if w.len() != classes {
+                return Err(LossError::WeightLength {
+                    name: "weight",
+                    len: w.len(),
+                    classes,
+                });
+            }
+        }
+        if let Some(w) = &self.pos_weight {
+            if w.len() != 1 && w.len() != classes {
+                return Err(LossError::WeightLength {
+                    name: "pos_weight",
+                    len: w.len(),
+                    classes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any per-class weight is set (the kernels' weighted variant).
+    pub fn weighted(&self) -> bool {
+        self.weight.is_some() || self.pos_weight.is_some()
     }
 }
 

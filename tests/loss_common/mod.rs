@@ -157,6 +157,36 @@ pub fn compare_fused_composed<B: Backend>(rows: usize, cols: usize, range: f64, 
             .with_gamma_pos(1.5)
             .with_reduction(Reduction::Sum),
     ));
+    // Every option on, with and without the margin, and smoothing with focusing (which the
+    // timm fixtures cannot check: there the two formulas differ).
+    let class_weight: Vec<f64> = (0..cols).map(|c| (c % 5) as f64 * 0.5).collect();
+    let pos_weight: Vec<f64> = (0..cols).map(|c| 0.5 + (c % 3) as f64).collect();
+    let all = |c: AsymmetricLossConfig| {
+        c.with_reduction(Reduction::BatchMean)
+            .with_smoothing(0.1)
+            .with_weight(Some(class_weight.clone()))
+            .with_pos_weight(Some(pos_weight.clone()))
+            .with_detach_focusing(true)
+    };
+    configs.push((
+        "proposed_all_options",
+        all(AsymmetricLossConfig::proposed()),
+    ));
+    configs.push(("focal_all_options", all(AsymmetricLossConfig::focal())));
+    configs.push((
+        "fractional_smoothing",
+        AsymmetricLossConfig::new()
+            .with_gamma_neg(2.5)
+            .with_gamma_pos(1.5)
+            .with_smoothing(0.3)
+            .with_pos_weight(Some(vec![2.0])),
+    ));
+    configs.push((
+        "asymmetric_weighted_sum",
+        AsymmetricLossConfig::asymmetric()
+            .with_weight(Some(class_weight.clone()))
+            .with_reduction(Reduction::Sum),
+    ));
     for (name, config) in configs {
         let loss = config.init();
         let fused = loss_and_grads(Impl::Fused, &loss, x.clone(), y.clone());
@@ -165,5 +195,93 @@ pub fn compare_fused_composed<B: Backend>(rows: usize, cols: usize, range: f64, 
         assert_close(&[fused.0], &[composed.0], &format!("{what} loss"));
         assert_close(&fused.1, &composed.1, &format!("{what} d/dlogits"));
         assert_close(&fused.2, &composed.2, &format!("{what} d/dtargets"));
+    }
+}
+
+/// The fixtures of timm's `AsymmetricLossMultiLabel` (`scripts/loss_timm_fixtures.py`).
+#[derive(Deserialize)]
+pub struct TimmFixtures {
+    pub shape: [usize; 2],
+    pub logits: Vec<f32>,
+    pub targets: Vec<f32>,
+    /// The incoming gradient of the `none` cases' per-element losses.
+    pub upstream: Vec<f32>,
+    pub cases: Vec<TimmCase>,
+}
+
+#[derive(Deserialize)]
+pub struct TimmCase {
+    pub name: String,
+    pub gamma_neg: f64,
+    pub gamma_pos: f64,
+    pub pos_margin: f64,
+    pub neg_margin: f64,
+    pub threshold: f64,
+    pub eps: f64,
+    pub reduction: String,
+    pub smoothing: f64,
+    pub weight: Option<Vec<f64>>,
+    pub pos_weight: Option<Vec<f64>>,
+    pub detach_focusing: bool,
+    /// One value, or the per-element losses with `none`.
+    pub loss: Vec<f64>,
+    pub grad_logits: Vec<f64>,
+}
+
+impl TimmCase {
+    pub fn config(&self) -> AsymmetricLossConfig {
+        AsymmetricLossConfig::new()
+            .with_gamma_neg(self.gamma_neg)
+            .with_gamma_pos(self.gamma_pos)
+            .with_pos_margin(self.pos_margin)
+            .with_neg_margin(self.neg_margin)
+            .with_threshold(self.threshold)
+            .with_eps(self.eps)
+            .with_reduction(self.reduction.parse().expect("a reduction name"))
+            .with_smoothing(self.smoothing)
+            .with_weight(self.weight.clone())
+            .with_pos_weight(self.pos_weight.clone())
+            .with_detach_focusing(self.detach_focusing)
+    }
+}
+
+pub fn timm_fixtures() -> TimmFixtures {
+    let text = include_str!("../fixtures/loss/timm.json");
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("tests/fixtures/loss/timm.json: {e}"))
+}
+
+/// One implementation against every timm case: the loss (each element's with `none`) and the
+/// gradient of the logits under autodiff (for the fixture's upstream gradients with `none`).
+pub fn check_timm_fixtures<B: Backend>(which: Impl) {
+    let f = timm_fixtures();
+    let device = Default::default();
+    type A<B> = Autodiff<B>;
+    assert_eq!(f.cases.len(), 17);
+    for case in &f.cases {
+        let loss = case.config().try_init().expect("a valid configuration");
+        let x = Tensor::<A<B>, 2>::from_data(TensorData::new(f.logits.clone(), f.shape), &device)
+            .require_grad();
+        let y = Tensor::<A<B>, 2>::from_data(TensorData::new(f.targets.clone(), f.shape), &device);
+        let l = run(which, &loss, x.clone(), y);
+        let what = format!("{which:?} {}", case.name);
+        let values: Vec<f32> = l.clone().into_data().convert::<f32>().to_vec().unwrap();
+        assert_close(&values, &case.loss, &format!("{what} loss"));
+        let root = if loss.reduction == Reduction::None {
+            let up = Tensor::<A<B>, 1>::from_data(
+                TensorData::new(f.upstream.clone(), [values.len()]),
+                &device,
+            );
+            (l * up).sum()
+        } else {
+            l
+        };
+        let gx: Vec<f32> = x
+            .grad(&root.backward())
+            .expect("logits gradient")
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap();
+        assert_close(&gx, &case.grad_logits, &format!("{what} d/dlogits"));
     }
 }

@@ -10,7 +10,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::FloatTensor;
 
 use super::{float, LossKernel};
-use crate::loss::{composed, LossParams};
+use crate::loss::{composed, LossParams, Reduction};
 
 /// What the backward step needs: the gradient already computed by the forward kernel, and the
 /// logits when the targets want a gradient too.
@@ -36,19 +36,28 @@ impl<B: LossKernel> Backward<B, 2> for AsymmetricLossBackward {
         let [node_logits, node_targets] = ops.parents;
         let grad_out = grads.consume::<B>(&ops.node);
         let state = ops.state;
+        // Without a reduction each element has its own incoming gradient (the loss is `[n]`).
+        let elementwise = state.params.reduction == Reduction::None;
+        let apply = |grad: FloatTensor<B>, grad_out: FloatTensor<B>| {
+            if elementwise {
+                let grad = float::<B, 2>(grad);
+                let dims = grad.dims();
+                (grad * float::<B, 1>(grad_out).reshape(dims))
+                    .into_primitive()
+                    .tensor()
+            } else {
+                B::asymmetric_loss_scale_grad(grad, grad_out)
+            }
+        };
 
         if let (Some(node), Some(logits)) = (node_targets, state.logits) {
-            // The loss is linear in the targets: d loss / dy = -scale * (L+ - L-).
-            let x = float::<B, 2>(logits);
-            let n = x.shape().num_elements();
-            let (pos, neg) = composed::terms(&state.params, x);
-            let grad = (pos - neg).mul_scalar(-state.params.scale(n));
-            let grad =
-                B::asymmetric_loss_scale_grad(grad.into_primitive().tensor(), grad_out.clone());
+            // The loss is linear in the targets.
+            let grad = composed::targets_grad(&state.params, float::<B, 2>(logits));
+            let grad = apply(grad.into_primitive().tensor(), grad_out.clone());
             grads.register::<B>(node.id, grad);
         }
         if let (Some(node), Some(grad)) = (node_logits, state.grad_logits) {
-            grads.register::<B>(node.id, B::asymmetric_loss_scale_grad(grad, grad_out));
+            grads.register::<B>(node.id, apply(grad, grad_out));
         }
     }
 }
@@ -88,7 +97,7 @@ impl<B: LossKernel, C: CheckpointStrategy> LossKernel for Autodiff<B, C> {
                 let state = LossState {
                     grad_logits,
                     logits: kept_logits,
-                    params: *params,
+                    params: params.clone(),
                 };
                 prep.finish(state, loss)
             }

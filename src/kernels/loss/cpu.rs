@@ -6,6 +6,10 @@
 //! with AVX-512 the common case (targets exactly 0 or 1, integer exponents) runs a loop written
 //! with intrinsics instead ([`avx512`]), which falls back to the general loop block by block
 //! where a target is soft.
+//!
+//! The options that are off by default (per-class weights, smoothing, the per-element output of
+//! the `none` reduction) cost nothing when off: the weights are a compile-time switch, and the
+//! others are tests hoisted out of the element loops.
 
 use rayon::prelude::*;
 
@@ -21,53 +25,175 @@ const LANES: usize = 16;
 /// Elements per inner block (the per-element losses of one block stay on the stack).
 const BLOCK: usize = 256;
 
-/// The reduced loss of `logits` against `targets` (flat, same length), and when `grad` is given,
-/// its gradient with respect to the logits written there (for an incoming gradient of 1).
+/// The reduced loss of `logits` against `targets` (flat, same length, rows of `classes`), and
+/// when `grad` is given, its gradient with respect to the logits written there (for an incoming
+/// gradient of 1).
 ///
-/// This is the kernel behind [`AsymmetricLoss::forward`](crate::loss::AsymmetricLoss::forward) on the CPU backends, usable on
-/// plain slices.
+/// This is the kernel behind [`AsymmetricLoss::forward`](crate::loss::AsymmetricLoss::forward) on
+/// the CPU backends, usable on plain slices. With [`Reduction::None`] it returns the sum of the
+/// per-element losses and the gradient of each ([`asymmetric_loss_cpu_elementwise`] writes the
+/// losses themselves).
 ///
 /// # Panics
 ///
-/// If the slices' lengths differ.
+/// If the slices' lengths differ, or the per-class weights of `params` do not fit `classes`.
 pub fn asymmetric_loss_cpu(
     logits: &[f32],
     targets: &[f32],
+    classes: usize,
     params: &LossParams,
     grad: Option<&mut [f32]>,
 ) -> f64 {
-    assert_eq!(logits.len(), targets.len(), "logits and targets lengths");
-    let n = logits.len();
-    let scale = params.scale(n);
-    let sum = match grad {
-        Some(g) => {
-            assert_eq!(g.len(), n, "gradient length");
-            if n <= CHUNK {
-                dispatch::<true>(params, scale, logits, targets, g)
-            } else {
-                logits
-                    .par_chunks(CHUNK)
-                    .zip(targets.par_chunks(CHUNK))
-                    .zip(g.par_chunks_mut(CHUNK))
-                    .map(|((x, y), g)| dispatch::<true>(params, scale, x, y, g))
-                    .sum()
-            }
-        }
-        None => {
-            if n <= CHUNK {
-                dispatch::<false>(params, scale, logits, targets, &mut [])
-            } else {
-                logits
-                    .par_chunks(CHUNK)
-                    .zip(targets.par_chunks(CHUNK))
-                    .map(|(x, y)| dispatch::<false>(params, scale, x, y, &mut []))
-                    .sum()
-            }
-        }
+    kernel(
+        CpuPath::best(),
+        logits,
+        targets,
+        classes,
+        params,
+        grad,
+        None,
+    )
+}
+
+/// The per-element losses of `logits` against `targets` (flat, same length, rows of `classes`)
+/// written to `losses`, and when `grad` is given the gradient of each with respect to its logit;
+/// the reduction of `params` is ignored. Returns the sum of the losses.
+///
+/// # Panics
+///
+/// As [`asymmetric_loss_cpu`], and if `losses` has another length.
+pub fn asymmetric_loss_cpu_elementwise(
+    logits: &[f32],
+    targets: &[f32],
+    classes: usize,
+    params: &LossParams,
+    losses: &mut [f32],
+    grad: Option<&mut [f32]>,
+) -> f64 {
+    let params = LossParams {
+        reduction: Reduction::None,
+        ..params.clone()
     };
+    kernel(
+        CpuPath::best(),
+        logits,
+        targets,
+        classes,
+        &params,
+        grad,
+        Some(losses),
+    )
+}
+
+/// A code path of the CPU kernel, by the instructions it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CpuPath {
+    /// Plain Rust, no FMA.
+    Portable,
+    /// The general loop compiled for AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// The general loop compiled for AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    /// The intrinsics loop for binary targets and integer exponents, the general AVX-512 loop
+    /// elsewhere.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Binary,
+}
+
+impl CpuPath {
+    /// The fastest path this CPU runs (the intrinsics loop is only taken where it applies).
+    pub(crate) fn best() -> Self {
+        *Self::supported()
+            .last()
+            .expect("the portable path is always there")
+    }
+
+    /// Every path this CPU runs, slowest first.
+    pub(crate) fn supported() -> Vec<Self> {
+        #[allow(unused_mut)]
+        let mut paths = vec![Self::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                paths.push(Self::Avx2);
+            }
+            if has!("avx512f") {
+                paths.push(Self::Avx512);
+                if has!("avx512dq") {
+                    paths.push(Self::Avx512Binary);
+                }
+            }
+        }
+        paths
+    }
+}
+
+/// The kernel on `path` (which the CPU must support): the sum of the losses scaled by the
+/// reduction, the gradients in `grad`, the per-element losses in `losses`.
+pub(crate) fn kernel(
+    path: CpuPath,
+    logits: &[f32],
+    targets: &[f32],
+    classes: usize,
+    params: &LossParams,
+    grad: Option<&mut [f32]>,
+    losses: Option<&mut [f32]>,
+) -> f64 {
+    assert_eq!(logits.len(), targets.len(), "logits and targets lengths");
+    if let Err(e) = params.check_classes(classes) {
+        panic!("asymmetric loss: {e}");
+    }
+    let n = logits.len();
+    let classes = classes.max(1);
+    let scale = params.scale(n, classes);
+    let ctx = Ctx {
+        path,
+        p: params,
+        scale,
+        classes,
+    };
+    if let Some(g) = &grad {
+        assert_eq!(g.len(), n, "gradient length");
+    }
+    if let Some(l) = &losses {
+        assert_eq!(l.len(), n, "losses length");
+    }
+    let sum = if n <= CHUNK {
+        let g = grad.unwrap_or(&mut []);
+        let l = losses.unwrap_or(&mut []);
+        ctx.dispatch(0, logits, targets, g, l)
+    } else {
+        // Absent outputs are empty slices, one per chunk, so that every chunk zips with one.
+        let chunks = n.div_ceil(CHUNK);
+        let (gs, ls) = (split(grad, chunks), split(losses, chunks));
+        logits
+            .par_chunks(CHUNK)
+            .zip(targets.par_chunks(CHUNK))
+            .zip(gs.into_par_iter().zip(ls.into_par_iter()))
+            .enumerate()
+            .map(|(i, ((x, y), (g, l)))| ctx.dispatch(i * CHUNK, x, y, g, l))
+            .sum()
+    };
+    reduce(params, sum, n, classes)
+}
+
+/// `out` in chunks of [`CHUNK`], or `chunks` empty slices when absent.
+fn split(out: Option<&mut [f32]>, chunks: usize) -> Vec<&mut [f32]> {
+    match out {
+        Some(o) => o.chunks_mut(CHUNK).collect(),
+        None => (0..chunks).map(|_| &mut [][..]).collect(),
+    }
+}
+
+/// The sum of the per-element losses reduced as `params` says, in `f64`.
+fn reduce(params: &LossParams, sum: f64, n: usize, classes: usize) -> f64 {
     match params.reduction {
         Reduction::Mean => sum / n.max(1) as f64,
-        Reduction::Sum => sum,
+        Reduction::BatchMean => sum / (n / classes.max(1)).max(1) as f64,
+        Reduction::Sum | Reduction::None => sum,
     }
 }
 
@@ -77,46 +203,58 @@ pub fn asymmetric_loss_cpu(
 ///
 /// # Panics
 ///
-/// If the slices' lengths differ.
+/// As [`asymmetric_loss_cpu`].
 pub fn asymmetric_loss_cpu_in_place(
     values: &mut [f32],
     targets: &[f32],
+    classes: usize,
     params: &LossParams,
 ) -> f64 {
     assert_eq!(values.len(), targets.len(), "logits and targets lengths");
+    if let Err(e) = params.check_classes(classes) {
+        panic!("asymmetric loss: {e}");
+    }
     let n = values.len();
-    let scale = params.scale(n);
+    let classes = classes.max(1);
+    let ctx = Ctx {
+        path: CpuPath::best(),
+        p: params,
+        scale: params.scale(n, classes),
+        classes,
+    };
     // The kernels read logits and write gradients through distinct slices: each run of the
     // logits is first copied to a buffer that stays in cache.
-    let chunk = |g: &mut [f32], y: &[f32]| -> f64 {
+    let chunk = |offset: usize, g: &mut [f32], y: &[f32]| -> f64 {
         let mut buf = [0.0f32; IN_PLACE_RUN];
         let mut sum = 0.0;
-        for (g, y) in g.chunks_mut(IN_PLACE_RUN).zip(y.chunks(IN_PLACE_RUN)) {
+        for (i, (g, y)) in g
+            .chunks_mut(IN_PLACE_RUN)
+            .zip(y.chunks(IN_PLACE_RUN))
+            .enumerate()
+        {
             let x = &mut buf[..g.len()];
             x.copy_from_slice(g);
-            sum += dispatch::<true>(params, scale, x, y, g);
+            sum += ctx.dispatch(offset + i * IN_PLACE_RUN, x, y, g, &mut []);
         }
         sum
     };
     let sum: f64 = if n <= CHUNK {
-        chunk(values, targets)
+        chunk(0, values, targets)
     } else {
         values
             .par_chunks_mut(CHUNK)
             .zip(targets.par_chunks(CHUNK))
-            .map(|(g, y)| chunk(g, y))
+            .enumerate()
+            .map(|(i, (g, y))| chunk(i * CHUNK, g, y))
             .sum()
     };
-    match params.reduction {
-        Reduction::Mean => sum / n.max(1) as f64,
-        Reduction::Sum => sum,
-    }
+    reduce(params, sum, n, classes)
 }
 
 /// Elements of the logits copied aside at a time by [`asymmetric_loss_cpu_in_place`] (16 KiB).
 const IN_PLACE_RUN: usize = 4096;
 
-#[cfg(feature = "flex")]
+#[cfg(any(feature = "flex", feature = "ndarray"))]
 /// Multiply `grad` by `factor` in place, in parallel for large slices.
 pub(crate) fn scale_in_place(grad: &mut [f32], factor: f32) {
     if grad.len() <= CHUNK {
@@ -127,109 +265,154 @@ pub(crate) fn scale_in_place(grad: &mut [f32], factor: f32) {
     }
 }
 
-/// Pick the monomorphised loop for these parameters and this CPU.
-fn dispatch<const GRAD: bool>(
-    p: &LossParams,
+/// What every chunk of one call shares.
+struct Ctx<'a> {
+    path: CpuPath,
+    p: &'a LossParams,
     scale: f32,
-    x: &[f32],
-    y: &[f32],
-    g: &mut [f32],
-) -> f64 {
-    let int_pow = |v: f32| (0.0..=15.0).contains(&v) && v.fract() == 0.0;
-    // The presets' exponents are compile-time constants: their powers are one or two products.
-    match (p.gamma_neg, p.gamma_pos) {
-        (0.0, 0.0) => with_pows::<GRAD, _, _>(p, scale, ConstPow::<0>, ConstPow::<0>, x, y, g),
-        (3.0, 3.0) => with_pows::<GRAD, _, _>(p, scale, ConstPow::<3>, ConstPow::<3>, x, y, g),
-        (4.0, 0.0) => with_pows::<GRAD, _, _>(p, scale, ConstPow::<4>, ConstPow::<0>, x, y, g),
-        (4.0, 3.0) => with_pows::<GRAD, _, _>(p, scale, ConstPow::<4>, ConstPow::<3>, x, y, g),
-        (n, q) if int_pow(n) && int_pow(q) => {
-            let (n, q) = (IntPow(n as u32), IntPow(q as u32));
-            with_pows::<GRAD, _, _>(p, scale, n, q, x, y, g)
+    classes: usize,
+}
+
+impl Ctx<'_> {
+    /// The unscaled sum of the losses of the chunk starting at element `offset` (the gradient
+    /// scaled), on the monomorphised loop for these parameters and this path.
+    fn dispatch(&self, offset: usize, x: &[f32], y: &[f32], g: &mut [f32], l: &mut [f32]) -> f64 {
+        if g.is_empty() {
+            self.with_grad::<false>(offset, x, y, &mut [], l)
+        } else {
+            self.with_grad::<true>(offset, x, y, g, l)
         }
-        (n, q) => with_pows::<GRAD, _, _>(p, scale, FloatPow(n), FloatPow(q), x, y, g),
+    }
+
+    fn with_grad<const GRAD: bool>(
+        &self,
+        offset: usize,
+        x: &[f32],
+        y: &[f32],
+        g: &mut [f32],
+        l: &mut [f32],
+    ) -> f64 {
+        let p = self.p;
+        let int_pow = |v: f32| (0.0..=15.0).contains(&v) && v.fract() == 0.0;
+        // The presets' exponents are compile-time constants: their powers are one or two products.
+        macro_rules! go {
+            ($n:expr, $q:expr) => {
+                self.with_pows::<GRAD, _, _>(offset, $n, $q, x, y, g, l)
+            };
+        }
+        match (p.gamma_neg, p.gamma_pos) {
+            (0.0, 0.0) => go!(ConstPow::<0>, ConstPow::<0>),
+            (3.0, 3.0) => go!(ConstPow::<3>, ConstPow::<3>),
+            (4.0, 0.0) => go!(ConstPow::<4>, ConstPow::<0>),
+            (4.0, 1.0) => go!(ConstPow::<4>, ConstPow::<1>),
+            (4.0, 3.0) => go!(ConstPow::<4>, ConstPow::<3>),
+            (n, q) if int_pow(n) && int_pow(q) => go!(IntPow(n as u32), IntPow(q as u32)),
+            (n, q) => go!(FloatPow(n), FloatPow(q)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn with_pows<const GRAD: bool, N: Pow, Q: Pow>(
+        &self,
+        offset: usize,
+        pow_neg: N,
+        pow_pos: Q,
+        x: &[f32],
+        y: &[f32],
+        g: &mut [f32],
+        l: &mut [f32],
+    ) -> f64 {
+        let p = self.p;
+        let k = Elem {
+            p: p.clone(),
+            scale: self.scale,
+            pow_neg,
+            pow_pos,
+            classes: self.classes,
+        };
+        let col = offset % self.classes;
+        match (p.pos_margin > 0.0, p.weighted()) {
+            (true, true) => run::<N, Q, GRAD, true, true>(self.path, &k, col, x, y, g, l),
+            (true, false) => run::<N, Q, GRAD, true, false>(self.path, &k, col, x, y, g, l),
+            (false, true) => run::<N, Q, GRAD, false, true>(self.path, &k, col, x, y, g, l),
+            (false, false) => run::<N, Q, GRAD, false, false>(self.path, &k, col, x, y, g, l),
+        }
     }
 }
 
-fn with_pows<const GRAD: bool, N: Pow, Q: Pow>(
-    p: &LossParams,
-    scale: f32,
-    pow_neg: N,
-    pow_pos: Q,
-    x: &[f32],
-    y: &[f32],
-    g: &mut [f32],
-) -> f64 {
-    let k = Elem {
-        p: *p,
-        scale,
-        pow_neg,
-        pow_pos,
-    };
-    if p.pos_margin > 0.0 {
-        run::<N, Q, GRAD, true>(&k, x, y, g)
-    } else {
-        run::<N, Q, GRAD, false>(&k, x, y, g)
-    }
-}
-
-fn run<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
+/// The loop of `path` for `x` starting at class `col`.
+fn run<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool, const W: bool>(
+    path: CpuPath,
     k: &Elem<N, Q>,
+    col: usize,
     x: &[f32],
     y: &[f32],
     g: &mut [f32],
+    l: &mut [f32],
 ) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let int_exps = k.pow_neg.int_exp().is_some() && k.pow_pos.int_exp().is_some();
-        if int_exps
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-        {
-            // SAFETY: the CPU supports AVX-512F and DQ, and both exponents are integers.
-            return unsafe { run_avx512_binary::<N, Q, GRAD, MARGIN>(k, x, y, g) };
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx512Binary => {
+            if k.pow_neg.int_exp().is_some() && k.pow_pos.int_exp().is_some() {
+                // SAFETY: the path is only chosen on CPUs with AVX-512F and DQ (CpuPath), and
+                // both exponents are integers.
+                unsafe { run_avx512_binary::<N, Q, GRAD, MARGIN, W>(k, col, x, y, g, l) }
+            } else {
+                // SAFETY: as above; AVX-512F implies FMA.
+                unsafe { run_avx512::<N, Q, GRAD, MARGIN, W>(k, col, x, y, g, l) }
+            }
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (which implies FMA), checked just above.
-            return unsafe { run_avx512::<N, Q, GRAD, MARGIN>(k, x, y, g) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            return unsafe { run_avx2::<N, Q, GRAD, MARGIN>(k, x, y, g) };
-        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path is only chosen on CPUs with AVX-512F (CpuPath), which implies FMA.
+        CpuPath::Avx512 => unsafe { run_avx512::<N, Q, GRAD, MARGIN, W>(k, col, x, y, g, l) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path is only chosen on CPUs with AVX2 and FMA (CpuPath).
+        CpuPath::Avx2 => unsafe { run_avx2::<N, Q, GRAD, MARGIN, W>(k, col, x, y, g, l) },
+        // Without a hardware FMA, `mul_add` would be a library call.
+        CpuPath::Portable => run_loop::<N, Q, GRAD, MARGIN, W, false>(k, col, x, y, g, l),
     }
-    // Without a hardware FMA, `mul_add` would be a library call.
-    run_loop::<N, Q, GRAD, MARGIN, false>(k, x, y, g)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn run_avx512<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
+unsafe fn run_avx512<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool, const W: bool>(
     k: &Elem<N, Q>,
+    col: usize,
     x: &[f32],
     y: &[f32],
     g: &mut [f32],
+    l: &mut [f32],
 ) -> f64 {
-    run_loop::<N, Q, GRAD, MARGIN, true>(k, x, y, g)
+    run_loop::<N, Q, GRAD, MARGIN, W, true>(k, col, x, y, g, l)
 }
 
 /// The AVX-512 intrinsics loop while targets are 0 or 1; where a vector holds another target,
 /// the autovectorised general loop takes one block from there.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn run_avx512_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
+unsafe fn run_avx512_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool, const W: bool>(
     k: &Elem<N, Q>,
+    col: usize,
     x: &[f32],
     y: &[f32],
     g: &mut [f32],
+    l: &mut [f32],
 ) -> f64 {
+    // Smoothed targets are never 0 or 1.
+    if k.p.smoothing != 0.0 {
+        return run_loop::<N, Q, GRAD, MARGIN, W, true>(k, col, x, y, g, l);
+    }
+    let out = !l.is_empty();
     let mut sum = 0.0;
     let mut start = 0;
     while start < x.len() {
         let gs = if GRAD { &mut g[start..] } else { &mut [][..] };
+        let ls = if out { &mut l[start..] } else { &mut [][..] };
+        let c = (col + start) % k.classes;
         // SAFETY: forwarded from the caller; the slices have equal lengths.
-        let (part, done) =
-            unsafe { avx512::run_binary::<N, Q, GRAD, MARGIN>(k, &x[start..], &y[start..], gs) };
+        let (part, done) = unsafe {
+            avx512::run_binary::<N, Q, GRAD, MARGIN, W>(k, c, &x[start..], &y[start..], gs, ls)
+        };
         sum += part;
         start += done;
         if start < x.len() {
@@ -239,7 +422,16 @@ unsafe fn run_avx512_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool
             } else {
                 &mut [][..]
             };
-            sum += run_loop::<N, Q, GRAD, MARGIN, true>(k, &x[start..end], &y[start..end], gs);
+            let ls = if out { &mut l[start..end] } else { &mut [][..] };
+            let c = (col + start) % k.classes;
+            sum += run_loop::<N, Q, GRAD, MARGIN, W, true>(
+                k,
+                c,
+                &x[start..end],
+                &y[start..end],
+                gs,
+                ls,
+            );
             start = end;
         }
     }
@@ -248,57 +440,137 @@ unsafe fn run_avx512_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
+unsafe fn run_avx2<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool, const W: bool>(
     k: &Elem<N, Q>,
+    col: usize,
     x: &[f32],
     y: &[f32],
     g: &mut [f32],
+    l: &mut [f32],
 ) -> f64 {
-    run_loop::<N, Q, GRAD, MARGIN, true>(k, x, y, g)
+    run_loop::<N, Q, GRAD, MARGIN, W, true>(k, col, x, y, g, l)
+}
+
+/// The per-element class weight and positive-term weight of `len` elements from class `col`.
+///
+/// Copies runs of the per-class vectors: a few `memcpy`s a block, against an `exp` and a `ln` an
+/// element.
+#[inline(always)]
+pub(super) fn fill_weights(
+    p: &LossParams,
+    classes: usize,
+    col: usize,
+    cw: &mut [f32],
+    pw: &mut [f32],
+) {
+    for (out, values) in [(cw, p.weight.as_deref()), (pw, p.pos_weight.as_deref())] {
+        match values {
+            None => out.fill(1.0),
+            Some(&[v]) => out.fill(v),
+            Some(values) => {
+                debug_assert_eq!(values.len(), classes);
+                let (mut c, mut i) = (col, 0);
+                while i < out.len() {
+                    let take = (values.len() - c).min(out.len() - i);
+                    out[i..i + take].copy_from_slice(&values[c..c + take]);
+                    i += take;
+                    c = 0;
+                }
+            }
+        }
+    }
 }
 
 #[inline(always)]
-fn run_loop<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool, const FMA: bool>(
+fn run_loop<
+    N: Pow,
+    Q: Pow,
+    const GRAD: bool,
+    const MARGIN: bool,
+    const W: bool,
+    const FMA: bool,
+>(
     k: &Elem<N, Q>,
+    col: usize,
     x: &[f32],
     y: &[f32],
     g: &mut [f32],
+    l: &mut [f32],
 ) -> f64 {
     // Plain element loops (which LLVM's loop vectoriser handles) write the per-element losses to
     // a small buffer; a separate lane-wise sum reduces it without reassociating a float chain.
     let mut buf = [0.0f32; BLOCK];
+    let mut cw_buf = [1.0f32; BLOCK];
+    let mut pw_buf = [1.0f32; BLOCK];
+    let mut y_buf = [0.0f32; BLOCK];
+    let smoothing = k.p.smoothing;
+    let out = !l.is_empty();
     let mut sum = 0.0f64;
     for start in (0..x.len()).step_by(BLOCK) {
         let end = (start + BLOCK).min(x.len());
-        let (xs, ys) = (&x[start..end], &y[start..end]);
-        let ls = &mut buf[..end - start];
+        let len = end - start;
+        let xs = &x[start..end];
+        let ys = if smoothing != 0.0 {
+            let ys = &mut y_buf[..len];
+            for (s, &v) in ys.iter_mut().zip(&y[start..end]) {
+                *s = v * (1.0 - smoothing) + 0.5 * smoothing;
+            }
+            &*ys
+        } else {
+            &y[start..end]
+        };
+        let (cws, pws) = (&mut cw_buf[..len], &mut pw_buf[..len]);
+        if W {
+            fill_weights(&k.p, k.classes, (col + start) % k.classes, cws, pws);
+        }
+        let (cws, pws) = (&*cws, &*pws);
+        let ls = &mut buf[..len];
         // Hard targets need only one of the two terms per element: half the transcendentals.
         let binary = ys
             .iter()
             .fold(true, |all, &v| all & ((v == 0.0) | (v == 1.0)));
+        // Without weights the constant 1s fold away.
+        let w = |i: usize| if W { (cws[i], pws[i]) } else { (1.0, 1.0) };
         match (GRAD, binary) {
             (true, true) => {
                 let gs = &mut g[start..end];
-                for ((l, d), (&x, &y)) in ls.iter_mut().zip(gs.iter_mut()).zip(xs.iter().zip(ys)) {
-                    (*l, *d) = k.elem_binary::<GRAD, MARGIN, FMA>(x, y);
+                for (i, ((l, d), (&x, &y))) in ls
+                    .iter_mut()
+                    .zip(gs.iter_mut())
+                    .zip(xs.iter().zip(ys))
+                    .enumerate()
+                {
+                    let (cw, pw) = w(i);
+                    (*l, *d) = k.elem_binary::<GRAD, MARGIN, FMA>(x, y, cw, pw);
                 }
             }
             (true, false) => {
                 let gs = &mut g[start..end];
-                for ((l, d), (&x, &y)) in ls.iter_mut().zip(gs.iter_mut()).zip(xs.iter().zip(ys)) {
-                    (*l, *d) = k.elem::<GRAD, MARGIN, FMA>(x, y);
+                for (i, ((l, d), (&x, &y))) in ls
+                    .iter_mut()
+                    .zip(gs.iter_mut())
+                    .zip(xs.iter().zip(ys))
+                    .enumerate()
+                {
+                    let (cw, pw) = w(i);
+                    (*l, *d) = k.elem::<GRAD, MARGIN, FMA>(x, y, cw, pw);
                 }
             }
             (false, true) => {
-                for (l, (&x, &y)) in ls.iter_mut().zip(xs.iter().zip(ys)) {
-                    *l = k.elem_binary::<GRAD, MARGIN, FMA>(x, y).0;
+                for (i, (l, (&x, &y))) in ls.iter_mut().zip(xs.iter().zip(ys)).enumerate() {
+                    let (cw, pw) = w(i);
+                    *l = k.elem_binary::<GRAD, MARGIN, FMA>(x, y, cw, pw).0;
                 }
             }
             (false, false) => {
-                for (l, (&x, &y)) in ls.iter_mut().zip(xs.iter().zip(ys)) {
-                    *l = k.elem::<GRAD, MARGIN, FMA>(x, y).0;
+                for (i, (l, (&x, &y))) in ls.iter_mut().zip(xs.iter().zip(ys)).enumerate() {
+                    let (cw, pw) = w(i);
+                    *l = k.elem::<GRAD, MARGIN, FMA>(x, y, cw, pw).0;
                 }
             }
+        }
+        if out {
+            l[start..end].copy_from_slice(ls);
         }
         sum += lane_sum(ls);
     }
@@ -432,15 +704,20 @@ struct Elem<N, Q> {
     scale: f32,
     pow_neg: N,
     pow_pos: Q,
+    /// Classes per row, to find each element's class.
+    classes: usize,
 }
 
 impl<N: Pow, Q: Pow> Elem<N, Q> {
-    /// `(l, dl/dx * scale)` for one element, `l = -(y L+ + (1 - y) L-)`.
+    /// `(l, dl/dx * scale)` for one element, `l = -cw (y pw L+ + (1 - y) L-)`, with `cw` the
+    /// class weight and `pw` the positive term's weight.
     #[inline(always)]
     fn elem<const GRAD: bool, const MARGIN: bool, const FMA: bool>(
         &self,
         x: f32,
         y: f32,
+        cw: f32,
+        pw: f32,
     ) -> (f32, f32) {
         let p = &self.p;
         // sigmoid(x) and sigmoid(-x) from one exp(-|x|), both to full relative precision.
@@ -470,28 +747,30 @@ impl<N: Pow, Q: Pow> Elem<N, Q> {
             } else {
                 self.pow_pos.pow(pr_comp)
             };
-            let l = -(y * (log_pos * w_pos) + (1.0 - y) * (log_neg * w_neg));
+            let l = -(cw * (y * pw * (log_pos * w_pos) + (1.0 - y) * (log_neg * w_neg)));
             return (l, 0.0);
         }
 
         let (w_neg, dw_neg) = self.pow_neg.pow_deriv(q);
         let w_pos_focal = self.pow_pos.pow(pr_comp);
         let w_pos = if confident { 1.0 } else { w_pos_focal };
-        let l = -(y * (log_pos * w_pos) + (1.0 - y) * (log_neg * w_neg));
+        let l = -(cw * (y * pw * (log_pos * w_pos) + (1.0 - y) * (log_neg * w_neg)));
+        let focal = !p.detach_focusing;
 
         // dL-/dx = dq/dx * (-[clamp] w / (1 - q) + log(1 - q) * gamma q^(gamma - 1)).
         let dq = if active { s * s_comp } else { 0.0 };
         let d_log_neg = if clamp_neg { -w_neg / one_minus_q } else { 0.0 };
-        let d_neg = dq * (d_log_neg + log_neg * dw_neg);
+        let d_w_neg = if focal { log_neg * dw_neg } else { 0.0 };
+        let d_neg = dq * (d_log_neg + d_w_neg);
         // dL+/dx = [clamp] (1 - p) w - [focal] gamma log(p) p (1 - p)^gamma.
         let d_log_pos = if clamp_pos { pr_comp * w_pos } else { 0.0 };
-        let d_w_pos = if confident {
+        let d_w_pos = if confident || !focal {
             0.0
         } else {
             self.p.gamma_pos * log_pos * pr * w_pos_focal
         };
         let d_pos = d_log_pos - d_w_pos;
-        let d = -(y * d_pos + (1.0 - y) * d_neg) * self.scale;
+        let d = -(cw * (y * pw * d_pos + (1.0 - y) * d_neg)) * self.scale;
         (l, d)
     }
 }
@@ -504,6 +783,8 @@ impl<N: Pow, Q: Pow> Elem<N, Q> {
         &self,
         x: f32,
         y: f32,
+        cw: f32,
+        pw: f32,
     ) -> (f32, f32) {
         let p = &self.p;
         let pos = y != 0.0;
@@ -534,12 +815,14 @@ impl<N: Pow, Q: Pow> Elem<N, Q> {
         let (w_focal, dw_focal) = if pos { (wp, dwp) } else { (wn, dwn) };
         let confident = MARGIN && pos && x >= p.switch_logit;
 
+        // The weights of this element's one term.
+        let f = cw * if pos { pw } else { 1.0 };
         if !GRAD {
             let w = if confident { 1.0 } else { w_focal };
-            return (-(log * w), 0.0);
+            return (-(log * w) * f, 0.0);
         }
         let w = if confident { 1.0 } else { w_focal };
-        let l = -(log * w);
+        let l = -(log * w) * f;
 
         // With t = ds/dz = s (1 - s):
         //   positive: d/dx = [unclamped] (1 - s) w - [focal] log * gamma (1-s)^(gamma-1) t
@@ -562,8 +845,12 @@ impl<N: Pow, Q: Pow> Elem<N, Q> {
         } else {
             0.0
         };
-        let d_w = if confident { 0.0 } else { d_base * dw_focal };
-        let d = -(d_log * w + log * d_w) * self.scale;
+        let d_w = if confident || p.detach_focusing {
+            0.0
+        } else {
+            d_base * dw_focal
+        };
+        let d = -(d_log * w + log * d_w) * (self.scale * f);
         (l, d)
     }
 }

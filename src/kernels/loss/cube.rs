@@ -2,7 +2,7 @@
 //! the per-element losses (and gradients), then Burn's reduction sums them.
 
 use burn::tensor::ops::{FloatTensor, FloatTensorOps};
-use burn::tensor::Shape;
+use burn::tensor::{Shape, TensorData};
 use burn_cubecl::element::BoolElement;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
@@ -12,7 +12,7 @@ use cubecl::prelude::*;
 use cubecl::{calculate_cube_count_elemwise, CubeDim};
 
 use super::LossKernel;
-use crate::loss::LossParams;
+use crate::loss::{LossParams, Reduction};
 
 /// `base^gamma` and `gamma * base^(gamma - 1)` for `base` in `[0, 1]`, `gamma >= 0`.
 ///
@@ -30,8 +30,11 @@ fn pow_deriv<F: Float>(base: F, gamma: F) -> (F, F) {
     (value, deriv)
 }
 
-/// One thread per element: `losses[i] = -(y L+ + (1 - y) L-)` and, when `with_grad`,
+/// One thread per element: `losses[i] = -cw (y' pw L+ + (1 - y') L-)` and, when `with_grad`,
 /// `grad[i] = scale * d losses[i] / d x`. The same formulas as the CPU kernel's general path.
+///
+/// With `weighted`, `class_weight` and `pos_weight` hold one value per class (the element's
+/// class is its index modulo their length); otherwise they are not read.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn asymmetric_loss_kernel<F: Float>(
@@ -39,6 +42,8 @@ fn asymmetric_loss_kernel<F: Float>(
     targets: &Tensor<F>,
     losses: &mut Tensor<F>,
     grad: &mut Tensor<F>,
+    class_weight: &Tensor<F>,
+    pos_weight: &Tensor<F>,
     gamma_neg: f32,
     gamma_pos: f32,
     pos_margin: f32,
@@ -46,8 +51,11 @@ fn asymmetric_loss_kernel<F: Float>(
     eps: f32,
     switch_logit: f32,
     scale: f32,
+    smoothing: f32,
+    focal_grad: f32,
     #[comptime] with_grad: bool,
     #[comptime] margin: bool,
+    #[comptime] weighted: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let i = ABSOLUTE_POS;
@@ -57,7 +65,16 @@ fn asymmetric_loss_kernel<F: Float>(
     let zero = F::new(0.0);
     let one = F::new(1.0);
     let x = logits[i];
-    let y = targets[i];
+    let smoothing = F::cast_from(smoothing);
+    // Label smoothing towards 0.5; exactly y when off.
+    let y = targets[i] * (one - smoothing) + F::new(0.5) * smoothing;
+    let mut cw = one;
+    let mut pw = one;
+    if weighted {
+        let c = i % class_weight.len();
+        cw = class_weight[c];
+        pw = pos_weight[c];
+    }
     let gamma_neg = F::cast_from(gamma_neg);
     let gamma_pos = F::cast_from(gamma_pos);
     let neg_margin = F::cast_from(neg_margin);
@@ -96,19 +113,25 @@ fn asymmetric_loss_kernel<F: Float>(
     let (w_focal, dw_focal) = pow_deriv::<F>(p_comp, gamma_pos);
     let w_pos = select(confident, one, w_focal);
 
-    losses[i] = -(y * log_pos * w_pos + (one - y) * log_neg * w_neg);
+    losses[i] = -(cw * (y * pw * log_pos * w_pos + (one - y) * log_neg * w_neg));
 
     if with_grad {
         let t = s * s_comp;
         // d L- / dx = [active] t (-[unclamped] w / (1 - q) + log(1 - q) gamma q^(gamma - 1))
         let d_log_neg = select(one_minus_q >= eps, -w_neg / one_minus_q, zero);
-        let d_neg = select(active, t * (d_log_neg + log_neg * dw_neg), zero);
+        // focal_grad is 0 when the focusing weights are constants of the backward pass.
+        let focal_grad = F::cast_from(focal_grad);
+        let d_neg = select(
+            active,
+            t * (d_log_neg + focal_grad * log_neg * dw_neg),
+            zero,
+        );
         // d L+ / dx = [unclamped] (1 - p) w - [focal] log(p) gamma (1 - p)^(gamma - 1) p (1 - p)
         let t_pos = p * p_comp;
         let d_log_pos = select(p >= eps, p_comp * w_pos, zero);
-        let d_w_pos = select(confident, zero, log_pos * dw_focal * t_pos);
+        let d_w_pos = select(confident, zero, focal_grad * log_pos * dw_focal * t_pos);
         let d_pos = d_log_pos - d_w_pos;
-        grad[i] = -(y * d_pos + (one - y) * d_neg) * F::cast_from(scale);
+        grad[i] = -(cw * (y * pw * d_pos + (one - y) * d_neg)) * F::cast_from(scale);
     }
 }
 
@@ -130,8 +153,29 @@ fn run<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     let targets = into_contiguous(targets);
     let shape: Shape = logits.meta.shape().clone();
     let n = shape.num_elements();
+    let [_, classes] = shape.dims::<2>();
     let client = logits.client.clone();
     let device = logits.device.clone();
+    let scale = params.scale(n, classes);
+
+    // The per-class vectors, expanded to one value per class; a placeholder when unweighted.
+    let weighted = params.weighted();
+    let per_class = |values: Option<&[f32]>| -> CubeTensor<R> {
+        let len = if weighted { classes.max(1) } else { 1 };
+        let data: Vec<f32> = match values {
+            Some(&[v]) => vec![v; len],
+            Some(v) if weighted => v.to_vec(),
+            _ => vec![1.0; len],
+        };
+        let t = Cube::<R, F, I, BT>::float_from_data(TensorData::new(data, [len]), &device);
+        if t.dtype == dtype {
+            t
+        } else {
+            Cube::<R, F, I, BT>::float_cast(t, dtype.into())
+        }
+    };
+    let class_weight = per_class(params.weight.as_deref());
+    let pos_weight = per_class(params.pos_weight.as_deref());
 
     let losses = empty_device_dtype(client.clone(), device.clone(), shape.clone(), dtype);
     // Without a gradient the kernel still takes a tensor there, which it never writes.
@@ -148,20 +192,29 @@ fn run<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
         targets.into_tensor_arg(),
         losses.clone().into_tensor_arg(),
         grad.clone().into_tensor_arg(),
+        class_weight.into_tensor_arg(),
+        pos_weight.into_tensor_arg(),
         params.gamma_neg,
         params.gamma_pos,
         params.pos_margin,
         params.neg_margin,
         params.eps,
         params.switch_logit,
-        params.scale(n),
+        scale,
+        params.smoothing,
+        if params.detach_focusing { 0.0 } else { 1.0 },
         with_grad,
         params.pos_margin > 0.0,
+        weighted,
         dtype.into(),
     );
 
+    if params.reduction == Reduction::None {
+        let losses = Cube::<R, F, I, BT>::float_reshape(losses, Shape::new([n]));
+        return (losses, with_grad.then_some(grad));
+    }
     let total = Cube::<R, F, I, BT>::float_sum(losses);
-    let total = Cube::<R, F, I, BT>::float_mul_scalar(total, params.scale(n).into());
+    let total = Cube::<R, F, I, BT>::float_mul_scalar(total, scale.into());
     (total, with_grad.then_some(grad))
 }
 

@@ -5,11 +5,11 @@ use burn::backend::Flex;
 use burn::tensor::ops::{FloatTensor, FloatTensorOps};
 use burn::tensor::{DType, TensorData, TensorMetadata};
 
-use super::cpu::{asymmetric_loss_cpu, asymmetric_loss_cpu_in_place, scale_in_place};
+use super::cpu::{asymmetric_loss_cpu_in_place, kernel, scale_in_place, CpuPath};
 use super::LossKernel;
 use crate::kernels::buffer::zeroed_f32;
 use crate::kernels::host::{contiguous_f32, in_dtype};
-use crate::loss::LossParams;
+use crate::loss::{LossParams, Reduction};
 
 fn run(
     logits: FlexTensor,
@@ -19,12 +19,34 @@ fn run(
 ) -> (FlexTensor, Option<FlexTensor>) {
     let dtype = logits.dtype();
     let shape = logits.shape();
+    let [_, classes] = shape.dims::<2>();
     let loss_tensor = |loss: f64| {
         in_dtype(
             FlexTensor::from_data(TensorData::new(vec![loss as f32], [1])),
             dtype,
         )
     };
+    if params.reduction == Reduction::None {
+        // The per-element losses, flattened as `forward` returns them.
+        let x = contiguous_f32(logits);
+        let y = contiguous_f32(targets);
+        let (xs, ys) = (x.as_slice::<f32>().unwrap(), y.as_slice::<f32>().unwrap());
+        let mut losses = zeroed_f32(xs.len());
+        let mut g = with_grad.then(|| zeroed_f32(xs.len()));
+        let path = CpuPath::best();
+        kernel(
+            path,
+            xs,
+            ys,
+            classes,
+            params,
+            g.as_deref_mut(),
+            Some(&mut losses),
+        );
+        let losses = FlexTensor::from_data(TensorData::new(losses, [xs.len()]));
+        let g = g.map(|g| in_dtype(FlexTensor::from_data(TensorData::new(g, shape)), dtype));
+        return (in_dtype(losses, dtype), g);
+    }
     let mut logits = logits;
     if with_grad && dtype == DType::F32 && logits.is_unique() {
         // Nobody else sees these logits: their storage becomes the gradient.
@@ -32,7 +54,7 @@ fn run(
             let y = contiguous_f32(targets);
             let ys = y.as_slice::<f32>().unwrap();
             let values = logits.try_storage_mut::<f32>().expect("unique");
-            let loss = asymmetric_loss_cpu_in_place(&mut values[start..end], ys, params);
+            let loss = asymmetric_loss_cpu_in_place(&mut values[start..end], ys, classes, params);
             return (loss_tensor(loss), Some(logits));
         }
     }
@@ -41,11 +63,12 @@ fn run(
     let (xs, ys) = (x.as_slice::<f32>().unwrap(), y.as_slice::<f32>().unwrap());
     let (loss, grad) = if with_grad {
         let mut g = zeroed_f32(xs.len());
-        let loss = asymmetric_loss_cpu(xs, ys, params, Some(&mut g));
+        let loss = kernel(CpuPath::best(), xs, ys, classes, params, Some(&mut g), None);
         let g = FlexTensor::from_data(TensorData::new(g, shape));
         (loss, Some(in_dtype(g, dtype)))
     } else {
-        (asymmetric_loss_cpu(xs, ys, params, None), None)
+        let loss = kernel(CpuPath::best(), xs, ys, classes, params, None, None);
+        (loss, None)
     };
     (loss_tensor(loss), grad)
 }

@@ -25,11 +25,13 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use super::dispatch::on_backend;
 use crate::loss::{composed, LossParams};
 
-pub use cpu::{asymmetric_loss_cpu, asymmetric_loss_cpu_in_place};
+pub use cpu::{asymmetric_loss_cpu, asymmetric_loss_cpu_elementwise, asymmetric_loss_cpu_in_place};
 
 /// A backend with a fused kernel for the asymmetric loss, on its own tensor primitives.
 pub(crate) trait LossKernel: Backend {
-    /// The reduced loss (a `[1]` tensor) of `logits` against `targets`, both `[batch, classes]`.
+    /// The reduced loss (a `[1]` tensor) of `logits` against `targets`, both `[batch, classes]`;
+    /// with [`Reduction::None`](crate::loss::Reduction::None) the per-element losses, flattened
+    /// (`[batch * classes]`).
     fn asymmetric_loss(
         logits: FloatTensor<Self>,
         targets: FloatTensor<Self>,
@@ -37,7 +39,8 @@ pub(crate) trait LossKernel: Backend {
     ) -> FloatTensor<Self>;
 
     /// The reduced loss and its gradient with respect to `logits` (for an incoming gradient of
-    /// 1), computed together so that the backward pass has nothing left to read.
+    /// 1; of each element's own loss without a reduction), computed together so that the
+    /// backward pass has nothing left to read.
     fn asymmetric_loss_with_grad(
         logits: FloatTensor<Self>,
         targets: FloatTensor<Self>,

@@ -8,10 +8,10 @@ use burn::backend::ndarray::{
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
 
-use super::cpu::asymmetric_loss_cpu;
+use super::cpu::{kernel, CpuPath};
 use super::LossKernel;
 use crate::kernels::buffer::zeroed_f32;
-use crate::loss::LossParams;
+use crate::loss::{LossParams, Reduction};
 
 /// The `f32` values in row-major order, borrowed when the array is standard-layout `f32`.
 fn values(t: &NdArrayTensor) -> Option<Cow<'_, [f32]>> {
@@ -35,6 +35,7 @@ fn run<B: LossKernel<FloatTensorPrimitive = NdArrayTensor>>(
 ) -> (NdArrayTensor, Option<NdArrayTensor>) {
     let dtype = logits.dtype();
     let shape = logits.shape();
+    let [_, classes] = shape.dims::<2>();
     let to_f32 = |t: NdArrayTensor| {
         if t.dtype() == DType::F32 {
             t
@@ -51,17 +52,25 @@ fn run<B: LossKernel<FloatTensorPrimitive = NdArrayTensor>>(
     };
     let (x, y) = (to_f32(logits), to_f32(targets));
     let (xs, ys) = (values(&x).expect("f32"), values(&y).expect("f32"));
-    let (loss, grad) = if with_grad {
-        let mut g = zeroed_f32(xs.len());
-        let loss = asymmetric_loss_cpu(&xs, &ys, params, Some(&mut g));
-        (
-            loss,
-            Some(back(NdArrayTensor::from_data(TensorData::new(g, shape)))),
-        )
-    } else {
-        (asymmetric_loss_cpu(&xs, &ys, params, None), None)
+    let n = xs.len();
+    let mut g = with_grad.then(|| zeroed_f32(n));
+    let mut losses = (params.reduction == Reduction::None).then(|| zeroed_f32(n));
+    let path = CpuPath::best();
+    let loss = kernel(
+        path,
+        &xs,
+        &ys,
+        classes,
+        params,
+        g.as_deref_mut(),
+        losses.as_deref_mut(),
+    );
+    let grad = g.map(|g| back(NdArrayTensor::from_data(TensorData::new(g, shape))));
+    // With no reduction, the per-element losses, flattened as `forward` returns them.
+    let loss = match losses {
+        Some(l) => NdArrayTensor::from_data(TensorData::new(l, [n])),
+        None => NdArrayTensor::from_data(TensorData::new(vec![loss as f32], [1])),
     };
-    let loss = NdArrayTensor::from_data(TensorData::new(vec![loss as f32], [1]));
     (back(loss), grad)
 }
 

@@ -5,7 +5,8 @@
 //! - `burn::backend::Wgpu`, i.e. `Fusion<CubeBackend<..>>`: the composed loss, which the fusion
 //!   backend compiles into its own kernels.
 //!
-//! Both are held to the PyTorch fixtures and to the CPU kernel at the same tolerance.
+//! Both are held to the PyTorch fixtures, to timm's (every option of the loss) and to the CPU
+//! kernel at the same tolerance.
 //!
 //! `cargo test --release --features wgpu --test loss_wgpu` (in `tests/downstream`)
 #![cfg(feature = "wgpu")]
@@ -18,7 +19,7 @@ use burn::backend::wgpu::{CubeBackend, WgpuRuntime};
 use burn::backend::{Flex, Wgpu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
-use common::{assert_close, check_fixtures, loss_and_grads, Impl};
+use common::{assert_close, check_fixtures, check_timm_fixtures, loss_and_grads, Impl};
 
 /// `burn::backend::Wgpu` without the fusion layer.
 type Unfused = CubeBackend<WgpuRuntime, f32, i32, u32>;
@@ -39,8 +40,19 @@ fn fused_backend_matches_torch_fixtures() {
     check_fixtures::<Wgpu>(Impl::Fused);
 }
 
-/// Every preset and a fractional-gamma `sum` configuration.
-fn configs() -> Vec<(&'static str, AsymmetricLossConfig)> {
+#[test]
+fn cubecl_kernel_matches_timm_fixtures() {
+    check_timm_fixtures::<Unfused>(Impl::Fused);
+}
+
+#[test]
+fn fused_backend_matches_timm_fixtures() {
+    check_timm_fixtures::<Wgpu>(Impl::Fused);
+}
+
+/// Every preset, a fractional-gamma `sum` configuration, and every option on (for `cols`
+/// classes).
+fn configs(cols: usize) -> Vec<(&'static str, AsymmetricLossConfig)> {
     let mut configs: Vec<_> = LossPreset::ALL
         .iter()
         .map(|p| (p.name(), p.config()))
@@ -51,6 +63,15 @@ fn configs() -> Vec<(&'static str, AsymmetricLossConfig)> {
             .with_gamma_neg(2.5)
             .with_gamma_pos(1.5)
             .with_reduction(Reduction::Sum),
+    ));
+    configs.push((
+        "all_options",
+        AsymmetricLossConfig::proposed()
+            .with_reduction(Reduction::BatchMean)
+            .with_smoothing(0.1)
+            .with_weight(Some((0..cols).map(|c| (c % 5) as f64 * 0.5).collect()))
+            .with_pos_weight(Some((0..cols).map(|c| 0.5 + (c % 3) as f64).collect()))
+            .with_detach_focusing(true),
     ));
     configs
 }
@@ -70,7 +91,7 @@ fn matches_cpu_kernel<G: Backend>() {
         let y = Tensor::<Flex, 2>::random([rows, cols], dist, &cpu);
         let xg = Tensor::<G, 2>::from_data(x.to_data(), &gpu);
         let yg = Tensor::<G, 2>::from_data(y.to_data(), &gpu);
-        for (name, config) in configs() {
+        for (name, config) in configs(cols) {
             let loss = config.init();
             let want = loss_and_grads(Impl::Fused, &loss, x.clone(), y.clone());
             let got = loss_and_grads(Impl::Fused, &loss, xg.clone(), yg.clone());

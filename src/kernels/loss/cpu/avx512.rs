@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Elem, Pow, LN2_HI, LN2_LO, LN_POLY, LN_POLY_HEAD, LOG2E};
+use super::{fill_weights, Elem, Pow, LN2_HI, LN2_LO, LN_POLY, LN_POLY_HEAD, LOG2E};
 
 /// `f32` lanes of a vector.
 const LANES: usize = 16;
@@ -23,7 +23,8 @@ const PREFETCH_BLOCKS: usize = 2;
 /// The sum of the per-element losses of `x` against `y` and, when `GRAD`, the scaled gradient
 /// written to `g`, for as long as every target is 0 or 1: returns the sum and the number of
 /// elements done, which is short of `x.len()` when the vector starting there holds another target
-/// (nothing of that vector is written).
+/// (nothing of that vector is written). The first element is of class `col`; with `W` the
+/// per-class weights apply; when `l` is not empty the per-element losses are written there.
 ///
 /// The work of a vector is one chain of about fifty dependent instructions (the exponential, a
 /// reciprocal, the logarithm): run as one loop, the out-of-order core cannot hold enough
@@ -34,17 +35,31 @@ const PREFETCH_BLOCKS: usize = 2;
 ///
 /// # Safety
 ///
-/// The CPU must support AVX-512F and AVX-512DQ; `y.len() == x.len()`, and `g.len() == x.len()`
-/// when `GRAD`. The exponents of `k` must be integers (`Pow::int_exp` is `Some`).
+/// The CPU must support AVX-512F and AVX-512DQ; `y.len() == x.len()`, `g.len() == x.len()`
+/// when `GRAD`, and `l` empty or as long as `x`. The exponents of `k` must be integers
+/// (`Pow::int_exp` is `Some`).
 #[target_feature(enable = "avx512f,avx512dq")]
-pub(super) unsafe fn run_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool>(
+pub(super) unsafe fn run_binary<
+    N: Pow,
+    Q: Pow,
+    const GRAD: bool,
+    const MARGIN: bool,
+    const W: bool,
+>(
     k: &Elem<N, Q>,
+    col: usize,
     x: &[f32],
     y: &[f32],
     g: &mut [f32],
+    l: &mut [f32],
 ) -> (f64, usize) {
     debug_assert_eq!(x.len(), y.len());
     debug_assert!(!GRAD || g.len() == x.len());
+    assert!(l.is_empty() || l.len() == x.len(), "losses length");
+    let out = !l.is_empty();
+    let lp = l.as_mut_ptr();
+    let mut cw_buf = [1.0f32; BLOCK];
+    let mut pw_buf = [1.0f32; BLOCK];
     let c = Consts::new(k);
     let (n_neg, n_pos) = (
         k.pow_neg.int_exp().unwrap_or(0),
@@ -75,6 +90,16 @@ pub(super) unsafe fn run_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: 
             )
         };
 
+        if W {
+            let first = (col + start) % k.classes;
+            fill_weights(
+                &k.p,
+                k.classes,
+                first,
+                &mut cw_buf[..len],
+                &mut pw_buf[..len],
+            );
+        }
         let mut stop = vecs;
         for (j, m) in mid.iter_mut().enumerate().take(vecs) {
             // Fetch ahead the cache line each vector will need two blocks on: the hardware
@@ -97,10 +122,29 @@ pub(super) unsafe fn run_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: 
         for (j, m) in mid.iter().enumerate().take(stop) {
             let (xv, yv) = load(j);
             let (log, weight, grad) = second_half::<GRAD, MARGIN>(&c, n_neg, n_pos, xv, yv, m);
+            let (weight, grad) = if W {
+                // SAFETY: the block's buffers hold BLOCK values; vector j is within them.
+                let (cw, pw) = unsafe {
+                    (
+                        _mm512_loadu_ps(cw_buf.as_ptr().add(j * LANES)),
+                        _mm512_loadu_ps(pw_buf.as_ptr().add(j * LANES)),
+                    )
+                };
+                let pos = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(yv, _mm512_set1_ps(1.0));
+                let f = _mm512_mask_mul_ps(cw, pos, cw, pw);
+                (_mm512_mul_ps(weight, f), _mm512_mul_ps(grad, f))
+            } else {
+                (weight, grad)
+            };
             acc = _mm512_mask3_fnmadd_ps(log, weight, acc, lanes(j));
             if GRAD {
                 // SAFETY: as for the loads; g has the length of x when GRAD.
                 unsafe { _mm512_mask_storeu_ps(gp.add(start + j * LANES), lanes(j), grad) };
+            }
+            if out {
+                let loss = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(log, weight));
+                // SAFETY: as for the loads; l has the length of x when not empty.
+                unsafe { _mm512_mask_storeu_ps(lp.add(start + j * LANES), lanes(j), loss) };
             }
         }
         let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc));
@@ -125,6 +169,8 @@ struct Consts {
     switch_logit: __m512,
     scale: __m512,
     neg_scale: __m512,
+    /// The focusing weights are constants of the backward pass.
+    detach: bool,
 }
 
 impl Consts {
@@ -137,6 +183,7 @@ impl Consts {
             switch_logit: _mm512_set1_ps(k.p.switch_logit),
             scale: _mm512_set1_ps(k.scale),
             neg_scale: _mm512_set1_ps(-k.scale),
+            detach: k.p.detach_focusing,
         }
     }
 }
@@ -223,7 +270,8 @@ fn first_half<const GRAD: bool, const MARGIN: bool>(
     let inv_one_minus_q = _mm512_mul_ps(r, _mm512_mul_ps(one_e, one_e));
     let a = _mm512_maskz_mul_ps(with_log & !pos, t, inv_one_minus_q);
     let a = _mm512_mask_mov_ps(a, with_log & pos, s_comp);
-    let t = _mm512_maskz_mov_ps(valid & !confident::<MARGIN>(c, pos, x), t);
+    let focal = if c.detach { 0 } else { valid };
+    let t = _mm512_maskz_mov_ps(focal & !confident::<MARGIN>(c, pos, x), t);
     (
         binary,
         Mid {
@@ -404,10 +452,11 @@ mod tests {
     fn check<N: Pow, Q: Pow>(config: AsymmetricLossConfig, pow_neg: N, pow_pos: Q) {
         let p = LossParams::from_config(&config);
         let k = Elem {
-            p,
+            p: p.clone(),
             scale: 0.25,
             pow_neg,
             pow_pos,
+            classes: 7,
         };
         for n in [0, 1, 15, 16, 17, 255, 256, 257, 1000] {
             let (x, y) = inputs(n, &p);
@@ -415,25 +464,25 @@ mod tests {
             // SAFETY: AVX-512 checked by the caller; equal lengths; integer exponents.
             let (sum, done) = unsafe {
                 if p.pos_margin > 0.0 {
-                    run_binary::<N, Q, true, true>(&k, &x, &y, &mut g)
+                    run_binary::<N, Q, true, true, false>(&k, 0, &x, &y, &mut g, &mut [])
                 } else {
-                    run_binary::<N, Q, true, false>(&k, &x, &y, &mut g)
+                    run_binary::<N, Q, true, false, false>(&k, 0, &x, &y, &mut g, &mut [])
                 }
             };
             let (fwd, _) = unsafe {
                 if p.pos_margin > 0.0 {
-                    run_binary::<N, Q, false, true>(&k, &x, &y, &mut [])
+                    run_binary::<N, Q, false, true, false>(&k, 0, &x, &y, &mut [], &mut [])
                 } else {
-                    run_binary::<N, Q, false, false>(&k, &x, &y, &mut [])
+                    run_binary::<N, Q, false, false, false>(&k, 0, &x, &y, &mut [], &mut [])
                 }
             };
             assert_eq!(done, n);
             let mut want_sum = 0.0f64;
             for i in 0..n {
                 let (l, d) = if p.pos_margin > 0.0 {
-                    k.elem_binary::<true, true, true>(x[i], y[i])
+                    k.elem_binary::<true, true, true>(x[i], y[i], 1.0, 1.0)
                 } else {
-                    k.elem_binary::<true, false, true>(x[i], y[i])
+                    k.elem_binary::<true, false, true>(x[i], y[i], 1.0, 1.0)
                 };
                 want_sum += l as f64;
                 let tol = 1e-6 * d.abs() + 1e-30;
@@ -486,17 +535,19 @@ mod tests {
         }
         let p = LossParams::from_config(&AsymmetricLossConfig::proposed());
         let k = Elem {
-            p,
+            p: p.clone(),
             scale: 1.0,
             pow_neg: ConstPow::<4>,
             pow_pos: ConstPow::<3>,
+            classes: 7,
         };
         for (n, soft_at, stop) in [(100, 37, 32), (100, 96, 96), (20, 19, 16), (5, 0, 0)] {
             let (x, mut y) = inputs(n, &p);
             y[soft_at] = 0.5;
             let mut g = vec![f32::NAN; n];
             // SAFETY: AVX-512 checked above; equal lengths; integer exponents.
-            let (_, done) = unsafe { run_binary::<_, _, true, true>(&k, &x, &y, &mut g) };
+            let (_, done) =
+                unsafe { run_binary::<_, _, true, true, false>(&k, 0, &x, &y, &mut g, &mut []) };
             assert_eq!(done, stop, "n={n}, soft target at {soft_at}");
             assert!(g[..stop].iter().all(|v| v.is_finite()));
             assert!(
