@@ -156,14 +156,7 @@ impl<B: Backend> Annotator<B> {
             Some(manifest) => manifest,
             None => {
                 let (source, folder) = open_data(&config)?;
-                ModelManifest {
-                    data: config.data.clone(),
-                    model: config.model.clone(),
-                    labels: folder.vocabulary().labels().to_vec(),
-                    normalization: source.normalization(),
-                    image_size: config.train.image_size,
-                    thresholds: None,
-                }
+                ModelManifest::of_experiment(&config, &source, &folder)
             }
         };
         let thresholds = run_thresholds(run, choice)?;

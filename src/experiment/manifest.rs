@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::Normalization;
+use super::ExperimentConfig;
+use crate::data::{AnnotationFolder, DataSource, Normalization};
 use crate::model::TResNetConfig;
 use crate::train::atomic::{read_file, write_atomic};
 use crate::train::TrainError;
@@ -38,6 +39,23 @@ pub struct ModelManifest {
 }
 
 impl ModelManifest {
+    /// The manifest of an experiment trained on `folder` (opened from `source`), before any
+    /// thresholds are chosen.
+    pub fn of_experiment(
+        config: &ExperimentConfig,
+        source: &DataSource,
+        folder: &AnnotationFolder,
+    ) -> Self {
+        Self {
+            data: config.data.clone(),
+            model: config.model.clone(),
+            labels: folder.vocabulary().labels().to_vec(),
+            normalization: source.normalization(),
+            image_size: config.train.image_size,
+            thresholds: None,
+        }
+    }
+
     /// Checks that the parts agree: one output, and at most one threshold, per word.
     pub fn validate(&self, origin: &Path) -> Result<()> {
         let invalid = |why: String| -> Result<()> {

@@ -128,15 +128,7 @@ where
     // overwrite or resume it under another configuration.
     let started = RunPaths::new(out).latest_checkpoint()?.is_some();
     if !started || !out.join(MANIFEST_FILE).is_file() {
-        ModelManifest {
-            data: config.data.clone(),
-            model: config.model.clone(),
-            labels: folder.vocabulary().labels().to_vec(),
-            normalization: source.normalization(),
-            image_size: config.train.image_size,
-            thresholds: None,
-        }
-        .save(out)?;
+        ModelManifest::of_experiment(&config, &source, &folder).save(out)?;
     }
 
     let mut model = config.model.init::<B>(device);

@@ -305,25 +305,11 @@ impl AsymmetricLossConfig {
     /// (`weight` has one value per class, `pos_weight` one or one per class).
     pub fn validate_for(&self, classes: usize) -> Result<(), LossError> {
         self.validate()?;
-        if let Some(w) = &self.weight {
-            if w.len() != classes {
-                return Err(LossError::WeightLength {
-                    name: "weight",
-                    len: w.len(),
-                    classes,
-                });
-            }
-        }
-        if let Some(w) = &self.pos_weight {
-            if w.len() != 1 && w.len() != classes {
-                return Err(LossError::WeightLength {
-                    name: "pos_weight",
-                    len: w.len(),
-                    classes,
-                });
-            }
-        }
-        Ok(())
+        super::params::check_weight_lengths(
+            self.weight.as_ref().map(Vec::len),
+            self.pos_weight.as_ref().map(Vec::len),
+            classes,
+        )
     }
 
     /// Build the loss after [`validate`](Self::validate).

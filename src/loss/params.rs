@@ -89,25 +89,11 @@ impl LossParams {
 
     /// Whether the per-class vectors fit `classes`.
     pub fn check_classes(&self, classes: usize) -> Result<(), LossError> {
-        if let Some(w) = &self.weight {
-            if w.len() != classes {
-                return Err(LossError::WeightLength {
-                    name: "weight",
-                    len: w.len(),
-                    classes,
-                });
-            }
-        }
-        if let Some(w) = &self.pos_weight {
-            if w.len() != 1 && w.len() != classes {
-                return Err(LossError::WeightLength {
-                    name: "pos_weight",
-                    len: w.len(),
-                    classes,
-                });
-            }
-        }
-        Ok(())
+        check_weight_lengths(
+            self.weight.as_ref().map(|w| w.len()),
+            self.pos_weight.as_ref().map(|w| w.len()),
+            classes,
+        )
     }
 
     /// Whether any per-class weight is set (the kernels' weighted variant).
@@ -124,6 +110,30 @@ pub(super) fn round_up_f32(v: f64) -> f32 {
     } else {
         f
     }
+}
+
+/// Whether per-class weights of lengths `weight` (one per class) and `pos_weight` (one, or one per
+/// class) fit `classes`.
+pub(crate) fn check_weight_lengths(
+    weight: Option<usize>,
+    pos_weight: Option<usize>,
+    classes: usize,
+) -> Result<(), LossError> {
+    if let Some(len) = weight.filter(|&len| len != classes) {
+        return Err(LossError::WeightLength {
+            name: "weight",
+            len,
+            classes,
+        });
+    }
+    if let Some(len) = pos_weight.filter(|&len| len != 1 && len != classes) {
+        return Err(LossError::WeightLength {
+            name: "pos_weight",
+            len,
+            classes,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
