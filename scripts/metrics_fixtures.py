@@ -77,7 +77,7 @@ def exact_thresholds(scores, targets):
 
 
 def metrics(scores, targets, thresholds):
-    """The issue's formulas, counts from `score > t` in float32, ratios in float64."""
+    """The paper's formulas (its reference code's), counts from `score > t` in float32, ratios in float64."""
     t = np.broadcast_to(to_f32(thresholds), (scores.shape[1],))
     pred = scores > t[None, :]
     y = targets.astype(bool)
