@@ -3,10 +3,7 @@
 use aia::metrics::{
     measure, measure_tensors, AnnotationMetrics, MetricsError, MetricsTable, Thresholds,
 };
-use aia::threshold::{
-    calibrate, calibrate_tensors, matthews_corrcoef, mcc_thresholds_exact, mcc_thresholds_grid,
-    ThresholdSearch, GRID,
-};
+use aia::threshold::{calibrate, calibrate_tensors, matthews_corrcoef, ThresholdSearch, GRID};
 use burn::backend::Flex;
 use burn::tensor::Tensor;
 
@@ -51,9 +48,9 @@ fn hand_computed_metrics_at_one_half() {
     // F1 of the two means, not the mean of the per-label F1s.
     let (p, r) = (7.0 / 18.0, 0.5);
     assert_close(m.per_class.f1, 2.0 * p * r / (p + r), "per-class F1");
-    assert_close(m.overall.precision, 3.0 / 5.0, "per-image P");
-    assert_close(m.overall.recall, 3.0 / 5.0, "per-image R");
-    assert_close(m.overall.f1, 0.6, "per-image F1");
+    assert_close(m.overall.precision, 3.0 / 5.0, "overall P");
+    assert_close(m.overall.recall, 3.0 / 5.0, "overall R");
+    assert_close(m.overall.f1, 0.6, "overall F1");
     assert_eq!(m.n_plus, 2);
     // AP: label 0 ranks pos, neg, pos -> 1/2 * 1 + 1/2 * 2/3; label 1 likewise; label 2 -> 1.
     let ap = 0.5 + 1.0 / 3.0;
@@ -88,8 +85,8 @@ fn hand_computed_metrics_with_per_label_thresholds() {
         "per-class P",
     );
     assert_close(m.per_class.recall, (0.5 + 1.0 + 1.0) / 3.0, "per-class R");
-    assert_close(m.overall.precision, 4.0 / 5.0, "per-image P");
-    assert_close(m.overall.recall, 4.0 / 5.0, "per-image R");
+    assert_close(m.overall.precision, 4.0 / 5.0, "overall P");
+    assert_close(m.overall.recall, 4.0 / 5.0, "overall R");
     assert_eq!(m.n_plus, 3);
     let thresholds: Vec<f32> = m.per_label.iter().map(|l| l.threshold).collect();
     assert_eq!(thresholds, [0.85, 0.5, 0.45]);
@@ -171,19 +168,15 @@ fn exact_mode_keeps_everything_when_no_cut_correlates() {
 }
 
 #[test]
-fn degenerate_labels_get_the_first_grid_value_in_both_modes() {
+fn degenerate_labels_get_the_first_grid_value_in_both_searches() {
     // Columns: no positive, all positive, constant score with mixed targets.
     let scores = [0.9, 0.2, 0.4, 0.1, 0.8, 0.4, 0.5, 0.5, 0.4];
     let targets = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0];
-    for mode in [ThresholdSearch::Grid, ThresholdSearch::Exact] {
-        let cal = calibrate(&scores, &targets, 3, mode).unwrap();
-        assert_eq!(cal.thresholds, [GRID[0]; 3], "{mode}");
-        assert_eq!(cal.mcc, [0.0; 3], "{mode}");
+    for search in [ThresholdSearch::Grid, ThresholdSearch::Exact] {
+        let cal = calibrate(&scores, &targets, 3, search).unwrap();
+        assert_eq!(cal.thresholds, [GRID[0]; 3], "{search}");
+        assert_eq!(cal.mcc, [0.0; 3], "{search}");
     }
-    assert_eq!(
-        mcc_thresholds_grid(&scores, &targets, 3).unwrap(),
-        mcc_thresholds_exact(&scores, &targets, 3).unwrap()
-    );
 }
 
 #[test]
@@ -239,14 +232,14 @@ fn bad_values_are_reported_with_their_position() {
     let mut scores = SCORES;
     scores[5] = f32::NAN;
     let t = Thresholds::Global(0.5);
-    for mode in [
+    for search in [
         None,
         Some(ThresholdSearch::Grid),
         Some(ThresholdSearch::Exact),
     ] {
-        let err = match mode {
+        let err = match search {
             None => measure(&scores, &TARGETS, 3, &t).unwrap_err(),
-            Some(mode) => calibrate(&scores, &TARGETS, 3, mode).unwrap_err(),
+            Some(search) => calibrate(&scores, &TARGETS, 3, search).unwrap_err(),
         };
         assert!(matches!(
             err,
@@ -333,9 +326,9 @@ fn tensors_give_the_slices_results() {
     let t = Thresholds::from(vec![0.85, 0.5, 0.45]);
     let from_tensors = measure_tensors(tensor(&SCORES), tensor(&TARGETS), &t).unwrap();
     assert_eq!(from_tensors, measure(&SCORES, &TARGETS, 3, &t).unwrap());
-    for mode in [ThresholdSearch::Grid, ThresholdSearch::Exact] {
-        let cal = calibrate_tensors(tensor(&SCORES), tensor(&TARGETS), mode).unwrap();
-        assert_eq!(cal, calibrate(&SCORES, &TARGETS, 3, mode).unwrap());
+    for search in [ThresholdSearch::Grid, ThresholdSearch::Exact] {
+        let cal = calibrate_tensors(tensor(&SCORES), tensor(&TARGETS), search).unwrap();
+        assert_eq!(cal, calibrate(&SCORES, &TARGETS, 3, search).unwrap());
     }
     let wrong = Tensor::<Flex, 1>::from_floats(TARGETS, &device).reshape([3, 4]);
     let err = measure_tensors(tensor(&SCORES), wrong, &t).unwrap_err();
@@ -398,6 +391,34 @@ fn report_prints_aligned_rows_and_round_trips_json() {
     let back: MetricsTable = serde_json::from_str(&table.to_json().unwrap()).unwrap();
     let names: Vec<&str> = back.rows().iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["0.5", "MCC grid", "MCC exact"]);
+}
+
+#[test]
+fn reports_written_before_the_renames_still_load() {
+    // An evaluation table row and a calibration as `evaluation.json` held them when the overall
+    // averages were called `per_image` and the threshold search `mode`.
+    let row = r#"{"num_samples": 2, "num_labels": 1,
+        "per_class": {"precision": 0.5, "recall": 1.0, "f1": 0.667},
+        "per_image": {"precision": 0.25, "recall": 0.75, "f1": 0.375},
+        "n_plus": 1, "mean_average_precision": 0.9,
+        "per_label": [{"index": 0, "label": "sky", "support": 1, "predicted": 2,
+            "true_positives": 1, "precision": 0.5, "recall": 1.0, "f1": 0.667,
+            "threshold": 0.5, "average_precision": 0.9}]}"#;
+    let m: AnnotationMetrics = serde_json::from_str(row).unwrap();
+    assert_eq!((m.overall.precision, m.overall.recall), (0.25, 0.75));
+    assert_eq!(m.mean_average_precision, Some(0.9));
+    assert_eq!(m.per_label[0].label.as_deref(), Some("sky"));
+    assert!(m.extra.is_empty());
+    let json = m.to_json().unwrap();
+    assert!(
+        json.contains("\"overall\"") && !json.contains("per_image"),
+        "{json}"
+    );
+
+    let calibration = r#"{"mode": "exact", "thresholds": [0.3], "mcc": [0.8]}"#;
+    let calibration: aia::threshold::Calibration = serde_json::from_str(calibration).unwrap();
+    assert_eq!(calibration.search, ThresholdSearch::Exact);
+    assert_eq!(calibration.thresholds, [0.3]);
 }
 
 #[test]

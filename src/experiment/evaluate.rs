@@ -153,6 +153,35 @@ pub(crate) fn check_weights_fit(
     Ok(())
 }
 
+/// The paper's table on the test split: its scores at 0.5, with the MCC thresholds of the grid
+/// and the exact search, and the frequency baseline fitted on the calibration targets.
+fn test_table(
+    test: &Predictions,
+    calibration_targets: &[f32],
+    [grid, exact]: [&Calibration; 2],
+    labels: &[String],
+) -> Result<MetricsTable> {
+    let classes = test.num_classes;
+    let measure = |scores: &[f32], thresholds: &Thresholds| -> Result<AnnotationMetrics> {
+        Ok(
+            metrics::measure(scores, &test.targets, classes, thresholds)?
+                .with_vocabulary(Some(labels))?,
+        )
+    };
+    let (baseline_scores, baseline_threshold) =
+        frequency_baseline(calibration_targets, classes, test.images());
+    let mut table = MetricsTable::default();
+    let scores = &test.scores;
+    table.push("threshold 0.5", measure(scores, &Thresholds::Global(0.5))?);
+    table.push("MCC grid", measure(scores, &grid.to_thresholds())?);
+    table.push("MCC exact", measure(scores, &exact.to_thresholds())?);
+    table.push(
+        "frequency baseline",
+        measure(&baseline_scores, &baseline_threshold)?,
+    );
+    Ok(table)
+}
+
 /// Evaluates a run as the paper does, and writes [`EVALUATION_FILE`] and [`PREDICTIONS_FILE`].
 ///
 /// The best model scores the training split (no flips) and the test split; per-label thresholds
@@ -194,7 +223,7 @@ pub fn evaluate_run<B: Backend>(run: &Path, device: &B::Device) -> Result<Evalua
         ..
     } = score(calibration_set)?;
     let classes = model.num_classes();
-    let calibrated = |mode| calibrate(&calibration_scores, &calibration_targets, classes, mode);
+    let calibrated = |search| calibrate(&calibration_scores, &calibration_targets, classes, search);
     let (grid, exact) = (
         calibrated(ThresholdSearch::Grid)?,
         calibrated(ThresholdSearch::Exact)?,
@@ -204,26 +233,13 @@ pub fn evaluate_run<B: Backend>(run: &Path, device: &B::Device) -> Result<Evalua
     let image_names = (0..burn::data::dataset::Dataset::len(&test_set))
         .filter_map(|i| test_set.sample(i).map(|s| s.image_name.clone()))
         .collect();
+    let test = score(test_set)?;
+    let labels = folder.vocabulary().labels().to_vec();
+    let table = test_table(&test, &calibration_targets, [&grid, &exact], &labels)?;
+
     let Predictions {
         scores, targets, ..
-    } = score(test_set)?;
-    let labels = folder.vocabulary().labels().to_vec();
-    let measure = |scores: &[f32], thresholds: &Thresholds| -> Result<AnnotationMetrics> {
-        Ok(metrics::measure(scores, &targets, classes, thresholds)?
-            .with_vocabulary(Some(&labels))?)
-    };
-    let rows = targets.len() / classes.max(1);
-    let (baseline_scores, baseline_threshold) =
-        frequency_baseline(&calibration_targets, classes, rows);
-    let mut table = MetricsTable::default();
-    table.push("threshold 0.5", measure(&scores, &Thresholds::Global(0.5))?);
-    table.push("MCC grid", measure(&scores, &grid.to_thresholds())?);
-    table.push("MCC exact", measure(&scores, &exact.to_thresholds())?);
-    table.push(
-        "frequency baseline",
-        measure(&baseline_scores, &baseline_threshold)?,
-    );
-
+    } = test;
     crate::fs::write_json(
         &run.join(PREDICTIONS_FILE),
         &TestPredictions {

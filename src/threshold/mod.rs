@@ -154,21 +154,3 @@ pub fn calibrate_tensors<B: Backend>(
     let (scores, targets, num_classes) = tensors_to_rows(scores, targets)?;
     calibrate(&scores, &targets, num_classes, search)
 }
-
-/// The paper's per-label thresholds: [`calibrate`] in [`ThresholdSearch::Grid`].
-pub fn mcc_thresholds_grid(
-    scores: &[f32],
-    targets: &[f32],
-    num_classes: usize,
-) -> Result<Vec<f32>, MetricsError> {
-    Ok(calibrate(scores, targets, num_classes, ThresholdSearch::Grid)?.thresholds)
-}
-
-/// The exact per-label thresholds: [`calibrate`] in [`ThresholdSearch::Exact`].
-pub fn mcc_thresholds_exact(
-    scores: &[f32],
-    targets: &[f32],
-    num_classes: usize,
-) -> Result<Vec<f32>, MetricsError> {
-    Ok(calibrate(scores, targets, num_classes, ThresholdSearch::Exact)?.thresholds)
-}

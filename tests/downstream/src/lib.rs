@@ -12,13 +12,13 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use aia::annotate::{Annotator, ImageAnnotation, ThresholdSource};
-use aia::threshold::ThresholdSearch;
 use aia::data::synthetic::SyntheticConfig;
 use aia::data::{AnnotationBatch, AnnotationBatcherConfig, AnnotationDataset, ImageCheck};
 use aia::experiment::{self, Evaluation, ExperimentConfig};
 use aia::loss::AsymmetricLossConfig;
 use aia::model::{TResNet, TResNetConfig, MIN_SIDE};
-use aia::train::{LoaderConfig, BatchUpdate, Progress, TrainConfig};
+use aia::threshold::ThresholdSearch;
+use aia::train::{BatchUpdate, LoaderConfig, Progress, TrainConfig};
 use burn::backend::Flex;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
@@ -65,7 +65,12 @@ pub fn experiment(data_root: &Path) -> ExperimentConfig {
         .with_loss(AsymmetricLossConfig::proposed())
         .with_train(
             TrainConfig::new()
-                .with_loader(LoaderConfig::new().with_batch_size(BATCH_SIZE).with_image_size(IMAGE_SIZE).with_num_workers(0))
+                .with_loader(
+                    LoaderConfig::new()
+                        .with_batch_size(BATCH_SIZE)
+                        .with_image_size(IMAGE_SIZE)
+                        .with_num_workers(0),
+                )
                 .with_epochs(1)
                 .with_learning_rate(2e-3),
         )
@@ -183,7 +188,11 @@ pub fn run<B: AutodiffBackend>(
 
     let started = Instant::now();
     let evaluation = experiment::evaluate_run::<B::InnerBackend>(out, device)?;
-    let annotator = Annotator::<B::InnerBackend>::from_run(out, ThresholdSource::Mcc(ThresholdSearch::Exact), device)?;
+    let annotator = Annotator::<B::InnerBackend>::from_run(
+        out,
+        ThresholdSource::Mcc(ThresholdSearch::Exact),
+        device,
+    )?;
     let paths = test_images(config)?;
     let scores = annotator.scores(&paths)?;
     let annotations = annotator.annotate(&paths)?;
