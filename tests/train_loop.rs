@@ -273,6 +273,13 @@ fn a_new_run_does_not_overwrite_checkpoints_and_resume_refuses_another_recipe() 
         "{message}"
     );
     assert!(message.contains("learning_rate: 0.05 -> 0.01"), "{message}");
+    // A loader setting that changes the images is part of the recipe too.
+    let mut larger = config(3);
+    larger.loader.image_size = 16;
+    let message = run(larger, true, &mut measure_epoch)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("loader.image_size: 8 -> 16"), "{message}");
 
     // The number of workers does not change the results: resuming with another is fine.
     let mut other_workers = config(3);
