@@ -1,11 +1,10 @@
 //! The crate's files: written so that a reader (or a resumed run) never sees half of one, and
 //! failures that name the file.
 //!
-//! Every file the crate writes (results, checkpoints, reports, manifests, weights, annotation
-//! files, split and vocabulary files) goes through [`write_atomic`] or [`write_atomic_with`]:
-//! a temporary file in the target's folder, flushed to disk, then renamed over the target.
-//! A failed write leaves the previous file as it was. Errors are a [`FileError`], which the
-//! modules' own error types wrap.
+//! Every file the crate writes (results, reports, manifests, weights, annotation files, split
+//! and vocabulary files, each file of a checkpoint) is a temporary file in the target's folder,
+//! flushed to disk, then renamed over the target; a failed write leaves the previous file as it
+//! was. Failures are a [`FileError`], which the modules' own error types wrap.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
