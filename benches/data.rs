@@ -1,4 +1,4 @@
-//! Data-loading speed, against the targets:
+//! Data-loading speed, against the crate's targets:
 //!
 //! - `load_448/*`: Corel-sized JPEGs (384x256) decoded, resized to 448x448, flipped, normalised
 //!   and stacked, through the `AnnotationDataset` + `AnnotationBatcher` path the training loop

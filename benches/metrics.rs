@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use aia::metrics::{evaluate, MetricsTable, Thresholds};
-use aia::threshold::{calibrate, ThresholdMode};
+use aia::metrics::{measure, MetricsTable, Thresholds};
+use aia::threshold::{calibrate, ThresholdSearch};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -64,8 +64,8 @@ fn sample(labels: &[Label], rows: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<f32
 
 /// Exact versus grid thresholds, calibrated on `train`, measured on `train` and on `test`.
 fn report_exact_gain(train: &(Vec<f32>, Vec<f32>), test: &(Vec<f32>, Vec<f32>)) {
-    let grid = calibrate(&train.0, &train.1, LABELS, ThresholdMode::Grid).unwrap();
-    let exact = calibrate(&train.0, &train.1, LABELS, ThresholdMode::Exact).unwrap();
+    let grid = calibrate(&train.0, &train.1, LABELS, ThresholdSearch::Grid).unwrap();
+    let exact = calibrate(&train.0, &train.1, LABELS, ThresholdSearch::Exact).unwrap();
     println!(
         "Synthetic IAPR-sized set, thresholds calibrated on {TRAIN} images \
          (mean MCC grid {:.4}, exact {:.4}):",
@@ -79,7 +79,7 @@ fn report_exact_gain(train: &(Vec<f32>, Vec<f32>), test: &(Vec<f32>, Vec<f32>)) 
             ("MCC grid", grid.to_thresholds()),
             ("MCC exact", exact.to_thresholds()),
         ] {
-            table.push(name, evaluate(&data.0, &data.1, LABELS, &t).unwrap());
+            table.push(name, measure(&data.0, &data.1, LABELS, &t).unwrap());
         }
         let f1 = |i: usize| table.rows()[i].1.per_class.f1;
         println!("{split} ({} images):\n{table}", data.0.len() / LABELS);
@@ -103,17 +103,17 @@ fn bench(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    for mode in [ThresholdMode::Grid, ThresholdMode::Exact] {
-        group.bench_function(BenchmarkId::new(mode.to_string(), "one_core"), |b| {
-            b.iter(|| one_core.install(|| calibrate(&train.0, &train.1, LABELS, mode).unwrap()))
+    for search in [ThresholdSearch::Grid, ThresholdSearch::Exact] {
+        group.bench_function(BenchmarkId::new(search.to_string(), "one_core"), |b| {
+            b.iter(|| one_core.install(|| calibrate(&train.0, &train.1, LABELS, search).unwrap()))
         });
-        group.bench_function(BenchmarkId::new(mode.to_string(), "all_cores"), |b| {
-            b.iter(|| calibrate(&train.0, &train.1, LABELS, mode).unwrap())
+        group.bench_function(BenchmarkId::new(search.to_string(), "all_cores"), |b| {
+            b.iter(|| calibrate(&train.0, &train.1, LABELS, search).unwrap())
         });
     }
     group.finish();
 
-    let thresholds = calibrate(&train.0, &train.1, LABELS, ThresholdMode::Exact)
+    let thresholds = calibrate(&train.0, &train.1, LABELS, ThresholdSearch::Exact)
         .unwrap()
         .to_thresholds();
     let mut group = c.benchmark_group(format!("evaluate_{TEST}x{LABELS}"));
@@ -122,7 +122,7 @@ fn bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
     group.bench_function("one_core", |b| {
-        b.iter(|| one_core.install(|| evaluate(&test.0, &test.1, LABELS, &thresholds).unwrap()))
+        b.iter(|| one_core.install(|| measure(&test.0, &test.1, LABELS, &thresholds).unwrap()))
     });
     group.finish();
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use aia::annotate::{self, Annotator, ThresholdChoice};
+use aia::annotate::{self, Annotator, ThresholdSource};
 use aia::backend::DefaultBackend;
 use aia::data::{AnnotationSplit, Vocabulary};
 use clap::Parser;
@@ -41,7 +41,7 @@ struct Args {
     /// Thresholds: `exact` or `grid` (MCC, from the run's evaluation; an exported file's own),
     /// or a number.
     #[arg(long, default_value = "exact")]
-    thresholds: ThresholdChoice,
+    thresholds: ThresholdSource,
     /// Output folder for annotations.json, annotations.csv and annotations.html.
     #[arg(long, default_value = "annotations")]
     out: PathBuf,

@@ -16,8 +16,14 @@ use aia::backend::{DefaultBackend, TrainBackend, BACKEND_NAME};
 use aia::experiment::{self, ExperimentConfig};
 use aia::loss::AsymmetricLossConfig;
 use aia::model::{AttentionHeadConfig, HeadConfig, TResNetConfig};
-use aia::train::TrainConfig;
+use aia::train::{LoaderConfig, TrainConfig};
 use clap::Parser;
+
+/// The synthetic set's experiment with the library's defaults, before the quickstart's own
+/// settings.
+fn experiment() -> ExperimentConfig {
+    ExperimentConfig::new("Synthetic".into())
+}
 
 /// Train and evaluate a small TResNet on the synthetic set.
 #[derive(Parser, Debug)]
@@ -32,11 +38,11 @@ struct Args {
     #[arg(long, default_value = "runs/quickstart")]
     out: PathBuf,
     /// Where the synthetic set goes.
-    #[arg(long, default_value = "datasets")]
+    #[arg(long, default_value_os_t = experiment().data_root)]
     data_root: PathBuf,
     /// The head: `linear` (the paper's) or `attention` (attention pooling, scaled down to the
     /// small network: width 256, 4 heads, feed-forward 512).
-    #[arg(long, default_value = "linear")]
+    #[arg(long, default_value = experiment().model.head.name())]
     head: HeadConfig,
     /// Also keep a moving average of the weights with this decay (e.g. 0.99 for the
     /// quickstart's few hundred steps), scored beside them each epoch.
@@ -68,7 +74,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let config = ExperimentConfig::new("Synthetic".into())
+    let config = experiment()
         .with_data_root(args.data_root)
         // A small TResNet: one block per stage at half width (0.7 M parameters instead of 29 M).
         .with_model(
@@ -82,12 +88,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         // From scratch (no ImageNet weights), a higher peak rate than the paper's fine-tuning.
         .with_train(
             TrainConfig::new()
+                .with_loader(
+                    LoaderConfig::new()
+                        .with_batch_size(32)
+                        .with_image_size(args.image_size)
+                        .with_num_workers(2),
+                )
                 .with_epochs(args.epochs)
-                .with_batch_size(32)
-                .with_image_size(args.image_size)
                 .with_learning_rate(2e-3)
-                .with_ema_decay(args.ema)
-                .with_num_workers(2),
+                .with_ema_decay(args.ema),
         );
     if args.out.exists() {
         std::fs::remove_dir_all(&args.out).map_err(|e| {
@@ -124,7 +133,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "training split"
         }
     );
-    let evaluation = experiment::evaluate::<DefaultBackend>(&args.out, &device)?;
+    let evaluation = experiment::evaluate_run::<DefaultBackend>(&args.out, &device)?;
     println!("\n{}", evaluation.table);
     println!("protocol: {}", evaluation.protocol);
     println!(

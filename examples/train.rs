@@ -21,63 +21,61 @@ use aia::backend::{DefaultBackend, TrainBackend, BACKEND_NAME};
 use aia::error::Error;
 use aia::experiment::{self, ExperimentConfig, EVALUATION_FILE};
 use aia::loss::{LossError, LossPreset, Reduction};
-use aia::model::{HeadConfig, TResNetConfig};
-use aia::train::TrainConfig;
-use clap::{Parser, ValueEnum};
+use aia::model::{HeadConfig, TResNetVariant};
+use aia::train::LoaderConfig;
+use clap::Parser;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Variant {
-    M,
-    L,
-    Xl,
+/// The defaults of every setting: the library's configs (the paper's recipe).
+fn defaults() -> ExperimentConfig {
+    ExperimentConfig::new("Corel-5k".into())
 }
 
 /// Train TResNet for automatic image annotation (Salar & Ahmadi 2023), or evaluate a run.
 #[derive(Parser, Debug)]
 struct Args {
     /// Corel-5k, IAPR-TC-12, ESP-Game, Synthetic, or a folder laid out like them.
-    #[arg(long, default_value = "Corel-5k")]
+    #[arg(long, default_value_t = defaults().data)]
     data: String,
     /// Where the named data sets are.
-    #[arg(long, default_value = "datasets")]
+    #[arg(long, default_value_os_t = defaults().data_root)]
     data_root: PathBuf,
     /// The loss: bce, focal, asymmetric or proposed.
-    #[arg(long, default_value = "proposed")]
+    #[arg(long, default_value_t = LossPreset::default())]
     loss: LossPreset,
     /// How the loss is reduced: mean (over every label of the batch), sum, or batchmean (sum
     /// over the labels, mean over the batch).
-    #[arg(long, default_value = "mean")]
+    #[arg(long, default_value = defaults().loss.reduction.name())]
     reduction: Reduction,
     /// Label smoothing of the targets towards 0.5, in [0, 1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = defaults().loss.smoothing)]
     label_smoothing: f64,
     /// JSON file with one loss weight per vocabulary word (a list, in vocabulary order).
     #[arg(long)]
     class_weights: Option<PathBuf>,
-    /// TResNet variant.
-    #[arg(long, value_enum, default_value = "m")]
-    model: Variant,
+    /// TResNet variant: m, l or xl.
+    #[arg(long, default_value_t = TResNetVariant::default())]
+    model: TResNetVariant,
     /// Dropout before the classifier.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = defaults().model.dropout)]
     dropout: f64,
     /// The head: `linear` (the paper's) or `attention` (the authors' attention pooling, with
     /// their settings).
-    #[arg(long, default_value = "linear")]
+    #[arg(long, default_value = defaults().model.head.name())]
     head: HeadConfig,
     /// Epochs.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = defaults().train.epochs)]
     epochs: usize,
     /// Images per batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = defaults().train.loader.batch_size)]
     batch_size: usize,
     /// Side of the square input images.
-    #[arg(long, default_value_t = 448)]
+    #[arg(long, default_value_t = defaults().train.loader.image_size)]
     image_size: usize,
     /// Adam's peak learning rate under the one-cycle schedule.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = defaults().train.learning_rate)]
     learning_rate: f64,
     /// Fraction of the steps spent warming up.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = defaults().train.pct_start)]
     pct_start: f64,
     /// Also keep a moving average of the weights with this decay (the authors' follow-up uses
     /// 0.999), scored beside them each epoch; the better of the two is the best model.
@@ -88,10 +86,10 @@ struct Args {
     #[arg(long, value_name = "FRACTION")]
     validation: Option<f64>,
     /// Seed of initialisation, shuffling, flips and dropout.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults().train.seed)]
     seed: u64,
     /// Threads decoding images.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = defaults().train.loader.num_workers)]
     num_workers: usize,
     /// timm ImageNet checkpoint (.safetensors, .pth) of the same variant.
     #[arg(long)]
@@ -147,7 +145,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     if args.evaluate {
-        let evaluation = experiment::evaluate::<DefaultBackend>(&args.out, &device)?;
+        let evaluation = experiment::evaluate_run::<DefaultBackend>(&args.out, &device)?;
         println!(
             "{} (best epoch {:?}, {} weights), test split:\n",
             evaluation.data,
@@ -170,13 +168,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
-    let model = match args.model {
-        Variant::M => TResNetConfig::m(),
-        Variant::L => TResNetConfig::l(),
-        Variant::Xl => TResNetConfig::xl(),
-    }
-    .with_dropout(args.dropout)
-    .with_head(args.head.clone());
+    let model = args
+        .model
+        .config()
+        .with_dropout(args.dropout)
+        .with_head(args.head.clone());
     let weight = args
         .class_weights
         .as_deref()
@@ -197,15 +193,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .with_skip_bad_images(args.skip_bad_images)
         .with_validation(args.validation)
         .with_train(
-            TrainConfig::new()
+            defaults()
+                .train
+                .with_loader(
+                    LoaderConfig::new()
+                        .with_batch_size(args.batch_size)
+                        .with_image_size(args.image_size)
+                        .with_num_workers(args.num_workers),
+                )
                 .with_epochs(args.epochs)
-                .with_batch_size(args.batch_size)
-                .with_image_size(args.image_size)
                 .with_learning_rate(args.learning_rate)
                 .with_pct_start(args.pct_start)
                 .with_seed(args.seed)
-                .with_ema_decay(args.ema)
-                .with_num_workers(args.num_workers),
+                .with_ema_decay(args.ema),
         );
     if args.weights.is_none() {
         eprintln!(

@@ -5,7 +5,7 @@ Writes tests/fixtures/loss/asymmetric.json: logits and targets covering every br
 formula, and for each preset (plus two extra configurations that exercise fractional gammas
 and the `sum` reduction) the expected loss and its gradient with respect to logits and targets.
 
-The formula is written here literally, as issue #2 states it, in float64 and differentiated by
+The formula is the paper's loss, written here literally in float64 and differentiated by
 torch.autograd, so the Rust implementations are checked against an independent derivation.
 
 Run:  /work/venv/bin/python scripts/loss_fixtures.py
@@ -33,7 +33,7 @@ PRESETS = {
 
 
 def asymmetric_loss(x, y, gamma_neg, gamma_pos, pos_margin, neg_margin, threshold, reduction):
-    """The loss of issue #2, term by term."""
+    """The paper's loss, term by term."""
     s = torch.sigmoid(x)
     # Negative term: the probability is shifted down by the margin, then clipped at zero.
     q = (s - neg_margin).clamp(min=0) if neg_margin > 0 else s

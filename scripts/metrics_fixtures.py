@@ -10,7 +10,7 @@ Writes tests/fixtures/metrics/<case>.json for a few random and adversarial score
   scikit-learn, first argmax in ascending u (ties to the lower cut), and the threshold that the
   crate documents for that cut (midpoint of the cut's score and the next lower distinct score,
   in float32; just below the minimum when every sample is kept; 0.05 for degenerate labels);
-- the metrics (per-class / per-image P, R, F1, N+, per-label counts, AP from
+- the metrics (per-class / overall P, R, F1, N+, per-label counts, AP from
   `sklearn.metrics.average_precision_score`, mAP) for thresholds 0.5, the grid's and the exact
   ones, with `score > t` compared in float32 and everything else in float64.
 
@@ -77,7 +77,7 @@ def exact_thresholds(scores, targets):
 
 
 def metrics(scores, targets, thresholds):
-    """The issue's formulas, counts from `score > t` in float32, ratios in float64."""
+    """The paper's formulas (its reference code's), counts from `score > t` in float32, ratios in float64."""
     t = np.broadcast_to(to_f32(thresholds), (scores.shape[1],))
     pred = scores > t[None, :]
     y = targets.astype(bool)
@@ -95,7 +95,7 @@ def metrics(scores, targets, thresholds):
     present = [a for a in aps if a is not None]
     result = {
         "per_class": {"precision": pcp, "recall": pcr, "f1": f1(pcp, pcr)},
-        "per_image": {"precision": pip, "recall": pir, "f1": f1(pip, pir)},
+        "overall": {"precision": pip, "recall": pir, "f1": f1(pip, pir)},
         "n_plus": int((tp > 0).sum()),
         "mean_average_precision": float(np.mean(present)) if present else None,
         "true_positives": tp.astype(int).tolist(),
@@ -120,7 +120,7 @@ def torch_check(scores, targets, t, result):
     pcr = torch.mean(tp / (y.sum(0) + EPS)).item()
     pip = (tp.sum() / (out.sum() + EPS)).item()
     pir = (tp.sum() / (y.sum() + EPS)).item()
-    for a, b in [(pcp, "per_class"), (pip, "per_image")]:
+    for a, b in [(pcp, "per_class"), (pip, "overall")]:
         assert abs(a - result[b]["precision"]) < 1e-5, (a, result[b])
     for a, b in [(pcr, "per_class"), (pir, "per_image")]:
         assert abs(a - result[b]["recall"]) < 1e-5, (a, result[b])

@@ -2,10 +2,12 @@
 //! CSV or an HTML contact sheet.
 //!
 //! ```no_run
-//! use aia::annotate::{Annotator, ThresholdChoice};
+//! use aia::annotate::{Annotator, ThresholdSource};
+//! use aia::threshold::ThresholdSearch;
 //! type B = burn::backend::Flex;
 //! # fn main() -> aia::Result<()> {
-//! let annotator = Annotator::<B>::from_run("runs/corel".as_ref(), ThresholdChoice::MccExact, &Default::default())?;
+//! let thresholds = ThresholdSource::Mcc(ThresholdSearch::Exact);
+//! let annotator = Annotator::<B>::from_run("runs/corel".as_ref(), thresholds, &Default::default())?;
 //! for image in annotator.annotate(&["photo.jpg".into()])? {
 //!     println!("{}: {:?}", image.image.display(), image.labels);
 //! }
@@ -28,35 +30,36 @@ use crate::data::{
 use crate::experiment::{
     load_best, open_data, Evaluation, ModelManifest, EVALUATION_FILE, MANIFEST_METADATA_KEY,
 };
+use crate::fs::FileError;
 use crate::metrics::Thresholds;
 use crate::model::TResNet;
+use crate::threshold::ThresholdSearch;
 use crate::train::TrainError;
 use crate::Result;
 
-/// Which per-label thresholds an [`Annotator`] uses.
+/// Where an [`Annotator`]'s per-label thresholds come from.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ThresholdChoice {
-    /// One threshold for every label.
-    Fixed(f32),
-    /// The MCC thresholds on the paper's grid, from the run's `evaluation.json`.
-    MccGrid,
-    /// The exact MCC thresholds, from the run's `evaluation.json`.
-    MccExact,
+pub enum ThresholdSource {
+    /// One given threshold for every label ([`Thresholds::Global`]).
+    Global(f32),
+    /// The thresholds chosen by MCC with this search, read from the run's `evaluation.json`
+    /// (or those an exported model was saved with).
+    Mcc(ThresholdSearch),
 }
 
-impl FromStr for ThresholdChoice {
+impl FromStr for ThresholdSource {
     type Err = String;
 
-    /// `grid`, `exact`, or a number such as `0.5`.
+    /// `grid`, `exact` (the MCC searches), or a number in `[0, 1]` such as `0.5`.
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "grid" => Ok(Self::MccGrid),
-            "exact" => Ok(Self::MccExact),
-            other => other
+        match s.parse::<ThresholdSearch>() {
+            Ok(search) => Ok(Self::Mcc(search)),
+            Err(_) => s
+                .trim()
                 .parse::<f32>()
                 .ok()
                 .filter(|t| (0.0..=1.0).contains(t))
-                .map(Self::Fixed)
+                .map(Self::Global)
                 .ok_or_else(|| {
                     format!("unknown threshold `{s}`: expected grid, exact or a number in [0, 1]")
                 }),
@@ -145,11 +148,11 @@ impl<B: Backend> Annotator<B> {
     }
 
     /// The best model of a run made by [`experiment::train`](crate::experiment::train), with
-    /// `choice`'s thresholds (MCC ones need the run's `evaluation.json`, written by
-    /// [`experiment::evaluate`](crate::experiment::evaluate)). Only the run folder is read: its
+    /// the thresholds of `source` (MCC ones need the run's `evaluation.json`, written by
+    /// [`experiment::evaluate_run`](crate::experiment::evaluate_run)). Only the run folder is read: its
     /// [`MANIFEST_FILE`](crate::experiment::MANIFEST_FILE) holds the vocabulary and the images'
     /// preparation (a run written before that file existed re-opens its data set for them).
-    pub fn from_run(run: &Path, choice: ThresholdChoice, device: &B::Device) -> Result<Self> {
+    pub fn from_run(run: &Path, source: ThresholdSource, device: &B::Device) -> Result<Self> {
         crate::backend::check_device::<B>(device)?;
         let (config, _, model) = load_best::<B>(run, device)?;
         let manifest = match ModelManifest::load(run)? {
@@ -159,14 +162,14 @@ impl<B: Backend> Annotator<B> {
                 ModelManifest::of_experiment(&config, &source, &folder)
             }
         };
-        let thresholds = run_thresholds(run, choice)?;
+        let thresholds = run_thresholds(run, source)?;
         Self::new(model, manifest, &thresholds, device)
     }
 
     /// A model exported by [`export`](Self::export): one safetensors file, its manifest in the
-    /// header. `choice` [`Fixed`](ThresholdChoice::Fixed) replaces the file's thresholds; the
-    /// MCC choices take those it was exported with.
-    pub fn from_export(path: &Path, choice: ThresholdChoice, device: &B::Device) -> Result<Self> {
+    /// header. A [`Global`](ThresholdSource::Global) `source` replaces the file's thresholds;
+    /// an [`Mcc`](ThresholdSource::Mcc) one takes those it was exported with.
+    pub fn from_export(path: &Path, source: ThresholdSource, device: &B::Device) -> Result<Self> {
         crate::backend::check_device::<B>(device)?;
         let metadata = crate::model::safetensors_metadata(path)?;
         let json = metadata.get(MANIFEST_METADATA_KEY).ok_or_else(|| {
@@ -178,8 +181,8 @@ impl<B: Backend> Annotator<B> {
         let manifest = ModelManifest::from_json(json.as_bytes(), path)?;
         crate::experiment::evaluate::check_weights_fit(&manifest.model, path)
             .map_err(|why| TrainError::InvalidConfig(format!("{}: {why}", path.display())))?;
-        let thresholds = match (choice, &manifest.thresholds) {
-            (ThresholdChoice::Fixed(t), _) => Thresholds::Global(t),
+        let thresholds = match (source, &manifest.thresholds) {
+            (ThresholdSource::Global(t), _) => Thresholds::Global(t),
             (_, Some(t)) => Thresholds::PerLabel(t.clone()),
             (_, None) => Thresholds::Global(0.5),
         };
@@ -300,24 +303,20 @@ impl<B: Backend> Annotator<B> {
     }
 }
 
-/// A run's thresholds of kind `choice`.
-fn run_thresholds(run: &Path, choice: ThresholdChoice) -> Result<Thresholds> {
-    let mcc = |grid: bool| -> Result<Thresholds> {
-        let path = run.join(EVALUATION_FILE);
-        let bytes = crate::train::atomic::read_file(&path)?;
-        let evaluation: Evaluation =
-            serde_json::from_slice(&bytes).map_err(|source| TrainError::Json { path, source })?;
-        Ok(if grid {
-            evaluation.grid.to_thresholds()
-        } else {
-            evaluation.exact.to_thresholds()
-        })
+/// A run's thresholds from `source`.
+fn run_thresholds(run: &Path, source: ThresholdSource) -> Result<Thresholds> {
+    let search = match source {
+        ThresholdSource::Global(t) => return Ok(Thresholds::Global(t)),
+        ThresholdSource::Mcc(search) => search,
     };
-    match choice {
-        ThresholdChoice::Fixed(t) => Ok(Thresholds::Global(t)),
-        ThresholdChoice::MccGrid => mcc(true),
-        ThresholdChoice::MccExact => mcc(false),
-    }
+    let path = run.join(EVALUATION_FILE);
+    let bytes = crate::fs::read(&path)?;
+    let evaluation: Evaluation =
+        serde_json::from_slice(&bytes).map_err(|source| TrainError::Json { path, source })?;
+    Ok(match search {
+        ThresholdSearch::Grid => evaluation.grid.to_thresholds(),
+        ThresholdSearch::Exact => evaluation.exact.to_thresholds(),
+    })
 }
 
 fn file_name(path: &Path) -> String {
@@ -328,10 +327,7 @@ fn file_name(path: &Path) -> String {
 
 /// The image files (JPEG, PNG) directly inside `dir`, sorted by name.
 pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let io = |source| DataError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let io = |source| FileError::read(dir, source);
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
@@ -348,21 +344,18 @@ pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    Ok(crate::train::atomic::write_atomic(path, bytes)?)
+    Ok(crate::fs::write_atomic(path, bytes)?)
 }
 
 /// Writes the annotations as a JSON array.
 pub fn write_json(path: &Path, annotations: &[ImageAnnotation]) -> Result<()> {
-    crate::experiment::evaluate::write_json(path, &annotations)
+    crate::fs::write_json(path, &annotations)
 }
 
 /// Writes the annotations as CSV, one row per (image, label): `image,label,score,rank`.
 pub fn write_csv(path: &Path, annotations: &[ImageAnnotation]) -> Result<()> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    let csv_error = |e: csv::Error| TrainError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    };
+    let csv_error = |e: csv::Error| FileError::write(path, std::io::Error::other(e));
     writer
         .write_record(["image", "label", "score", "rank"])
         .map_err(csv_error)?;

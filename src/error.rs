@@ -19,6 +19,9 @@ pub enum Error {
     /// From the [`metrics`](crate::metrics) and [`threshold`](crate::threshold) modules.
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    /// A file that cannot be read or written (see [`fs`](crate::fs)).
+    #[error(transparent)]
+    File(#[from] crate::fs::FileError),
     /// From the [`train`](crate::train) module.
     #[error(transparent)]
     Train(#[from] crate::train::TrainError),
@@ -39,7 +42,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// ```
 /// use std::path::PathBuf;
 /// let cause = std::io::Error::from(std::io::ErrorKind::NotFound);
-/// let error = aia::data::DataError::Io { path: PathBuf::from("Corel-5k/train.json"), source: cause };
+/// let error = aia::fs::FileError::Read { path: PathBuf::from("Corel-5k/train.json"), source: cause };
 /// let line = aia::error::report(&error);
 /// assert_eq!(line, "Corel-5k/train.json: entity not found");
 /// ```

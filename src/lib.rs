@@ -8,9 +8,12 @@
 //! - [`kernels`]: the fused CPU and CubeCL kernels behind the loss and the model, picked by the
 //!   backend's type, with Burn's operations on every other backend;
 //! - [`data`]: Corel-5k, IAPR TC-12, ESP Game, any folder laid out like them, and a synthetic set;
-//! - [`metrics`] and [`threshold`]: the field's per-class / per-image metrics and per-label
+//! - [`metrics`] and [`threshold`]: the field's per-class and overall metrics and per-label
 //!   thresholds chosen by the Matthews correlation coefficient;
-//! - [`train`]: the paper's training recipe, with checkpoints, resume and reports.
+//! - [`train`]: the paper's training recipe, with checkpoints, resume and reports;
+//! - [`experiment`]: the paper's pipeline end to end, and [`annotate`]: new images labelled by a
+//!   trained run;
+//! - [`fs`]: the files the crate writes (atomically) and the error naming a file.
 //!
 //! Everything is generic over a Burn [`Backend`](burn::tensor::backend::Backend); [`backend`]
 //! names the one picked by the crate's features (flex on the CPU by default).
@@ -21,6 +24,7 @@ pub mod backend;
 pub mod data;
 pub mod error;
 pub mod experiment;
+pub mod fs;
 pub mod kernels;
 pub mod loss;
 pub mod metrics;

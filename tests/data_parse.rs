@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aia::data::{
     AnnotationFolder, AnnotationSplit, DataError, DataSource, DatasetPreset, Vocabulary,
 };
+use aia::fs::FileError;
 
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
@@ -132,7 +133,7 @@ fn unreadable_json_is_an_io_error_naming_the_file() {
     std::fs::remove_file(dir.path().join("test.json")).unwrap();
     let err = AnnotationFolder::open(dir.path()).unwrap_err();
     match &err {
-        DataError::Io { path, source } => {
+        DataError::File(FileError::Read { path, source }) => {
             assert!(path.ends_with("test.json"));
             assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
         }

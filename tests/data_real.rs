@@ -1,6 +1,6 @@
 //! The real annotation files of Corel-5k, IAPR TC-12 and ESP Game, when `AIA_DATASETS` points to
 //! a folder holding them (CI sets it); skipped otherwise. The expected figures are those the
-//! field reports for these sets (and the issue lists), not outputs of this crate.
+//! field reports for these sets, not outputs of this crate.
 
 use std::path::PathBuf;
 

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use aia::experiment::ExperimentConfig;
 use aia::model::TResNetConfig;
-use aia::train::{save_model, RunResults, TrainConfig};
+use aia::train::{save_model, LoaderConfig, RunResults, TrainConfig};
 
 /// The built example `name`.
 fn example(name: &str) -> PathBuf {
@@ -249,7 +249,10 @@ fn tiny_run(dir: &Path, data: &Path) -> PathBuf {
                 .with_width(0.125)
                 .with_num_classes(labels),
         )
-        .with_train(TrainConfig::new().with_image_size(32).with_batch_size(2));
+        .with_train(
+            TrainConfig::new()
+                .with_loader(LoaderConfig::new().with_image_size(32).with_batch_size(2)),
+        );
     let results = RunResults::new(
         config.train.clone(),
         serde_json::to_value(&config).unwrap(),

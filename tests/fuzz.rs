@@ -20,14 +20,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aia::annotate::{Annotator, ThresholdChoice};
+use aia::annotate::{Annotator, ThresholdSource};
 use aia::data::{
     dataset_stats, load_rgb8, resize_rgb8, AnnotationDataset, AnnotationFolder, AnnotationSample,
     AnnotationSplit, ImageCheck, OnBadImage, Vocabulary,
 };
 use aia::experiment::{load_best, ExperimentConfig};
 use aia::model::{TResNet, TResNetConfig};
-use aia::train::{save_model, CheckpointState, RunResults, TrainConfig};
+use aia::threshold::ThresholdSearch;
+use aia::train::{save_model, CheckpointState, LoaderConfig, RunResults, TrainConfig};
 use burn::backend::Flex;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -651,8 +652,7 @@ fn tiny_run(dir: &Path, data: &Path) -> PathBuf {
         )
         .with_train(
             TrainConfig::new()
-                .with_image_size(32)
-                .with_batch_size(2)
+                .with_loader(LoaderConfig::new().with_image_size(32).with_batch_size(2))
                 .with_epochs(2),
         );
     let mut results = RunResults::new(
@@ -661,9 +661,9 @@ fn tiny_run(dir: &Path, data: &Path) -> PathBuf {
         1,
     );
     for epoch in 1..=2 {
-        let mut metrics = aia::train::EpochMetrics::default();
+        let mut metrics = aia::metrics::AnnotationMetrics::default();
         metrics.per_class.f1 = 0.1 * epoch as f64;
-        metrics.extra.insert("mean_average_precision".into(), 0.3);
+        metrics.mean_average_precision = Some(0.3);
         results.push(aia::train::EpochRecord {
             epoch,
             train_loss: 0.7,
@@ -729,24 +729,29 @@ fn run_folders() {
     std::fs::write(run.join("best.mpk"), &best).unwrap();
 
     // evaluation.json: the real one of this run, then mutated under `annotate`'s reader.
-    match aia::experiment::evaluate::<B>(&run, &device) {
+    match aia::experiment::evaluate_run::<B>(&run, &device) {
         Ok(_) => {
             let evaluation = read(run.join(aia::experiment::EVALUATION_FILE));
             fuzz("evaluation_json", &[evaluation], 150, |bytes| {
                 std::fs::write(run.join(aia::experiment::EVALUATION_FILE), bytes).unwrap();
-                Annotator::<B>::from_run(&run, ThresholdChoice::MccExact, &device).is_ok()
+                Annotator::<B>::from_run(
+                    &run,
+                    ThresholdSource::Mcc(ThresholdSearch::Exact),
+                    &device,
+                )
+                .is_ok()
             });
         }
         Err(e) => panic!("evaluating the tiny run: {}", aia::error::report(&e)),
     }
 
     // model.json, the manifest that lets a run annotate without its data set.
-    let annotator = Annotator::<B>::from_run(&run, ThresholdChoice::Fixed(0.5), &device).unwrap();
+    let annotator = Annotator::<B>::from_run(&run, ThresholdSource::Global(0.5), &device).unwrap();
     annotator.manifest().save(&run).unwrap();
     let manifest = read(run.join(aia::experiment::MANIFEST_FILE));
     fuzz("manifest_json", &[manifest], 200, |bytes| {
         std::fs::write(run.join(aia::experiment::MANIFEST_FILE), bytes).unwrap();
-        Annotator::<B>::from_run(&run, ThresholdChoice::Fixed(0.5), &device).is_ok()
+        Annotator::<B>::from_run(&run, ThresholdSource::Global(0.5), &device).is_ok()
     });
 
     // An exported model: one safetensors file with the manifest in its header.
@@ -755,6 +760,7 @@ fn run_folders() {
     let exported = read(file.clone());
     fuzz("exported_model", &[exported], 200, |bytes| {
         std::fs::write(&file, bytes).unwrap();
-        Annotator::<B>::from_export(&file, ThresholdChoice::MccExact, &device).is_ok()
+        Annotator::<B>::from_export(&file, ThresholdSource::Mcc(ThresholdSearch::Exact), &device)
+            .is_ok()
     });
 }

@@ -237,7 +237,11 @@ fn presets_have_the_table_values_and_parse_by_name() {
         assert_eq!(c.eps, 1e-8);
         assert_eq!(c.reduction, Reduction::Mean);
     }
-    assert_eq!(AsymmetricLossConfig::proposed().threshold, 0.25);
+    assert_eq!(AsymmetricLossConfig::proposed().switch_probability, 0.25);
+    assert_eq!(
+        LossPreset::default().config(),
+        AsymmetricLossConfig::default()
+    );
     assert!(matches!(
         "huber".parse::<LossPreset>(),
         Err(LossError::UnknownPreset(s)) if s == "huber"

@@ -1,12 +1,9 @@
 //! Hand-computed cases, errors, the tensor entry points and the report formats.
 
 use aia::metrics::{
-    evaluate, evaluate_tensors, AnnotationMetrics, MetricsError, MetricsTable, Thresholds,
+    measure, measure_tensors, AnnotationMetrics, MetricsError, MetricsTable, Thresholds,
 };
-use aia::threshold::{
-    calibrate, calibrate_tensors, matthews_corrcoef, mcc_thresholds_exact, mcc_thresholds_grid,
-    ThresholdMode, GRID,
-};
+use aia::threshold::{calibrate, calibrate_tensors, matthews_corrcoef, ThresholdSearch, GRID};
 use burn::backend::Flex;
 use burn::tensor::Tensor;
 
@@ -32,7 +29,7 @@ fn assert_close(got: f64, want: f64, what: &str) {
 
 #[test]
 fn hand_computed_metrics_at_one_half() {
-    let m = evaluate(&SCORES, &TARGETS, 3, &Thresholds::Global(0.5)).unwrap();
+    let m = measure(&SCORES, &TARGETS, 3, &Thresholds::Global(0.5)).unwrap();
     // Label 0: predicted rows 0, 2; present rows 0, 1 -> tp 1 of 2 predicted, 2 present.
     // Label 1: predicted rows 0, 1, 3; present rows 1, 3 -> tp 2 of 3 predicted, 2 present.
     // Label 2: nothing predicted (0.5 is not > 0.5); present row 2 -> tp 0.
@@ -51,9 +48,9 @@ fn hand_computed_metrics_at_one_half() {
     // F1 of the two means, not the mean of the per-label F1s.
     let (p, r) = (7.0 / 18.0, 0.5);
     assert_close(m.per_class.f1, 2.0 * p * r / (p + r), "per-class F1");
-    assert_close(m.per_image.precision, 3.0 / 5.0, "per-image P");
-    assert_close(m.per_image.recall, 3.0 / 5.0, "per-image R");
-    assert_close(m.per_image.f1, 0.6, "per-image F1");
+    assert_close(m.overall.precision, 3.0 / 5.0, "overall P");
+    assert_close(m.overall.recall, 3.0 / 5.0, "overall R");
+    assert_close(m.overall.f1, 0.6, "overall F1");
     assert_eq!(m.n_plus, 2);
     // AP: label 0 ranks pos, neg, pos -> 1/2 * 1 + 1/2 * 2/3; label 1 likewise; label 2 -> 1.
     let ap = 0.5 + 1.0 / 3.0;
@@ -75,7 +72,7 @@ fn hand_computed_metrics_at_one_half() {
 
 #[test]
 fn hand_computed_metrics_with_per_label_thresholds() {
-    let m = evaluate(
+    let m = measure(
         &SCORES,
         &TARGETS,
         3,
@@ -88,8 +85,8 @@ fn hand_computed_metrics_with_per_label_thresholds() {
         "per-class P",
     );
     assert_close(m.per_class.recall, (0.5 + 1.0 + 1.0) / 3.0, "per-class R");
-    assert_close(m.per_image.precision, 4.0 / 5.0, "per-image P");
-    assert_close(m.per_image.recall, 4.0 / 5.0, "per-image R");
+    assert_close(m.overall.precision, 4.0 / 5.0, "overall P");
+    assert_close(m.overall.recall, 4.0 / 5.0, "overall R");
     assert_eq!(m.n_plus, 3);
     let thresholds: Vec<f32> = m.per_label.iter().map(|l| l.threshold).collect();
     assert_eq!(thresholds, [0.85, 0.5, 0.45]);
@@ -98,8 +95,8 @@ fn hand_computed_metrics_with_per_label_thresholds() {
 #[test]
 fn global_threshold_equals_the_same_threshold_per_label() {
     for t in [0.05, 0.3, 0.55, 0.9] {
-        let a = evaluate(&SCORES, &TARGETS, 3, &Thresholds::Global(t)).unwrap();
-        let mut b = evaluate(&SCORES, &TARGETS, 3, &Thresholds::from(vec![t; 3])).unwrap();
+        let a = measure(&SCORES, &TARGETS, 3, &Thresholds::Global(t)).unwrap();
+        let mut b = measure(&SCORES, &TARGETS, 3, &Thresholds::from(vec![t; 3])).unwrap();
         b.per_label.iter_mut().for_each(|l| l.threshold = t);
         assert_eq!(a, b);
     }
@@ -124,12 +121,12 @@ fn exact_mode_finds_the_cut_the_grid_misses() {
     // Perfectly separable between 0.36 and 0.37, which no grid value splits.
     let scores = [0.42, 0.40, 0.37, 0.36, 0.30, 0.02];
     let targets = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0];
-    let grid = calibrate(&scores, &targets, 1, ThresholdMode::Grid).unwrap();
+    let grid = calibrate(&scores, &targets, 1, ThresholdSearch::Grid).unwrap();
     // 0.35 keeps four (tp 3, fp 1), 0.40 keeps two (tp 2, fn 1): both MCC 1/sqrt(2);
     // the tie goes to the smaller threshold.
     assert_eq!(grid.thresholds, [0.35]);
     assert!((grid.mcc[0] - 0.5f64.sqrt()).abs() < 1e-15);
-    let exact = calibrate(&scores, &targets, 1, ThresholdMode::Exact).unwrap();
+    let exact = calibrate(&scores, &targets, 1, ThresholdSearch::Exact).unwrap();
     assert_eq!(exact.mcc, [1.0]);
     let t = exact.thresholds[0];
     assert_eq!(
@@ -137,7 +134,7 @@ fn exact_mode_finds_the_cut_the_grid_misses() {
         ((0.36f32 as f64 + 0.37f32 as f64) / 2.0) as f32,
         "the midpoint"
     );
-    let m = evaluate(&scores, &targets, 1, &exact.to_thresholds()).unwrap();
+    let m = measure(&scores, &targets, 1, &exact.to_thresholds()).unwrap();
     assert_close(m.per_class.f1, 1.0, "perfect split");
 }
 
@@ -147,11 +144,11 @@ fn exact_cut_between_neighbouring_floats_keeps_the_split_under_strict_evaluation
     let hi = lo.next_up();
     let scores = [hi, lo, hi, lo];
     let targets = [1.0, 0.0, 1.0, 0.0];
-    let exact = calibrate(&scores, &targets, 1, ThresholdMode::Exact).unwrap();
+    let exact = calibrate(&scores, &targets, 1, ThresholdSearch::Exact).unwrap();
     // No f32 lies strictly between them: the threshold is `lo`, and `score > lo` is `score >= hi`.
     assert_eq!(exact.thresholds, [lo]);
     assert_eq!(exact.mcc, [1.0]);
-    let m = evaluate(&scores, &targets, 1, &exact.to_thresholds()).unwrap();
+    let m = measure(&scores, &targets, 1, &exact.to_thresholds()).unwrap();
     assert_eq!(
         (m.per_label[0].true_positives, m.per_label[0].predicted),
         (2, 2)
@@ -163,27 +160,23 @@ fn exact_mode_keeps_everything_when_no_cut_correlates() {
     // Anti-correlated: every proper cut has a negative MCC; predicting all gives 0.
     let scores = [0.9, 0.1, 0.2];
     let targets = [0.0, 1.0, 1.0];
-    let exact = calibrate(&scores, &targets, 1, ThresholdMode::Exact).unwrap();
+    let exact = calibrate(&scores, &targets, 1, ThresholdSearch::Exact).unwrap();
     assert_eq!(exact.mcc, [0.0]);
     assert_eq!(exact.thresholds, [0.1f32.next_down()]);
-    let m = evaluate(&scores, &targets, 1, &exact.to_thresholds()).unwrap();
+    let m = measure(&scores, &targets, 1, &exact.to_thresholds()).unwrap();
     assert_eq!(m.per_label[0].predicted, 3);
 }
 
 #[test]
-fn degenerate_labels_get_the_first_grid_value_in_both_modes() {
+fn degenerate_labels_get_the_first_grid_value_in_both_searches() {
     // Columns: no positive, all positive, constant score with mixed targets.
     let scores = [0.9, 0.2, 0.4, 0.1, 0.8, 0.4, 0.5, 0.5, 0.4];
     let targets = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0];
-    for mode in [ThresholdMode::Grid, ThresholdMode::Exact] {
-        let cal = calibrate(&scores, &targets, 3, mode).unwrap();
-        assert_eq!(cal.thresholds, [GRID[0]; 3], "{mode}");
-        assert_eq!(cal.mcc, [0.0; 3], "{mode}");
+    for search in [ThresholdSearch::Grid, ThresholdSearch::Exact] {
+        let cal = calibrate(&scores, &targets, 3, search).unwrap();
+        assert_eq!(cal.thresholds, [GRID[0]; 3], "{search}");
+        assert_eq!(cal.mcc, [0.0; 3], "{search}");
     }
-    assert_eq!(
-        mcc_thresholds_grid(&scores, &targets, 3).unwrap(),
-        mcc_thresholds_exact(&scores, &targets, 3).unwrap()
-    );
 }
 
 #[test]
@@ -193,7 +186,7 @@ fn grid_compares_in_f32_like_the_papers_numpy_code() {
     assert!((edge as f64) < 0.7);
     let scores = [edge, edge, 0.69, 0.1];
     let targets = [1.0, 1.0, 0.0, 0.0];
-    let grid = calibrate(&scores, &targets, 1, ThresholdMode::Grid).unwrap();
+    let grid = calibrate(&scores, &targets, 1, ThresholdSearch::Grid).unwrap();
     // 0.05..0.65 all keep three (MCC 0.577); only 0.70 separates perfectly.
     assert_eq!(grid.thresholds, [0.7]);
     assert_eq!(grid.mcc, [1.0]);
@@ -202,7 +195,7 @@ fn grid_compares_in_f32_like_the_papers_numpy_code() {
 #[test]
 fn shape_errors_are_reported() {
     let t = Thresholds::Global(0.5);
-    let err = evaluate(&[0.1; 6], &[0.0; 5], 3, &t).unwrap_err();
+    let err = measure(&[0.1; 6], &[0.0; 5], 3, &t).unwrap_err();
     assert!(matches!(
         err,
         MetricsError::LengthMismatch {
@@ -211,7 +204,7 @@ fn shape_errors_are_reported() {
         }
     ));
     assert_eq!(err.to_string(), "shape mismatch: 6 scores but 5 targets");
-    let err = evaluate(&[0.1; 7], &[0.0; 7], 3, &t).unwrap_err();
+    let err = measure(&[0.1; 7], &[0.0; 7], 3, &t).unwrap_err();
     assert!(
         matches!(
             err,
@@ -223,14 +216,14 @@ fn shape_errors_are_reported() {
         "{err}"
     );
     assert!(matches!(
-        evaluate(&[0.1; 3], &[0.0; 3], 0, &t),
+        measure(&[0.1; 3], &[0.0; 3], 0, &t),
         Err(MetricsError::NoClasses)
     ));
     assert!(matches!(
-        evaluate(&[], &[], 3, &t),
+        measure(&[], &[], 3, &t),
         Err(MetricsError::NoSamples)
     ));
-    let err = calibrate(&[0.1; 6], &[0.0; 4], 2, ThresholdMode::Exact).unwrap_err();
+    let err = calibrate(&[0.1; 6], &[0.0; 4], 2, ThresholdSearch::Exact).unwrap_err();
     assert!(matches!(err, MetricsError::LengthMismatch { .. }));
 }
 
@@ -239,10 +232,14 @@ fn bad_values_are_reported_with_their_position() {
     let mut scores = SCORES;
     scores[5] = f32::NAN;
     let t = Thresholds::Global(0.5);
-    for mode in [None, Some(ThresholdMode::Grid), Some(ThresholdMode::Exact)] {
-        let err = match mode {
-            None => evaluate(&scores, &TARGETS, 3, &t).unwrap_err(),
-            Some(mode) => calibrate(&scores, &TARGETS, 3, mode).unwrap_err(),
+    for search in [
+        None,
+        Some(ThresholdSearch::Grid),
+        Some(ThresholdSearch::Exact),
+    ] {
+        let err = match search {
+            None => measure(&scores, &TARGETS, 3, &t).unwrap_err(),
+            Some(search) => calibrate(&scores, &TARGETS, 3, search).unwrap_err(),
         };
         assert!(matches!(
             err,
@@ -258,7 +255,7 @@ fn bad_values_are_reported_with_their_position() {
         );
     }
     scores[5] = f32::INFINITY;
-    let err = evaluate(&scores, &TARGETS, 3, &t).unwrap_err();
+    let err = measure(&scores, &TARGETS, 3, &t).unwrap_err();
     assert!(matches!(
         err,
         MetricsError::NonFiniteScore {
@@ -270,7 +267,7 @@ fn bad_values_are_reported_with_their_position() {
 
     let mut targets = TARGETS;
     targets[4] = 0.5;
-    let err = evaluate(&SCORES, &targets, 3, &t).unwrap_err();
+    let err = measure(&SCORES, &targets, 3, &t).unwrap_err();
     assert!(matches!(
         err,
         MetricsError::NonBinaryTarget {
@@ -284,7 +281,7 @@ fn bad_values_are_reported_with_their_position() {
 
 #[test]
 fn threshold_errors_are_reported() {
-    let err = evaluate(&SCORES, &TARGETS, 3, &Thresholds::from(vec![0.5, 0.5])).unwrap_err();
+    let err = measure(&SCORES, &TARGETS, 3, &Thresholds::from(vec![0.5, 0.5])).unwrap_err();
     assert!(matches!(
         err,
         MetricsError::ThresholdCount {
@@ -296,7 +293,7 @@ fn threshold_errors_are_reported() {
         err.to_string(),
         "2 per-label thresholds given for 3 classes"
     );
-    let err = evaluate(
+    let err = measure(
         &SCORES,
         &TARGETS,
         3,
@@ -304,18 +301,18 @@ fn threshold_errors_are_reported() {
     )
     .unwrap_err();
     assert!(matches!(err, MetricsError::NanThreshold { label: 1 }));
-    let err = evaluate(&SCORES, &TARGETS, 3, &Thresholds::Global(f32::NAN)).unwrap_err();
+    let err = measure(&SCORES, &TARGETS, 3, &Thresholds::Global(f32::NAN)).unwrap_err();
     assert!(matches!(err, MetricsError::NanThreshold { .. }));
 
     assert_eq!(
-        "Exact".parse::<ThresholdMode>().unwrap(),
-        ThresholdMode::Exact
+        "Exact".parse::<ThresholdSearch>().unwrap(),
+        ThresholdSearch::Exact
     );
     assert_eq!(
-        "grid".parse::<ThresholdMode>().unwrap(),
-        ThresholdMode::Grid
+        "grid".parse::<ThresholdSearch>().unwrap(),
+        ThresholdSearch::Grid
     );
-    let err = "mcc".parse::<ThresholdMode>().unwrap_err();
+    let err = "mcc".parse::<ThresholdSearch>().unwrap_err();
     assert!(err.to_string().contains("\"mcc\""), "{err}");
     // Wrapped by the crate's error.
     let err: aia::Error = err.into();
@@ -327,14 +324,14 @@ fn tensors_give_the_slices_results() {
     let device = Default::default();
     let tensor = |v: &[f32]| Tensor::<Flex, 1>::from_floats(v, &device).reshape([4, 3]);
     let t = Thresholds::from(vec![0.85, 0.5, 0.45]);
-    let from_tensors = evaluate_tensors(tensor(&SCORES), tensor(&TARGETS), &t).unwrap();
-    assert_eq!(from_tensors, evaluate(&SCORES, &TARGETS, 3, &t).unwrap());
-    for mode in [ThresholdMode::Grid, ThresholdMode::Exact] {
-        let cal = calibrate_tensors(tensor(&SCORES), tensor(&TARGETS), mode).unwrap();
-        assert_eq!(cal, calibrate(&SCORES, &TARGETS, 3, mode).unwrap());
+    let from_tensors = measure_tensors(tensor(&SCORES), tensor(&TARGETS), &t).unwrap();
+    assert_eq!(from_tensors, measure(&SCORES, &TARGETS, 3, &t).unwrap());
+    for search in [ThresholdSearch::Grid, ThresholdSearch::Exact] {
+        let cal = calibrate_tensors(tensor(&SCORES), tensor(&TARGETS), search).unwrap();
+        assert_eq!(cal, calibrate(&SCORES, &TARGETS, 3, search).unwrap());
     }
     let wrong = Tensor::<Flex, 1>::from_floats(TARGETS, &device).reshape([3, 4]);
-    let err = evaluate_tensors(tensor(&SCORES), wrong, &t).unwrap_err();
+    let err = measure_tensors(tensor(&SCORES), wrong, &t).unwrap_err();
     assert!(matches!(err, MetricsError::Shape(_)));
     assert_eq!(
         err.to_string(),
@@ -344,15 +341,15 @@ fn tensors_give_the_slices_results() {
 
 #[test]
 fn report_prints_aligned_rows_and_round_trips_json() {
-    let grid = calibrate(&SCORES, &TARGETS, 3, ThresholdMode::Grid).unwrap();
-    let exact = calibrate(&SCORES, &TARGETS, 3, ThresholdMode::Exact).unwrap();
+    let grid = calibrate(&SCORES, &TARGETS, 3, ThresholdSearch::Grid).unwrap();
+    let exact = calibrate(&SCORES, &TARGETS, 3, ThresholdSearch::Exact).unwrap();
     let mut table = MetricsTable::default();
     for (name, t) in [
         ("0.5", Thresholds::Global(0.5)),
         ("MCC grid", grid.to_thresholds()),
         ("MCC exact", exact.to_thresholds()),
     ] {
-        table.push(name, evaluate(&SCORES, &TARGETS, 3, &t).unwrap());
+        table.push(name, measure(&SCORES, &TARGETS, 3, &t).unwrap());
     }
     let text = table.to_string();
     let lines: Vec<&str> = text.lines().collect();
@@ -381,7 +378,7 @@ fn report_prints_aligned_rows_and_round_trips_json() {
     let back: AnnotationMetrics = serde_json::from_str(&json).unwrap();
     assert_eq!((back.n_plus, back.num_samples), (m.n_plus, m.num_samples));
     assert!((back.per_class.f1 - m.per_class.f1).abs() < 1e-15);
-    assert!((back.per_image.recall - m.per_image.recall).abs() < 1e-15);
+    assert!((back.overall.recall - m.overall.recall).abs() < 1e-15);
     assert_eq!(back.per_label.len(), 3);
     for (b, l) in back.per_label.iter().zip(&m.per_label) {
         assert_eq!(
@@ -397,8 +394,36 @@ fn report_prints_aligned_rows_and_round_trips_json() {
 }
 
 #[test]
+fn reports_written_before_the_renames_still_load() {
+    // An evaluation table row and a calibration as `evaluation.json` held them when the overall
+    // averages were called `per_image` and the threshold search `mode`.
+    let row = r#"{"num_samples": 2, "num_labels": 1,
+        "per_class": {"precision": 0.5, "recall": 1.0, "f1": 0.667},
+        "per_image": {"precision": 0.25, "recall": 0.75, "f1": 0.375},
+        "n_plus": 1, "mean_average_precision": 0.9,
+        "per_label": [{"index": 0, "label": "sky", "support": 1, "predicted": 2,
+            "true_positives": 1, "precision": 0.5, "recall": 1.0, "f1": 0.667,
+            "threshold": 0.5, "average_precision": 0.9}]}"#;
+    let m: AnnotationMetrics = serde_json::from_str(row).unwrap();
+    assert_eq!((m.overall.precision, m.overall.recall), (0.25, 0.75));
+    assert_eq!(m.mean_average_precision, Some(0.9));
+    assert_eq!(m.per_label[0].label.as_deref(), Some("sky"));
+    assert!(m.extra.is_empty());
+    let json = m.to_json().unwrap();
+    assert!(
+        json.contains("\"overall\"") && !json.contains("per_image"),
+        "{json}"
+    );
+
+    let calibration = r#"{"mode": "exact", "thresholds": [0.3], "mcc": [0.8]}"#;
+    let calibration: aia::threshold::Calibration = serde_json::from_str(calibration).unwrap();
+    assert_eq!(calibration.search, ThresholdSearch::Exact);
+    assert_eq!(calibration.thresholds, [0.3]);
+}
+
+#[test]
 fn label_table_names_labels_from_the_vocabulary() {
-    let m = evaluate(&SCORES, &TARGETS, 3, &Thresholds::Global(0.5)).unwrap();
+    let m = measure(&SCORES, &TARGETS, 3, &Thresholds::Global(0.5)).unwrap();
     let unnamed = m.label_table().to_string();
     assert!(
         unnamed.lines().nth(1).unwrap().starts_with("#0 "),

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use aia::metrics::{evaluate, AnnotationMetrics, Thresholds};
-use aia::threshold::{calibrate, ThresholdMode};
+use aia::metrics::{measure, AnnotationMetrics, Thresholds};
+use aia::threshold::{calibrate, ThresholdSearch};
 use serde_json::Value;
 
 const CASES: [&str; 5] = ["random", "knife_edges", "ties", "degenerate", "realistic"];
@@ -75,7 +75,7 @@ fn grid_thresholds_are_the_papers_sklearn_argmax() {
             &case.scores,
             &case.targets,
             case.num_classes,
-            ThresholdMode::Grid,
+            ThresholdSearch::Grid,
         )
         .unwrap();
         let want = f32s(&case.json["grid_thresholds"]);
@@ -97,7 +97,7 @@ fn exact_thresholds_reach_the_brute_force_best_mcc() {
             &case.scores,
             &case.targets,
             case.num_classes,
-            ThresholdMode::Exact,
+            ThresholdSearch::Exact,
         )
         .unwrap();
         assert_eq!(
@@ -120,10 +120,10 @@ fn exact_thresholds_reach_the_brute_force_best_mcc() {
 fn check_metrics(case: &Case, setting: &str, got: &AnnotationMetrics) {
     let want = &case.json["metrics"][setting];
     let ctx = format!("{} / {setting}", case.name);
-    for part in ["per_class", "per_image"] {
+    for part in ["per_class", "overall"] {
         let (g, w) = match part {
             "per_class" => (&got.per_class, &want["per_class"]),
-            _ => (&got.per_image, &want["per_image"]),
+            _ => (&got.overall, &want["overall"]),
         };
         close(
             &format!("{ctx}: {part} precision"),
@@ -203,7 +203,7 @@ fn metrics_match_the_reference_for_every_threshold_setting() {
             ),
         ];
         for (setting, thresholds) in settings {
-            let got = evaluate(&case.scores, &case.targets, case.num_classes, &thresholds).unwrap();
+            let got = measure(&case.scores, &case.targets, case.num_classes, &thresholds).unwrap();
             check_metrics(&case, setting, &got);
             for (l, t) in got.per_label.iter().enumerate() {
                 assert_eq!(t.threshold, thresholds.get(l));

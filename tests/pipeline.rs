@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use aia::annotate::{self, Annotator, ImageAnnotation, ThresholdChoice};
+use aia::annotate::{self, Annotator, ImageAnnotation, ThresholdSource};
 use aia::data::synthetic::SyntheticConfig;
 use aia::data::AnnotationSplit;
 use aia::data::Normalization;
@@ -12,7 +12,8 @@ use aia::experiment::ModelManifest;
 use aia::experiment::{self, Evaluation, ExperimentConfig, Protocol, TestPredictions};
 use aia::metrics::{self, Thresholds};
 use aia::model::{AttentionHeadConfig, HeadConfig, TResNetConfig};
-use aia::train::{RunResults, SilentProgress, TrainConfig};
+use aia::threshold::ThresholdSearch;
+use aia::train::{LoaderConfig, RunResults, SilentProgress, TrainConfig};
 use burn::backend::{Autodiff, Flex};
 
 type B = Flex;
@@ -44,11 +45,14 @@ fn train_resume_evaluate_annotate() {
         )
         .with_train(
             TrainConfig::new()
+                .with_loader(
+                    LoaderConfig::new()
+                        .with_batch_size(16)
+                        .with_image_size(32)
+                        .with_num_workers(1),
+                )
                 .with_epochs(2)
-                .with_batch_size(16)
-                .with_image_size(32)
-                .with_learning_rate(1e-3)
-                .with_num_workers(1),
+                .with_learning_rate(1e-3),
         );
     let device = Default::default();
 
@@ -90,7 +94,7 @@ fn train_resume_evaluate_annotate() {
     assert!(svg.trim_end().ends_with("</svg>"));
 
     // Evaluation: thresholds on the training split, the test split at 0.5 / grid / exact.
-    let evaluation = experiment::evaluate::<B>(&run, &device).unwrap();
+    let evaluation = experiment::evaluate_run::<B>(&run, &device).unwrap();
     assert_eq!(evaluation.best_epoch, Some(best));
     let saved: Evaluation = read_json(&run.join(experiment::EVALUATION_FILE));
     assert_eq!(saved, evaluation);
@@ -108,7 +112,7 @@ fn train_resume_evaluate_annotate() {
         ("MCC grid", evaluation.grid.to_thresholds()),
         ("MCC exact", evaluation.exact.to_thresholds()),
     ] {
-        let recomputed = metrics::evaluate(
+        let recomputed = metrics::measure(
             &predictions.scores,
             &predictions.targets,
             classes,
@@ -117,7 +121,7 @@ fn train_resume_evaluate_annotate() {
         .unwrap();
         let reported = evaluation.row(name).unwrap_or_else(|| panic!("row {name}"));
         assert_eq!(reported.per_class, recomputed.per_class, "{name}");
-        assert_eq!(reported.per_image, recomputed.per_image, "{name}");
+        assert_eq!(reported.overall, recomputed.overall, "{name}");
         assert_eq!(reported.n_plus, recomputed.n_plus, "{name}");
     }
     // The 0.5 row is what the training loop measured on the test split for the best epoch.
@@ -127,7 +131,9 @@ fn train_resume_evaluate_annotate() {
     assert_eq!(at_half.n_plus, logged.n_plus);
 
     // Annotation with the exact thresholds, written three ways.
-    let annotator = Annotator::<B>::from_run(&run, ThresholdChoice::MccExact, &device).unwrap();
+    let annotator =
+        Annotator::<B>::from_run(&run, ThresholdSource::Mcc(ThresholdSearch::Exact), &device)
+            .unwrap();
     let images = annotate::images_in(&root.path().join("Synthetic").join("images")).unwrap();
     assert_eq!(images.len(), 48 + 24);
     let paths: Vec<_> = predictions
@@ -203,14 +209,21 @@ fn run_travels(
             assert_eq!(got.labels, want.labels, "{why}: {}", got.image.display());
         }
     };
-    let annotator = Annotator::<B>::from_run(&moved, ThresholdChoice::MccExact, &device).unwrap();
+    let annotator = Annotator::<B>::from_run(
+        &moved,
+        ThresholdSource::Mcc(ThresholdSearch::Exact),
+        &device,
+    )
+    .unwrap();
     assert_eq!(annotator.labels(), labels);
     same_labels(&annotator.annotate(&photos).unwrap(), "moved run");
     assert!(!data.exists(), "the data set was read or regenerated");
 
     let file = elsewhere.path().join("model.safetensors");
     annotator.export(&file).unwrap();
-    let exported = Annotator::<B>::from_export(&file, ThresholdChoice::MccExact, &device).unwrap();
+    let exported =
+        Annotator::<B>::from_export(&file, ThresholdSource::Mcc(ThresholdSearch::Exact), &device)
+            .unwrap();
     assert_eq!(exported.thresholds(), annotator.thresholds());
     let mut manifest = exported.manifest().clone();
     assert_eq!(
@@ -222,7 +235,7 @@ fn run_travels(
         serde_json::to_value(annotator.manifest()).unwrap()
     );
     same_labels(&exported.annotate(&photos).unwrap(), "exported model");
-    let fixed = Annotator::<B>::from_export(&file, ThresholdChoice::Fixed(0.25), &device).unwrap();
+    let fixed = Annotator::<B>::from_export(&file, ThresholdSource::Global(0.25), &device).unwrap();
     assert!(fixed.thresholds().iter().all(|&t| t == 0.25));
     // The weights are timm's names and layouts: the file is also a plain timm checkpoint.
     let manifest = exported.manifest();
@@ -235,10 +248,14 @@ fn run_travels(
         .init::<B>(&device)
         .save_safetensors(&plain)
         .unwrap();
-    let err = Annotator::<B>::from_export(&plain, ThresholdChoice::MccExact, &device)
-        .err()
-        .expect("no manifest")
-        .to_string();
+    let err = Annotator::<B>::from_export(
+        &plain,
+        ThresholdSource::Mcc(ThresholdSearch::Exact),
+        &device,
+    )
+    .err()
+    .expect("no manifest")
+    .to_string();
     assert!(
         err.contains("plain.safetensors") && err.contains("not a model exported"),
         "{err}"
@@ -261,10 +278,13 @@ fn a_truncated_image_is_an_error_naming_it_or_skipped_on_request() {
         .with_model(TResNetConfig::new([1, 1, 1, 1]).with_width(0.25))
         .with_train(
             TrainConfig::new()
-                .with_epochs(1)
-                .with_batch_size(16)
-                .with_image_size(32)
-                .with_num_workers(1),
+                .with_loader(
+                    LoaderConfig::new()
+                        .with_batch_size(16)
+                        .with_image_size(32)
+                        .with_num_workers(1),
+                )
+                .with_epochs(1),
         );
     let folder = experiment::open_data(&config).unwrap().1;
     let victim = folder.train().samples()[5].image_name.clone();
@@ -282,7 +302,7 @@ fn a_truncated_image_is_an_error_naming_it_or_skipped_on_request() {
 
     // Batches of 31: the 31 readable images make one step, all 32 would make two.
     let mut skipping = config.clone().with_skip_bad_images(true);
-    skipping.train.batch_size = 31;
+    skipping.train.loader.batch_size = 31;
     let outcome = experiment::train::<AD>(&skipping, &root.path().join("b"), &device, |t| {
         t.with_progress(SilentProgress)
     })
@@ -309,17 +329,20 @@ fn the_hold_out_protocol_picks_and_calibrates_on_held_out_training_images() {
         .with_validation(Some(0.25))
         .with_train(
             TrainConfig::new()
+                .with_loader(
+                    LoaderConfig::new()
+                        .with_batch_size(16)
+                        .with_image_size(32)
+                        .with_num_workers(1),
+                )
                 .with_epochs(1)
-                .with_batch_size(16)
-                .with_image_size(32)
-                .with_learning_rate(1e-3)
-                .with_num_workers(1),
+                .with_learning_rate(1e-3),
         );
     let device = Default::default();
     let outcome =
         experiment::train::<AD>(&config, &run, &device, |t| t.with_progress(SilentProgress))
             .unwrap();
-    let evaluation = experiment::evaluate::<B>(&run, &device).unwrap();
+    let evaluation = experiment::evaluate_run::<B>(&run, &device).unwrap();
     let protocol = Protocol::HoldOut { fraction: 0.25 };
     assert_eq!(evaluation.protocol, protocol);
     let results: serde_json::Value = read_json(&run.join("results.json"));
@@ -351,7 +374,7 @@ fn the_hold_out_protocol_picks_and_calibrates_on_held_out_training_images() {
         .all(|s| train_names.contains(&s.image_name.as_str())));
 
     // Scored independently, the hold-out gives the epoch's metrics and the grid thresholds.
-    let annotator = Annotator::<B>::from_run(&run, ThresholdChoice::Fixed(0.5), &device).unwrap();
+    let annotator = Annotator::<B>::from_run(&run, ThresholdSource::Global(0.5), &device).unwrap();
     let paths: Vec<_> = held_out
         .samples()
         .iter()
@@ -360,7 +383,7 @@ fn the_hold_out_protocol_picks_and_calibrates_on_held_out_training_images() {
     let scores = annotator.scores(&paths).unwrap();
     let targets = held_out.targets();
     let classes = vocabulary.len();
-    let at_half = metrics::evaluate(&scores, &targets, classes, &Thresholds::Global(0.5)).unwrap();
+    let at_half = metrics::measure(&scores, &targets, classes, &Thresholds::Global(0.5)).unwrap();
     let logged = &outcome.results.epochs[0].metrics;
     assert!(
         (at_half.per_class.f1 - logged.per_class.f1).abs() < 1e-6,
@@ -372,7 +395,7 @@ fn the_hold_out_protocol_picks_and_calibrates_on_held_out_training_images() {
         &scores,
         &targets,
         classes,
-        aia::threshold::ThresholdMode::Grid,
+        aia::threshold::ThresholdSearch::Grid,
     )
     .unwrap();
     assert_eq!(grid.thresholds, evaluation.grid.thresholds);

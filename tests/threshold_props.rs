@@ -1,7 +1,7 @@
 //! Property tests of the MCC threshold searches against naive O(N x candidates) searches.
 
-use aia::metrics::{evaluate, Thresholds};
-use aia::threshold::{calibrate, ThresholdMode, GRID};
+use aia::metrics::{measure, Thresholds};
+use aia::threshold::{calibrate, ThresholdSearch, GRID};
 use proptest::prelude::*;
 
 /// MCC from its textbook formula (not scikit-learn's arithmetic), 0 when undefined.
@@ -57,8 +57,8 @@ proptest! {
 
     #[test]
     fn exact_is_never_worse_than_grid((scores, targets, cols) in matrix()) {
-        let grid = calibrate(&scores, &targets, cols, ThresholdMode::Grid).unwrap();
-        let exact = calibrate(&scores, &targets, cols, ThresholdMode::Exact).unwrap();
+        let grid = calibrate(&scores, &targets, cols, ThresholdSearch::Grid).unwrap();
+        let exact = calibrate(&scores, &targets, cols, ThresholdSearch::Exact).unwrap();
         for c in 0..cols {
             prop_assert!(exact.mcc[c] >= grid.mcc[c], "label {}: {} < {}", c, exact.mcc[c], grid.mcc[c]);
         }
@@ -66,7 +66,7 @@ proptest! {
 
     #[test]
     fn exact_reaches_the_brute_force_optimum((scores, targets, cols) in matrix()) {
-        let exact = calibrate(&scores, &targets, cols, ThresholdMode::Exact).unwrap();
+        let exact = calibrate(&scores, &targets, cols, ThresholdSearch::Exact).unwrap();
         for c in 0..cols {
             let (s, y) = (column(&scores, cols, c), column(&targets, cols, c));
             let truth: Vec<bool> = y.iter().map(|&v| v == 1.0).collect();
@@ -85,7 +85,7 @@ proptest! {
 
     #[test]
     fn grid_is_the_first_best_grid_value((scores, targets, cols) in matrix()) {
-        let grid = calibrate(&scores, &targets, cols, ThresholdMode::Grid).unwrap();
+        let grid = calibrate(&scores, &targets, cols, ThresholdSearch::Grid).unwrap();
         for c in 0..cols {
             let (s, y) = (column(&scores, cols, c), column(&targets, cols, c));
             let truth: Vec<bool> = y.iter().map(|&v| v == 1.0).collect();
@@ -104,7 +104,7 @@ proptest! {
 
     #[test]
     fn evaluate_counts_match_a_naive_loop((scores, targets, cols) in matrix(), t in score()) {
-        let m = evaluate(&scores, &targets, cols, &Thresholds::Global(t)).unwrap();
+        let m = measure(&scores, &targets, cols, &Thresholds::Global(t)).unwrap();
         for c in 0..cols {
             let (s, y) = (column(&scores, cols, c), column(&targets, cols, c));
             let tp = s.iter().zip(&y).filter(|(&v, &y)| v > t && y == 1.0).count() as u64;

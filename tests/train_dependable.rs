@@ -11,26 +11,31 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use aia::fs::FileError;
+use aia::metrics::AnnotationMetrics;
 use aia::train::{
-    load_model, CheckpointState, EpochMetrics, FitOutcome, RunLock, RunResults, SilentProgress,
+    load_model, CheckpointState, FitOutcome, LoaderConfig, RunLock, RunResults, SilentProgress,
     TrainConfig, TrainError, Trainer, LOCK_FILE, MODEL_FILE,
 };
 use burn::backend::{Autodiff, Flex};
-use train_support::{evaluate, items, loader, train_loader, Bce, TinyNet};
+use train_support::{items, loader, measure, train_loader, Bce, TinyNet};
 
 type B = Autodiff<Flex>;
 
 fn config(epochs: usize) -> TrainConfig {
     TrainConfig::new()
+        .with_loader(LoaderConfig::new().with_batch_size(8).with_image_size(8))
         .with_epochs(epochs)
-        .with_batch_size(8)
-        .with_image_size(8)
         .with_learning_rate(0.05)
         .with_seed(3)
 }
 
-fn metrics(scores: &[f32], targets: &[f32], classes: usize) -> Result<EpochMetrics, TrainError> {
-    Ok(evaluate(scores, targets, classes))
+fn metrics(
+    scores: &[f32],
+    targets: &[f32],
+    classes: usize,
+) -> Result<AnnotationMetrics, TrainError> {
+    Ok(measure(scores, targets, classes))
 }
 
 /// Trains the toy problem into `trainer`'s folder up to epoch `stop`.
@@ -38,7 +43,7 @@ fn fit(trainer: Trainer, stop: usize) -> Result<FitOutcome<TinyNet<B>>, TrainErr
     let device = Default::default();
     let train = train_loader::<B>(items(16, 3), 8, 1);
     let valid = loader::<Flex>(items(8, 4), 8, None);
-    let mut evaluator = metrics;
+    let mut measure_epoch = metrics;
     let mut trainer = trainer
         .with_progress(SilentProgress)
         .with_stop_after_epoch(stop);
@@ -47,7 +52,7 @@ fn fit(trainer: Trainer, stop: usize) -> Result<FitOutcome<TinyNet<B>>, TrainErr
         &Bce,
         &train,
         valid,
-        &mut evaluator,
+        &mut measure_epoch,
         &device,
     )
 }
@@ -156,7 +161,10 @@ fn an_output_folder_behind_a_file_is_a_clear_error() {
     let out = file.join("run");
     let error = fit(Trainer::new(config(2), &out), 1).unwrap_err();
     let message = error.to_string();
-    assert!(matches!(error, TrainError::Write { .. }), "{error:?}");
+    assert!(
+        matches!(error, TrainError::File(FileError::Write { .. })),
+        "{error:?}"
+    );
     assert!(message.contains("not-a-folder"), "{message}");
     assert!(
         message.contains("a file stands where a folder is needed"),
@@ -250,7 +258,7 @@ fn a_full_disk_ends_training_with_a_clear_error_and_keeps_the_last_checkpoint() 
     let error = fit(Trainer::new(config(3), &out).with_resume(true), 2).unwrap_err();
     let message = error.to_string();
     assert!(
-        matches!(&error, TrainError::Write { source, .. }
+        matches!(&error, TrainError::File(FileError::Write { source, .. })
             if source.kind() == std::io::ErrorKind::StorageFull),
         "{error:?}"
     );
@@ -305,7 +313,10 @@ fn a_read_only_output_folder_is_a_clear_error_and_changes_nothing() {
 
     let error = fit(Trainer::new(config(3), &out).with_resume(true), 2).unwrap_err();
     let message = error.to_string();
-    assert!(matches!(error, TrainError::Write { .. }), "{error:?}");
+    assert!(
+        matches!(error, TrainError::File(FileError::Write { .. })),
+        "{error:?}"
+    );
     assert!(message.contains(&out.display().to_string()), "{message}");
     assert!(
         message.contains("choose an output folder you can write to"),

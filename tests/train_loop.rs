@@ -7,14 +7,15 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aia::metrics::AnnotationMetrics;
 use aia::train::{
-    load_model, predict, save_model, EpochMetrics, MultiLabelModel, RunResults, SilentProgress,
+    load_model, predict, save_model, LoaderConfig, MultiLabelModel, RunResults, SilentProgress,
     TrainConfig, TrainError, Trainer, WriterProgress, MODEL_FILE,
 };
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::nn::LinearConfig;
-use train_support::{evaluate, items, loader, train_loader, Bce, TinyNet, CLASSES};
+use train_support::{items, loader, measure, train_loader, Bce, TinyNet, CLASSES};
 
 type B = Autodiff<Flex>;
 
@@ -34,15 +35,18 @@ impl Write for SharedBuffer {
 
 fn config(epochs: usize) -> TrainConfig {
     TrainConfig::new()
+        .with_loader(LoaderConfig::new().with_batch_size(8).with_image_size(8))
         .with_epochs(epochs)
-        .with_batch_size(8)
-        .with_image_size(8)
         .with_learning_rate(0.05)
         .with_seed(7)
 }
 
-fn metrics(scores: &[f32], targets: &[f32], classes: usize) -> Result<EpochMetrics, TrainError> {
-    Ok(evaluate(scores, targets, classes))
+fn metrics(
+    scores: &[f32],
+    targets: &[f32],
+    classes: usize,
+) -> Result<AnnotationMetrics, TrainError> {
+    Ok(measure(scores, targets, classes))
 }
 
 #[test]
@@ -54,7 +58,7 @@ fn training_learns_the_toy_problem_and_writes_its_files() {
     let valid_items = items(48, 2);
     let valid = loader::<Flex>(valid_items.clone(), 16, None);
     let log = SharedBuffer::default();
-    let mut evaluator = metrics;
+    let mut measure_epoch = metrics;
     let outcome = Trainer::new(config.clone(), out.path())
         .with_progress(WriterProgress::new(log.clone(), Duration::ZERO))
         .with_run_info(serde_json::json!({ "model": "TinyNet", "loss": "bce" }))
@@ -63,7 +67,7 @@ fn training_learns_the_toy_problem_and_writes_its_files() {
             &Bce,
             &train,
             valid.clone(),
-            &mut evaluator,
+            &mut measure_epoch,
             &device,
         )
         .unwrap();
@@ -133,7 +137,7 @@ fn training_learns_the_toy_problem_and_writes_its_files() {
     let expected_targets: Vec<f32> = valid_items.iter().flat_map(|i| i.target.clone()).collect();
     assert_eq!(predictions.targets, expected_targets);
     assert_eq!(
-        evaluate(&predictions.scores, &predictions.targets, CLASSES),
+        measure(&predictions.scores, &predictions.targets, CLASSES),
         best.metrics
     );
 
@@ -159,7 +163,7 @@ fn training_learns_the_toy_problem_and_writes_its_files() {
         "train loss",
         "validation loss",
         "per-class F1",
-        "per-image F1",
+        "overall F1",
         "N+",
     ] {
         assert_eq!(
@@ -241,8 +245,8 @@ fn a_new_run_does_not_overwrite_checkpoints_and_resume_refuses_another_recipe() 
     let device = Default::default();
     let train = train_loader::<B>(items(16, 3), 8, 1);
     let valid = loader::<Flex>(items(8, 4), 8, None);
-    let mut evaluator = metrics;
-    let run = |config: TrainConfig, resume: bool, evaluator: &mut _| {
+    let mut measure_epoch = metrics;
+    let run = |config: TrainConfig, resume: bool, measure_epoch: &mut _| {
         Trainer::new(config, out.path())
             .with_progress(SilentProgress)
             .with_resume(resume)
@@ -252,26 +256,35 @@ fn a_new_run_does_not_overwrite_checkpoints_and_resume_refuses_another_recipe() 
                 &Bce,
                 &train,
                 valid.clone(),
-                evaluator,
+                measure_epoch,
                 &device,
             )
     };
-    run(config(3), false, &mut evaluator).unwrap();
+    run(config(3), false, &mut measure_epoch).unwrap();
 
-    let error = run(config(3), false, &mut evaluator).unwrap_err();
+    let error = run(config(3), false, &mut measure_epoch).unwrap_err();
     assert!(matches!(error, TrainError::RunExists { .. }), "{error}");
     assert!(error.to_string().contains("epoch-0001"), "{error}");
 
-    let error = run(config(3).with_learning_rate(0.01), true, &mut evaluator).unwrap_err();
+    let error = run(config(3).with_learning_rate(0.01), true, &mut measure_epoch).unwrap_err();
     let message = error.to_string();
     assert!(
         matches!(error, TrainError::ConfigChanged { .. }),
         "{message}"
     );
     assert!(message.contains("learning_rate: 0.05 -> 0.01"), "{message}");
+    // A loader setting that changes the images is part of the recipe too.
+    let mut larger = config(3);
+    larger.loader.image_size = 16;
+    let message = run(larger, true, &mut measure_epoch)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("loader.image_size: 8 -> 16"), "{message}");
 
     // The number of workers does not change the results: resuming with another is fine.
-    let resumed = Trainer::new(config(3).with_num_workers(1), out.path())
+    let mut other_workers = config(3);
+    other_workers.loader.num_workers = 1;
+    let resumed = Trainer::new(other_workers, out.path())
         .with_progress(SilentProgress)
         .with_resume(true)
         .with_stop_after_epoch(2)
@@ -280,7 +293,7 @@ fn a_new_run_does_not_overwrite_checkpoints_and_resume_refuses_another_recipe() 
             &Bce,
             &train,
             valid.clone(),
-            &mut evaluator,
+            &mut measure_epoch,
             &device,
         )
         .unwrap();
@@ -294,7 +307,7 @@ fn damaged_or_foreign_checkpoints_are_clear_errors_naming_the_file() {
     let device = Default::default();
     let train = train_loader::<B>(items(16, 5), 8, 1);
     let valid = loader::<Flex>(items(8, 6), 8, None);
-    let mut evaluator = metrics;
+    let mut measure_epoch = metrics;
     let outcome = Trainer::new(config(3), out.path())
         .with_progress(SilentProgress)
         .with_stop_after_epoch(1)
@@ -303,7 +316,7 @@ fn damaged_or_foreign_checkpoints_are_clear_errors_naming_the_file() {
             &Bce,
             &train,
             valid.clone(),
-            &mut evaluator,
+            &mut measure_epoch,
             &device,
         )
         .unwrap();
@@ -333,7 +346,8 @@ fn damaged_or_foreign_checkpoints_are_clear_errors_naming_the_file() {
     let missing = out.path().join("missing.mpk");
     let error = load_model(TinyNet::<Flex>::new(&device), &missing, &device).unwrap_err();
     assert!(
-        matches!(error, TrainError::Io { .. }) && error.to_string().contains("missing.mpk"),
+        matches!(error, TrainError::File(aia::fs::FileError::Read { .. }))
+            && error.to_string().contains("missing.mpk"),
         "{error}"
     );
 
@@ -347,7 +361,7 @@ fn damaged_or_foreign_checkpoints_are_clear_errors_naming_the_file() {
             &Bce,
             &train,
             valid.clone(),
-            &mut evaluator,
+            &mut measure_epoch,
             &device,
         )
         .unwrap_err();
@@ -378,7 +392,7 @@ fn loaders_that_disagree_with_the_config_are_reported() {
     // Batches of 4 while the config says 8: the schedule would be too short.
     let train = train_loader::<B>(items(16, 7), 4, 1);
     let valid = loader::<Flex>(items(8, 8), 8, None);
-    let mut evaluator = metrics;
+    let mut measure_epoch = metrics;
     let error = Trainer::new(config(2), out.path())
         .with_progress(SilentProgress)
         .fit(
@@ -386,7 +400,7 @@ fn loaders_that_disagree_with_the_config_are_reported() {
             &Bce,
             &train,
             valid,
-            &mut evaluator,
+            &mut measure_epoch,
             &device,
         )
         .unwrap_err();
@@ -398,10 +412,10 @@ fn loaders_that_disagree_with_the_config_are_reported() {
         "{error}"
     );
 
-    // An evaluator error stops the run and says which epoch.
+    // A failing measure stops the run and says which epoch.
     let train = train_loader::<B>(items(16, 7), 8, 1);
     let valid = loader::<Flex>(items(8, 8), 8, None);
-    let mut failing = |_: &[f32], _: &[f32], _: usize| -> Result<EpochMetrics, String> {
+    let mut failing = |_: &[f32], _: &[f32], _: usize| -> Result<AnnotationMetrics, String> {
         Err("no metrics today".into())
     };
     let error = Trainer::new(config(2), tempfile::tempdir().unwrap().path())
@@ -415,5 +429,5 @@ fn loaders_that_disagree_with_the_config_are_reported() {
             &device,
         )
         .unwrap_err();
-    assert_eq!(error.to_string(), "evaluating epoch 1: no metrics today");
+    assert_eq!(error.to_string(), "measuring epoch 1: no metrics today");
 }

@@ -5,22 +5,35 @@
 
 mod train_support;
 
+use aia::metrics::AnnotationMetrics;
 use aia::train::{
-    EmaRecord, EpochMetrics, RunResults, ScheduledAdamRecord, SilentProgress, TrainConfig,
+    EmaRecord, LoaderConfig, RunResults, ScheduledAdamRecord, SilentProgress, TrainConfig,
     TrainError, Trainer, Weights, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE,
 };
 use burn::backend::{Autodiff, Flex};
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
-use train_support::{evaluate, items, loader, train_loader, Bce, TinyNet};
+use train_support::{items, loader, measure, train_loader, Bce, TinyNet};
 
 type B = Autodiff<Flex>;
 
-fn metrics(scores: &[f32], targets: &[f32], classes: usize) -> Result<EpochMetrics, TrainError> {
-    Ok(evaluate(scores, targets, classes))
+fn metrics(
+    scores: &[f32],
+    targets: &[f32],
+    classes: usize,
+) -> Result<AnnotationMetrics, TrainError> {
+    Ok(measure(scores, targets, classes))
 }
 
 /// Each epoch's record, wall times left out.
-type History = Vec<(usize, f64, f64, f64, f64, EpochMetrics, Option<EmaRecord>)>;
+type History = Vec<(
+    usize,
+    f64,
+    f64,
+    f64,
+    f64,
+    AnnotationMetrics,
+    Option<EmaRecord>,
+)>;
 
 /// The history without wall times.
 fn history(results: &RunResults) -> History {
@@ -65,14 +78,14 @@ fn two_epochs_straight_equal_one_epoch_then_resume_then_one_more() {
 fn resume_is_exact(ema_decay: Option<f64>) {
     let device = Default::default();
     let config = TrainConfig::new()
+        .with_loader(LoaderConfig::new().with_batch_size(8))
         .with_epochs(2)
-        .with_batch_size(8)
         .with_learning_rate(0.05)
         .with_seed(3)
         .with_ema_decay(ema_decay);
     let train = train_loader::<B>(items(48, 11), 8, config.seed);
     let valid = loader::<Flex>(items(16, 12), 8, None);
-    let mut evaluator = metrics;
+    let mut measure_epoch = metrics;
     let initial = TinyNet::<B>::new(&device);
 
     let straight_dir = tempfile::tempdir().unwrap();
@@ -83,7 +96,7 @@ fn resume_is_exact(ema_decay: Option<f64>) {
             &Bce,
             &train,
             valid.clone(),
-            &mut evaluator,
+            &mut measure_epoch,
             &device,
         )
         .unwrap();
@@ -97,7 +110,7 @@ fn resume_is_exact(ema_decay: Option<f64>) {
             &Bce,
             &train,
             valid.clone(),
-            &mut evaluator,
+            &mut measure_epoch,
             &device,
         )
         .unwrap();
@@ -112,7 +125,7 @@ fn resume_is_exact(ema_decay: Option<f64>) {
             &Bce,
             &train,
             valid.clone(),
-            &mut evaluator,
+            &mut measure_epoch,
             &device,
         )
         .unwrap();
@@ -164,7 +177,14 @@ fn resume_is_exact(ema_decay: Option<f64>) {
     let other_train = train_loader::<B>(items(48, 11), 8, other_config.seed);
     Trainer::new(other_config, other_dir.path())
         .with_progress(SilentProgress)
-        .fit(initial, &Bce, &other_train, valid, &mut evaluator, &device)
+        .fit(
+            initial,
+            &Bce,
+            &other_train,
+            valid,
+            &mut measure_epoch,
+            &device,
+        )
         .unwrap();
     assert!(read(straight_dir.path(), MODEL_FILE) != read(other_dir.path(), MODEL_FILE));
 }

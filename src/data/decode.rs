@@ -41,12 +41,12 @@ pub(crate) fn probe(path: &Path, index: usize) -> Result<(u32, u32), DataError> 
         }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing(path, index)),
-        Err(e) => return Err(DataError::io(path, e)),
+        Err(e) => return Err(DataError::read(path, e)),
     }
-    let reader = image::ImageReader::open(path).map_err(|e| DataError::io(path, e))?;
+    let reader = image::ImageReader::open(path).map_err(|e| DataError::read(path, e))?;
     let reader = reader
         .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?;
+        .map_err(|e| DataError::read(path, e))?;
     let (width, height) = reader
         .into_dimensions()
         .map_err(|e| corrupt(path, index, e))?;
@@ -65,7 +65,7 @@ fn read_image_file(path: &Path, index: usize) -> Result<Vec<u8>, DataError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing(path, index)),
-        Err(e) => return Err(DataError::io(path, e)),
+        Err(e) => return Err(DataError::read(path, e)),
     };
     if bytes.is_empty() {
         return Err(DataError::EmptyImage {

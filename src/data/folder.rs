@@ -41,7 +41,7 @@ impl AnnotationFolder {
             }
             None => {
                 if !train_path.exists() {
-                    return Err(DataError::io(
+                    return Err(DataError::read(
                         &train_path,
                         std::io::Error::from(std::io::ErrorKind::NotFound),
                     ));
@@ -99,10 +99,10 @@ impl AnnotationFolder {
 
 /// The folder's vocabulary file: `vocabulary.txt` or `*_vocabulary.txt`, at most one.
 fn find_vocabulary(root: &Path) -> Result<Option<PathBuf>, DataError> {
-    let entries = std::fs::read_dir(root).map_err(|e| DataError::io(root, e))?;
+    let entries = std::fs::read_dir(root).map_err(|e| DataError::read(root, e))?;
     let mut found = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| DataError::io(root, e))?;
+        let entry = entry.map_err(|e| DataError::read(root, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.ends_with("vocabulary.txt") && !name.starts_with('.') {

@@ -77,14 +77,9 @@ pub use vocabulary::Vocabulary;
 /// Errors of the data module. Each names the file, and the item when there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// An I/O failure on a file.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// A file or folder that cannot be read or written.
+    #[error(transparent)]
+    File(#[from] crate::fs::FileError),
     /// A JSON annotation file that is not valid JSON or not of the expected shape.
     #[error("{path}:{line}:{column}: malformed annotation file: {message}")]
     Json {
@@ -249,10 +244,13 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io {
-            path: path.into(),
-            source,
-        }
+    /// A failure to read `path`.
+    pub(crate) fn read(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        crate::fs::FileError::read(path.as_ref(), source).into()
+    }
+
+    /// A failure to write `path`.
+    pub(crate) fn write(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        crate::fs::FileError::write(path.as_ref(), source).into()
     }
 }

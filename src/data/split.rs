@@ -6,7 +6,6 @@ use std::sync::Arc;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::vocabulary::write_atomically;
 use super::{DataError, Vocabulary};
 
 /// One annotated image: its file name in `images/` and its labels as vocabulary columns.
@@ -120,7 +119,7 @@ impl AnnotationSplit {
         vocabulary: Option<(Arc<Vocabulary>, &Path)>,
     ) -> Result<Self, DataError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| DataError::read(path, e))?;
         Self::parse(&bytes, path, vocabulary)
     }
 
@@ -156,7 +155,7 @@ impl AnnotationSplit {
             labels: self.vocabulary.labels(),
         };
         let bytes = serde_json::to_vec(&out).expect("serialising strings cannot fail");
-        write_atomically(path.as_ref(), &bytes)
+        Ok(crate::fs::write_atomic(path.as_ref(), &bytes)?)
     }
 
     /// The annotation file this split was read from.

@@ -1,7 +1,7 @@
 //! The ordered label list of a data set.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::DataError;
 
@@ -50,7 +50,7 @@ impl Vocabulary {
     /// Reads a vocabulary file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, DataError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::read(path, e))?;
         Self::parse(&text, path)
     }
 
@@ -58,7 +58,7 @@ impl Vocabulary {
     pub fn write(&self, path: impl AsRef<Path>) -> Result<(), DataError> {
         let mut text = self.labels.join("\n");
         text.push('\n');
-        write_atomically(path.as_ref(), text.as_bytes())
+        Ok(crate::fs::write_atomic(path.as_ref(), text.as_bytes())?)
     }
 
     /// Number of labels.
@@ -85,21 +85,4 @@ impl Vocabulary {
     pub fn labels(&self) -> &[String] {
         &self.labels
     }
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place, so a reader
-/// never sees half a file.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let mut tmp: PathBuf = path.to_path_buf();
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    tmp.set_file_name(format!(".{name}.tmp"));
-    // A failed write leaves no partial temporary behind, and names the file asked for.
-    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        DataError::io(path, e)
-    })
 }

@@ -19,7 +19,7 @@ use crate::train::TrainConfig;
 /// ```
 /// use aia::experiment::ExperimentConfig;
 /// let config = ExperimentConfig::new("Corel-5k".into());
-/// assert_eq!(config.train.image_size, 448);
+/// assert_eq!(config.train.loader.image_size, 448);
 /// assert_eq!(config.model.dropout, 0.3);
 /// ```
 #[derive(Config, Debug)]

@@ -8,9 +8,10 @@ use super::{frequency_baseline, ExperimentConfig, Protocol};
 use burn::data::dataloader::DataLoaderBuilder;
 
 use crate::data::{AnnotationBatcherConfig, AnnotationDataset};
+use crate::fs::FileError;
 use crate::metrics::{self, AnnotationMetrics, MetricsTable, Thresholds};
 use crate::model::{HeadConfig, TResNet, TResNetConfig};
-use crate::threshold::{calibrate, Calibration, ThresholdMode};
+use crate::threshold::{calibrate, Calibration, ThresholdSearch};
 use crate::train::{load_model, predict, Predictions, RunPaths, RunResults, TrainError, Weights};
 use crate::Result;
 
@@ -32,7 +33,7 @@ pub struct TestPredictions {
     pub targets: Vec<f32>,
 }
 
-/// What [`evaluate`] measured: the paper's table and how the thresholds were chosen.
+/// What [`evaluate_run`] measured: the paper's table and how the thresholds were chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// The data set.
@@ -67,15 +68,6 @@ impl Evaluation {
     }
 }
 
-/// Writes `value` as pretty JSON, atomically.
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let json = serde_json::to_vec_pretty(value).map_err(|source| TrainError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(crate::train::atomic::write_atomic(path, &json)?)
-}
-
 /// Largest image side a run may ask for: a batch of 16 such images is already about 3 GB.
 pub const MAX_IMAGE_SIZE: usize = 4096;
 
@@ -92,13 +84,19 @@ pub fn load_best<B: Backend>(
 ) -> Result<(ExperimentConfig, RunResults, TResNet<B>)> {
     let paths = RunPaths::new(run);
     let results = RunResults::load(&paths.results()).map_err(|e| match e {
-        TrainError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+        TrainError::File(FileError::Read { path, source })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
             TrainError::NotARun { path }
         }
         e => e,
     })?;
+    let mut run_info = results.run_info.clone();
+    if let Some(train) = run_info.get_mut("train") {
+        crate::train::config::upgrade_train_config(train);
+    }
     let config: ExperimentConfig =
-        serde_json::from_value(results.run_info.clone()).map_err(|source| TrainError::Json {
+        serde_json::from_value(run_info).map_err(|source| TrainError::Json {
             path: paths.results(),
             source,
         })?;
@@ -116,7 +114,7 @@ fn check_run_config(config: &ExperimentConfig, results: &Path, best: &Path) -> R
     if let Err(e) = model.validate() {
         return invalid(e.to_string());
     }
-    let side = config.train.image_size;
+    let side = config.train.loader.image_size;
     if side == 0 || side > MAX_IMAGE_SIZE {
         return invalid(format!(
             "the image size {side} is not in 1..={MAX_IMAGE_SIZE}"
@@ -155,20 +153,54 @@ pub(crate) fn check_weights_fit(
     Ok(())
 }
 
+/// The paper's table on the test split: its scores at 0.5, with the MCC thresholds of the grid
+/// and the exact search, and the frequency baseline fitted on the calibration targets.
+fn test_table(
+    test: &Predictions,
+    calibration_targets: &[f32],
+    [grid, exact]: [&Calibration; 2],
+    labels: &[String],
+) -> Result<MetricsTable> {
+    let classes = test.num_classes;
+    let measure = |scores: &[f32], thresholds: &Thresholds| -> Result<AnnotationMetrics> {
+        Ok(
+            metrics::measure(scores, &test.targets, classes, thresholds)?
+                .with_vocabulary(Some(labels))?,
+        )
+    };
+    let (baseline_scores, baseline_threshold) =
+        frequency_baseline(calibration_targets, classes, test.images());
+    let mut table = MetricsTable::default();
+    let scores = &test.scores;
+    table.push("threshold 0.5", measure(scores, &Thresholds::Global(0.5))?);
+    table.push("MCC grid", measure(scores, &grid.to_thresholds())?);
+    table.push("MCC exact", measure(scores, &exact.to_thresholds())?);
+    table.push(
+        "frequency baseline",
+        measure(&baseline_scores, &baseline_threshold)?,
+    );
+    Ok(table)
+}
+
 /// Evaluates a run as the paper does, and writes [`EVALUATION_FILE`] and [`PREDICTIONS_FILE`].
 ///
 /// The best model scores the training split (no flips) and the test split; per-label thresholds
 /// are chosen by MCC on the training scores, on the paper's grid and exactly; the test split is
 /// then measured at 0.5 and with both threshold sets, next to the frequency baseline.
-pub fn evaluate<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation> {
+pub fn evaluate_run<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation> {
     crate::backend::check_device::<B>(device)?;
     let (config, results, model) = load_best::<B>(run, device)?;
     let (source, folder) = open_data(&config)?;
     let batcher = AnnotationBatcherConfig::new(source.normalization())
-        .with_image_size(config.train.image_size)
+        .with_image_size(config.train.loader.image_size)
         .init();
-    let batch_size = config.train.batch_size;
-    model.check_input(&[1, 3, config.train.image_size, config.train.image_size])?;
+    let batch_size = config.train.loader.batch_size;
+    model.check_input(&[
+        1,
+        3,
+        config.train.loader.image_size,
+        config.train.loader.image_size,
+    ])?;
     // One worker: the batches come in the data set's order, so rows match image names.
     let score = |dataset: AnnotationDataset| -> Result<Predictions> {
         let loader = DataLoaderBuilder::<B, _, _>::new(batcher.clone())
@@ -191,37 +223,24 @@ pub fn evaluate<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation
         ..
     } = score(calibration_set)?;
     let classes = model.num_classes();
-    let calibrated = |mode| calibrate(&calibration_scores, &calibration_targets, classes, mode);
+    let calibrated = |search| calibrate(&calibration_scores, &calibration_targets, classes, search);
     let (grid, exact) = (
-        calibrated(ThresholdMode::Grid)?,
-        calibrated(ThresholdMode::Exact)?,
+        calibrated(ThresholdSearch::Grid)?,
+        calibrated(ThresholdSearch::Exact)?,
     );
 
     let test_set = open_split(&config, &folder, folder.test())?;
     let image_names = (0..burn::data::dataset::Dataset::len(&test_set))
         .filter_map(|i| test_set.sample(i).map(|s| s.image_name.clone()))
         .collect();
+    let test = score(test_set)?;
+    let labels = folder.vocabulary().labels().to_vec();
+    let table = test_table(&test, &calibration_targets, [&grid, &exact], &labels)?;
+
     let Predictions {
         scores, targets, ..
-    } = score(test_set)?;
-    let labels = folder.vocabulary().labels().to_vec();
-    let measure = |scores: &[f32], thresholds: &Thresholds| -> Result<AnnotationMetrics> {
-        Ok(metrics::evaluate(scores, &targets, classes, thresholds)?
-            .with_vocabulary(Some(&labels))?)
-    };
-    let rows = targets.len() / classes.max(1);
-    let (baseline_scores, baseline_threshold) =
-        frequency_baseline(&calibration_targets, classes, rows);
-    let mut table = MetricsTable::default();
-    table.push("threshold 0.5", measure(&scores, &Thresholds::Global(0.5))?);
-    table.push("MCC grid", measure(&scores, &grid.to_thresholds())?);
-    table.push("MCC exact", measure(&scores, &exact.to_thresholds())?);
-    table.push(
-        "frequency baseline",
-        measure(&baseline_scores, &baseline_threshold)?,
-    );
-
-    write_json(
+    } = test;
+    crate::fs::write_json(
         &run.join(PREDICTIONS_FILE),
         &TestPredictions {
             labels,
@@ -239,6 +258,6 @@ pub fn evaluate<B: Backend>(run: &Path, device: &B::Device) -> Result<Evaluation
         exact,
         table,
     };
-    write_json(&run.join(EVALUATION_FILE), &evaluation)?;
+    crate::fs::write_json(&run.join(EVALUATION_FILE), &evaluation)?;
     Ok(evaluation)
 }

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ExperimentConfig;
 use crate::data::{AnnotationFolder, DataSource, Normalization};
+use crate::fs::{read as read_file, write_atomic};
 use crate::model::TResNetConfig;
-use crate::train::atomic::{read_file, write_atomic};
 use crate::train::TrainError;
 use crate::Result;
 
@@ -51,7 +51,7 @@ impl ModelManifest {
             model: config.model.clone(),
             labels: folder.vocabulary().labels().to_vec(),
             normalization: source.normalization(),
-            image_size: config.train.image_size,
+            image_size: config.train.loader.image_size,
             thresholds: None,
         }
     }

@@ -5,7 +5,7 @@
 //! - [`train`] trains it into an output folder (checkpoints, best model, `results.json`,
 //!   `curves.svg`, and the [`ModelManifest`] that lets the run annotate without its data set),
 //!   resuming where a previous call stopped;
-//! - [`evaluate`] loads the best model, chooses per-label thresholds by MCC on the training split
+//! - [`evaluate_run`] loads the best model, chooses per-label thresholds by MCC on the training split
 //!   (grid and exact), scores the test split at 0.5 and with both threshold sets, and writes
 //!   `evaluation.json` and `test_predictions.json`;
 //! - [`frequency_baseline`] is the floor any trained model should clear.
@@ -21,7 +21,7 @@ mod run;
 pub use baseline::frequency_baseline;
 pub use config::{ExperimentConfig, Protocol};
 pub use evaluate::{
-    evaluate, load_best, Evaluation, TestPredictions, EVALUATION_FILE, MAX_IMAGE_SIZE,
+    evaluate_run, load_best, Evaluation, TestPredictions, EVALUATION_FILE, MAX_IMAGE_SIZE,
     PREDICTIONS_FILE,
 };
 pub use manifest::{ModelManifest, MANIFEST_FILE, MANIFEST_METADATA_KEY};

@@ -2,32 +2,16 @@ use std::path::Path;
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::Tensor;
 
 use super::manifest::{ModelManifest, MANIFEST_FILE};
 use super::ExperimentConfig;
 use crate::data::{
     AnnotationBatcherConfig, AnnotationDataset, AnnotationFolder, DataSource, ImageCheck,
 };
-use crate::loss::AsymmetricLoss;
 use crate::metrics::{self, AnnotationMetrics, MetricsError, Thresholds};
 use crate::model::TResNet;
-use crate::train::{
-    AnnotationLoader, EpochMetrics, FitOutcome, MultiLabelLoss, MultiLabelModel, RunPaths, Trainer,
-};
+use crate::train::{AnnotationLoader, FitOutcome, RunPaths, Trainer};
 use crate::Result;
-
-impl<B: burn::tensor::backend::Backend> MultiLabelModel<B> for TResNet<B> {
-    fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        TResNet::forward(self, images)
-    }
-}
-
-impl<B: burn::tensor::backend::Backend> MultiLabelLoss<B> for AsymmetricLoss {
-    fn forward(&self, logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
-        AsymmetricLoss::forward(self, logits, targets)
-    }
-}
 
 /// Opens the experiment's data set; the synthetic set is generated first when it is missing
 /// (or was generated with another [`SyntheticConfig`](crate::data::synthetic::SyntheticConfig)).
@@ -70,20 +54,6 @@ pub(super) fn open_split(
 /// The file of a run folder listing the training images held out for validation (the
 /// [`Protocol::HoldOut`](super::Protocol::HoldOut) protocol), in the annotation files' format.
 pub const VALIDATION_FILE: &str = "validation.json";
-
-/// The end-of-epoch summary of the field's metrics at the 0.5 threshold.
-pub(super) fn epoch_metrics(metrics: &AnnotationMetrics) -> EpochMetrics {
-    let mut extra = std::collections::BTreeMap::new();
-    if let Some(map) = metrics.mean_average_precision {
-        extra.insert("mean_average_precision".to_string(), map);
-    }
-    EpochMetrics {
-        per_class: metrics.per_class,
-        n_plus: metrics.n_plus,
-        per_image: metrics.per_image,
-        extra,
-    }
-}
 
 /// Trains the experiment into `out` (see [`Trainer`] for the files written there).
 ///
@@ -132,8 +102,8 @@ where
     }
 
     let mut model = config.model.init::<B>(device);
-    let side = config.train.image_size;
-    model.check_input(&[config.train.batch_size, 3, side, side])?;
+    let side = config.train.loader.image_size;
+    model.check_input(&[config.train.loader.batch_size, 3, side, side])?;
     if let Some(weights) = &config.weights {
         model = model.load_timm(weights)?;
     }
@@ -155,14 +125,14 @@ where
     let valid_set = open_split(&config, &folder, &valid_split)?;
     let batcher = |flips| {
         AnnotationBatcherConfig::new(source.normalization())
-            .with_image_size(tc.image_size)
+            .with_image_size(tc.loader.image_size)
             .with_flips(flips)
             .with_seed(tc.seed)
             .init()
     };
     let valid: AnnotationLoader<B::InnerBackend> = DataLoaderBuilder::new(batcher(false))
-        .batch_size(tc.batch_size)
-        .num_workers(tc.num_workers)
+        .batch_size(tc.loader.batch_size)
+        .num_workers(tc.loader.num_workers)
         .set_device(device.clone())
         .build(valid_set);
     let train_batcher = batcher(true);
@@ -170,22 +140,23 @@ where
     let train_loader = move |epoch: usize| -> AnnotationLoader<B> {
         train_batcher.set_epoch(epoch as u64);
         DataLoaderBuilder::new(train_batcher.clone())
-            .batch_size(tc.batch_size)
+            .batch_size(tc.loader.batch_size)
             .shuffle(tc.seed.wrapping_add(epoch as u64))
-            .num_workers(tc.num_workers)
+            .num_workers(tc.loader.num_workers)
             .set_device(train_device.clone())
             .build(train_set.clone())
     };
-    let mut evaluator = |scores: &[f32],
-                         targets: &[f32],
-                         classes: usize|
-     -> std::result::Result<EpochMetrics, MetricsError> {
-        metrics::evaluate(scores, targets, classes, &Thresholds::Global(0.5))
-            .map(|m| epoch_metrics(&m))
+    // The field's metrics at 0.5, without the per-label table that would swell results.json.
+    let mut measure = |scores: &[f32],
+                       targets: &[f32],
+                       classes: usize|
+     -> std::result::Result<AnnotationMetrics, MetricsError> {
+        metrics::measure(scores, targets, classes, &Thresholds::Global(0.5))
+            .map(AnnotationMetrics::without_per_label)
     };
 
     let loss = config.loss.try_init()?;
     let outcome =
-        trainer.fit::<B, _, _, _, _>(model, &loss, &train_loader, valid, &mut evaluator, device)?;
+        trainer.fit::<B, _, _, _, _>(model, &loss, &train_loader, valid, &mut measure, device)?;
     Ok(outcome)
 }

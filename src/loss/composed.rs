@@ -71,7 +71,7 @@ pub(crate) fn terms<B: Backend>(
     // Positive term: log(max(p, eps)) = -min(log(1 + exp(-(x - m))), -log(eps)).
     let max_neg_log = -((params.eps as f64).ln() as f32);
     let loss_pos = if margin {
-        // Logit margin, and plain cross-entropy above the threshold.
+        // Logit margin, and plain cross-entropy from the switch probability on.
         let one_plus_f = e.mul_scalar(pm.exp()).add_scalar(1.0);
         let log_one_plus_f = one_plus_f.clone().log();
         let log_pos = match eps_floor {
@@ -81,8 +81,8 @@ pub(crate) fn terms<B: Backend>(
         if params.gamma_pos == 0.0 {
             log_pos
         } else {
-            // The weight is only used where p < threshold <= 1, so 1 - p loses no digit that
-            // matters. p >= threshold exactly when x >= switch_logit (see LossParams).
+            // The weight is only used where p < switch_probability <= 1, so 1 - p loses no digit that
+            // matters. p >= switch_probability exactly when x >= switch_logit (see LossParams).
             let p = one_plus_f.recip();
             let confident = logits.greater_equal_elem(params.switch_logit);
             let w = power(p.neg().add_scalar(1.0), params.gamma_pos).mask_fill(confident, 1.0);

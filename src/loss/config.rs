@@ -61,7 +61,7 @@ impl FromStr for Reduction {
 /// negative term (y = 0): q = max(s(x) - neg_margin, 0)   (q = s(x) when neg_margin <= 0)
 ///                        L- = log(max(1 - q, eps)) * q^gamma_neg
 /// positive term (y = 1): p = s(x - pos_margin)
-///                        w = 1 if pos_margin > 0 and p >= threshold, else (1 - p)^gamma_pos
+///                        w = 1 if pos_margin > 0 and p >= switch_probability, else (1 - p)^gamma_pos
 ///                        L+ = log(max(p, eps)) * w
 /// y' = y (1 - smoothing) + smoothing / 2                 (label smoothing towards 0.5)
 /// loss = -reduce(weight[c] * (y' * pos_weight[c] * L+ + (1 - y') * L-))
@@ -101,13 +101,15 @@ pub struct AsymmetricLossConfig {
     pub gamma_neg: f64,
     /// Focusing exponent of the positive term (of hard positives when `pos_margin > 0`).
     pub gamma_pos: f64,
-    /// Margin subtracted from the logit of the positive term; `0` disables it and the threshold.
+    /// Margin subtracted from the logit of the positive term; `0` disables it and the switch to
+    /// plain cross-entropy.
     pub pos_margin: f64,
     /// Margin subtracted from the probability of the negative term (probability shifting).
     pub neg_margin: f64,
-    /// Probability (after the positive margin) from which a positive counts as confident and gets
-    /// the plain cross-entropy term. Used only when `pos_margin > 0`.
-    pub threshold: f64,
+    /// Probability (after the positive margin) from which a positive counts as confident and its
+    /// term switches from focal to plain cross-entropy. Used only when `pos_margin > 0`.
+    #[serde(alias = "threshold")]
+    pub switch_probability: f64,
     /// Lower clamp of the probabilities inside the logarithms.
     pub eps: f64,
     /// Reduction over all elements.
@@ -151,7 +153,7 @@ impl AsymmetricLossConfig {
             gamma_pos: 3.0,
             pos_margin: 1.1,
             neg_margin: 0.05,
-            threshold: 0.25,
+            switch_probability: 0.25,
             eps: 1e-8,
             reduction: Reduction::Mean,
             smoothing: 0.0,
@@ -173,7 +175,8 @@ impl AsymmetricLossConfig {
         self
     }
 
-    /// Set `pos_margin`: margin subtracted from the logit of the positive term; `0` disables it and the threshold.
+    /// Set `pos_margin`: margin subtracted from the logit of the positive term; `0` disables it
+    /// and the switch to plain cross-entropy.
     pub fn with_pos_margin(mut self, pos_margin: f64) -> Self {
         self.pos_margin = pos_margin;
         self
@@ -185,9 +188,10 @@ impl AsymmetricLossConfig {
         self
     }
 
-    /// Set `threshold`: probability (after the positive margin) from which a positive counts as confident and gets
-    pub fn with_threshold(mut self, threshold: f64) -> Self {
-        self.threshold = threshold;
+    /// Set `switch_probability`: probability (after the positive margin) from which a positive
+    /// counts as confident and its term is plain cross-entropy.
+    pub fn with_switch_probability(mut self, switch_probability: f64) -> Self {
+        self.switch_probability = switch_probability;
         self
     }
 
@@ -255,12 +259,12 @@ impl AsymmetricLossConfig {
     /// The paper's loss: ASL's negative term, and a positive term with logit margin `1.1` that
     /// is plain cross-entropy above probability `0.25` and focal (`gamma = 3`) below it.
     pub fn proposed() -> Self {
-        Self::preset(4.0, 3.0, 1.1, 0.05).with_threshold(0.25)
+        Self::preset(4.0, 3.0, 1.1, 0.05).with_switch_probability(0.25)
     }
 
     /// Check the values that have a valid range: smoothing in `[0, 1)`, finite non-negative
     /// weights, a finite positive `eps`, finite non-negative gammas, and finite margins and
-    /// threshold.
+    /// switch probability.
     pub fn validate(&self) -> Result<(), LossError> {
         let bad = |name: &'static str, value: f64, expected: &'static str| {
             Err(LossError::InvalidOption {
@@ -277,7 +281,7 @@ impl AsymmetricLossConfig {
         for (name, v) in [
             ("pos_margin", self.pos_margin),
             ("neg_margin", self.neg_margin),
-            ("threshold", self.threshold),
+            ("switch_probability", self.switch_probability),
         ] {
             if !v.is_finite() {
                 return bad(name, v, "a finite value");
@@ -326,7 +330,7 @@ impl AsymmetricLossConfig {
             gamma_pos: self.gamma_pos as f32,
             pos_margin: self.pos_margin as f32,
             neg_margin: self.neg_margin as f32,
-            threshold: self.threshold as f32,
+            switch_probability: self.switch_probability as f32,
             eps: self.eps as f32,
             reduction: self.reduction,
             smoothing: self.smoothing as f32,
@@ -349,6 +353,13 @@ pub enum LossPreset {
     Asymmetric,
     /// [`AsymmetricLossConfig::proposed`].
     Proposed,
+}
+
+impl Default for LossPreset {
+    /// The paper's loss, as [`AsymmetricLossConfig::default`].
+    fn default() -> Self {
+        Self::Proposed
+    }
 }
 
 impl LossPreset {
@@ -410,8 +421,8 @@ pub struct AsymmetricLoss {
     pub pos_margin: f32,
     /// Probability margin of the negative term.
     pub neg_margin: f32,
-    /// Confidence threshold of the positive term.
-    pub threshold: f32,
+    /// Probability from which the positive term is plain cross-entropy.
+    pub switch_probability: f32,
     /// Lower clamp inside the logarithms.
     pub eps: f32,
     /// Reduction over all elements.

@@ -22,8 +22,8 @@ pub struct LossParams {
     pub neg_margin: f32,
     /// Lower clamp inside the logarithms.
     pub eps: f32,
-    /// The smallest `f32` logit `x` with `sigmoid(x - pos_margin) >= threshold`, computed in
-    /// `f64`: comparing logits with it decides the threshold switch exactly, where comparing a
+    /// The smallest `f32` logit `x` with `sigmoid(x - pos_margin) >= switch_probability`,
+    /// computed in `f64`: comparing logits with it decides the switch exactly, where comparing a
     /// rounded `f32` probability would flip near the switch. `+inf` when there is no switch.
     pub switch_logit: f32,
     /// Reduction over all elements.
@@ -43,7 +43,7 @@ impl LossParams {
     pub fn from_config(config: &AsymmetricLossConfig) -> Self {
         let pos_margin = config.pos_margin.max(0.0);
         let switch_logit = if pos_margin > 0.0 {
-            let t = config.threshold;
+            let t = config.switch_probability;
             if t <= 0.0 {
                 f32::NEG_INFINITY
             } else if t >= 1.0 {
@@ -141,7 +141,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn switch_logit_is_the_first_logit_past_the_threshold() {
+    fn switch_logit_is_the_first_logit_past_the_switch_probability() {
         let p = LossParams::from_config(&AsymmetricLossConfig::proposed());
         let sig = |x: f64| 1.0 / (1.0 + (-(x - 1.1)).exp());
         assert!(sig(p.switch_logit as f64) >= 0.25);

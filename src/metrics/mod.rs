@@ -5,38 +5,39 @@
 //!
 //! - **per-class** precision is the mean over labels of `tp / (predicted + e)`, recall the mean of
 //!   `tp / (actual + e)`, and F1 is `2PR / (P + R + e)` of those two means (not a mean of F1s);
-//! - **per-image** (overall) precision is `Σtp / (Σpredicted + e)`, recall `Σtp / (Σactual + e)`,
-//!   F1 from those two the same way;
+//! - **overall** (micro-averaged over every image and label) precision is
+//!   `Σtp / (Σpredicted + e)`, recall `Σtp / (Σactual + e)`, F1 from those two the same way (the
+//!   field's OP, OR, OF1);
 //! - **N+** is the number of labels with at least one true positive;
 //! - **mAP** is the mean over labels with at least one positive of scikit-learn's
 //!   `average_precision_score` (tied scores enter the ranking together).
 //!
-//! Everything is computed in `f64` from exact counts. [`evaluate`] works on plain row-major slices,
-//! [`evaluate_tensors`] on Burn tensors of any backend; both return an [`AnnotationMetrics`], which
+//! Everything is computed in `f64` from exact counts. [`measure`] works on plain row-major slices,
+//! [`measure_tensors`] on Burn tensors of any backend; both return an [`AnnotationMetrics`], which
 //! prints the paper's table row and serialises to JSON. [`MetricsTable`] lines several of them up.
 //!
 //! ```
-//! use aia::metrics::{evaluate, Thresholds};
+//! use aia::metrics::{measure, Thresholds};
 //!
 //! // Two images, three labels, row-major.
 //! let scores = [0.9, 0.2, 0.6, 0.1, 0.8, 0.4];
 //! let targets = [1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
-//! let m = evaluate(&scores, &targets, 3, &Thresholds::Global(0.5)).unwrap();
+//! let m = measure(&scores, &targets, 3, &Thresholds::Global(0.5)).unwrap();
 //! assert_eq!(m.n_plus, 3);
-//! assert!((m.per_image.precision - 1.0).abs() < 1e-6);
-//! assert!((m.per_image.recall - 0.75).abs() < 1e-6);
+//! assert!((m.overall.precision - 1.0).abs() < 1e-6);
+//! assert!((m.overall.recall - 0.75).abs() < 1e-6);
 //! println!("{m}");
 //! ```
 
 mod average_precision;
-mod evaluate;
 mod input;
+mod measure;
 pub(crate) mod ranking;
 mod report;
 mod thresholds;
 
-pub use evaluate::{evaluate, evaluate_tensors, EPSILON};
 pub(crate) use input::{tensors_to_rows, ScoreMatrix};
+pub use measure::{measure, measure_tensors, EPSILON};
 pub use report::{AnnotationMetrics, LabelMetrics, LabelTable, MetricsTable, PrecisionRecallF1};
 pub use thresholds::Thresholds;
 
@@ -110,9 +111,9 @@ pub enum MetricsError {
         /// Number of vocabulary entries.
         got: usize,
     },
-    /// An unknown [`ThresholdMode`](crate::threshold::ThresholdMode) name.
-    #[error("unknown threshold mode {0:?}: expected \"grid\" or \"exact\"")]
-    UnknownThresholdMode(String),
+    /// An unknown [`ThresholdSearch`](crate::threshold::ThresholdSearch) name.
+    #[error("unknown threshold search {0:?}: expected \"grid\" or \"exact\"")]
+    UnknownThresholdSearch(String),
     /// Reading a tensor back from its device failed.
     #[error("reading the {what} tensor failed: {message}")]
     TensorRead {

@@ -1,5 +1,6 @@
 //! The metrics report: the paper's table row, a per-label table, JSON.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -61,23 +62,78 @@ pub struct LabelMetrics {
     pub average_precision: Option<f64>,
 }
 
-/// Everything [`evaluate`](super::evaluate) measures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The field's annotation metrics of one set of scores: what [`measure`](super::measure)
+/// computes, what the training loop records for every epoch
+/// ([`train::Measure`](crate::train::Measure)), and each row of an evaluation's table.
+///
+/// JSON written before the overall averages were named `overall` (`per_image`) and before the
+/// training loop recorded this type (no counts, mAP under `extra`) still loads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "MetricsRecord")]
 pub struct AnnotationMetrics {
-    /// Number of samples (images).
+    /// Number of samples (images); 0 when not measured.
     pub num_samples: usize,
-    /// Number of labels.
+    /// Number of labels; 0 when not measured.
     pub num_labels: usize,
-    /// Per-class (macro) precision, recall and F1: the paper's P, R, F1.
+    /// Per-class (label-averaged, macro) precision, recall and F1: the paper's P, R, F1. The
+    /// best epoch of a training is the one with the best `per_class.f1`.
     pub per_class: PrecisionRecallF1,
-    /// Per-image (overall, micro) precision, recall and F1.
-    pub per_image: PrecisionRecallF1,
-    /// Labels with at least one true positive.
+    /// Overall (micro-averaged) precision, recall and F1: true positives, predictions and
+    /// positives summed over every image and label before dividing (the field's OP, OR, OF1).
+    pub overall: PrecisionRecallF1,
+    /// N+: labels with at least one true positive.
     pub n_plus: usize,
-    /// Mean average precision over the labels that have a positive; `None` if none has.
+    /// Mean average precision over the labels that have a positive; `None` if none has (or
+    /// when not measured).
     pub mean_average_precision: Option<f64>,
-    /// One entry per label, in label order.
+    /// One entry per label, in label order; empty when left out (see
+    /// [`without_per_label`](Self::without_per_label)).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub per_label: Vec<LabelMetrics>,
+    /// Anything else a custom [`train::Measure`](crate::train::Measure) reports, by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, f64>,
+}
+
+/// [`AnnotationMetrics`] as written by any version of the crate.
+#[derive(Deserialize)]
+struct MetricsRecord {
+    #[serde(default)]
+    num_samples: usize,
+    #[serde(default)]
+    num_labels: usize,
+    per_class: PrecisionRecallF1,
+    #[serde(alias = "per_image")]
+    overall: PrecisionRecallF1,
+    n_plus: usize,
+    #[serde(default)]
+    mean_average_precision: Option<f64>,
+    #[serde(default)]
+    per_label: Vec<LabelMetrics>,
+    #[serde(default)]
+    extra: BTreeMap<String, f64>,
+}
+
+/// The key under which the training loop's records kept the mAP before it had its own field.
+const OLD_MAP_KEY: &str = "mean_average_precision";
+
+impl From<MetricsRecord> for AnnotationMetrics {
+    fn from(record: MetricsRecord) -> Self {
+        let mut extra = record.extra;
+        let mean_average_precision = record
+            .mean_average_precision
+            .or_else(|| extra.remove(OLD_MAP_KEY));
+        Self {
+            num_samples: record.num_samples,
+            num_labels: record.num_labels,
+            per_class: record.per_class,
+            overall: record.overall,
+            n_plus: record.n_plus,
+            mean_average_precision,
+            per_label: record.per_label,
+            extra,
+        }
+    }
 }
 
 impl AnnotationMetrics {
@@ -117,7 +173,7 @@ impl AnnotationMetrics {
         );
         let sum = |f: fn(&LabelCounts) -> u64| counts.iter().map(f).sum::<u64>() as f64;
         let tp = sum(|c| c.true_positives);
-        let per_image = PrecisionRecallF1::new(
+        let overall = PrecisionRecallF1::new(
             tp / (sum(|c| c.predicted) + EPSILON),
             tp / (sum(|c| c.actual) + EPSILON),
         );
@@ -126,12 +182,19 @@ impl AnnotationMetrics {
             num_samples,
             num_labels: counts.len(),
             per_class,
-            per_image,
+            overall,
             n_plus: counts.iter().filter(|c| c.true_positives > 0).count(),
             mean_average_precision: (!aps.is_empty())
                 .then(|| aps.iter().sum::<f64>() / aps.len() as f64),
             per_label,
+            extra: BTreeMap::new(),
         }
+    }
+
+    /// The same metrics without the per-label table, as the training loop records each epoch's.
+    pub fn without_per_label(mut self) -> Self {
+        self.per_label = Vec::new();
+        self
     }
 
     /// Names the labels after `vocabulary` (in label order); `None` leaves them as they are.
@@ -165,13 +228,13 @@ fn fmt_ap(ap: Option<f64>) -> String {
     ap.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
 }
 
-/// The paper's table row: per-class `P R F1 N+`, then per-image `P R F1` and mAP.
+/// The paper's table row: per-class `P R F1 N+`, then overall `P R F1` and mAP.
 impl fmt::Display for AnnotationMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (c, i) = (&self.per_class, &self.per_image);
+        let (c, i) = (&self.per_class, &self.overall);
         write!(
             f,
-            "P {:.3}  R {:.3}  F1 {:.3}  N+ {}  |  per-image P {:.3}  R {:.3}  F1 {:.3}  |  mAP {}",
+            "P {:.3}  R {:.3}  F1 {:.3}  N+ {}  |  overall P {:.3}  R {:.3}  F1 {:.3}  |  mAP {}",
             c.precision,
             c.recall,
             c.f1,
@@ -229,12 +292,12 @@ impl fmt::Display for LabelTable<'_> {
 /// the paper's table.
 ///
 /// ```
-/// use aia::metrics::{evaluate, MetricsTable, Thresholds};
+/// use aia::metrics::{measure, MetricsTable, Thresholds};
 ///
 /// let (scores, targets) = ([0.9, 0.2, 0.3, 0.7], [1.0, 0.0, 0.0, 1.0]);
 /// let mut table = MetricsTable::default();
 /// for t in [0.5, 0.8] {
-///     let m = evaluate(&scores, &targets, 2, &Thresholds::Global(t)).unwrap();
+///     let m = measure(&scores, &targets, 2, &Thresholds::Global(t)).unwrap();
 ///     table.push(format!("threshold {t}"), m);
 /// }
 /// println!("{table}");
@@ -259,11 +322,11 @@ impl MetricsTable {
     /// The table in Markdown, with the paper's columns first.
     pub fn to_markdown(&self) -> String {
         let mut s = String::from(
-            "| thresholds | precision | recall | f1-score | N+ | per-image P | per-image R | per-image F1 | mAP |\n\
+            "| thresholds | precision | recall | f1-score | N+ | overall P | overall R | overall F1 | mAP |\n\
              | :-- | --: | --: | --: | --: | --: | --: | --: | --: |\n",
         );
         for (name, m) in &self.rows {
-            let (c, i) = (&m.per_class, &m.per_image);
+            let (c, i) = (&m.per_class, &m.overall);
             s.push_str(&format!(
                 "| {name} | {:.3} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {:.3} | {} |\n",
                 c.precision,
@@ -297,11 +360,11 @@ impl fmt::Display for MetricsTable {
         writeln!(
             f,
             "{:<w$} | {:>6} {:>6} {:>6} {:>4} | {:>6} {:>6} {:>6} | {:>6}",
-            "thresholds", "P", "R", "F1", "N+", "P img", "R img", "F1 img", "mAP"
+            "thresholds", "P", "R", "F1", "N+", "OP", "OR", "OF1", "mAP"
         )?;
         writeln!(f, "{:-<w$}-+-{:-<27}-+-{:-<20}-+-{:-<6}", "", "", "", "")?;
         for (name, m) in &self.rows {
-            let (c, i) = (&m.per_class, &m.per_image);
+            let (c, i) = (&m.per_class, &m.overall);
             writeln!(
                 f,
                 "{:<w$} | {:>6.3} {:>6.3} {:>6.3} {:>4} | {:>6.3} {:>6.3} {:>6.3} | {:>6}",

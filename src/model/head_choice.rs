@@ -21,8 +21,9 @@ pub enum HeadConfig {
     Linear,
     /// Label queries attending to the feature map (Salar & Ahmadi, The Visual Computer 2024).
     ///
-    /// Its `num_classes` and `in_channels` are the network's: [`TResNetConfig::init`]
-    /// (super::TResNetConfig::init) sets them from the TResNet's configuration.
+    /// Its `num_classes` and `in_channels` are the network's:
+    /// [`TResNetConfig::init`](super::TResNetConfig::init) sets them from the TResNet's
+    /// configuration.
     Attention(AttentionHeadConfig),
 }
 

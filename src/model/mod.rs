@@ -43,7 +43,7 @@ mod weights;
 
 pub use attention_head::{AttentionHead, AttentionHeadConfig};
 pub use head_choice::{Head, HeadConfig};
-pub use tresnet::{TResNet, TResNetConfig, MIN_SIDE, STEM_LEAKY_SLOPE};
+pub use tresnet::{TResNet, TResNetConfig, TResNetVariant, MIN_SIDE, STEM_LEAKY_SLOPE};
 pub use weights::{safetensors_metadata, timm_key, CheckpointFormat};
 
 /// Errors of the model module.
@@ -52,6 +52,9 @@ pub enum ModelError {
     /// An input the network cannot take.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A TResNet variant name that is not one of [`TResNetVariant`]'s.
+    #[error("unknown TResNet variant {0:?}; expected one of m, l, xl")]
+    UnknownVariant(String),
     /// A configuration no network can be built from.
     #[error("invalid model configuration: {0}")]
     InvalidConfig(String),
@@ -106,12 +109,7 @@ pub enum ModelError {
         /// How many more there are.
         others: usize,
     },
-    /// Saving weights failed.
-    #[error("cannot write {path}: {message}")]
-    Save {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    /// A weights file that cannot be read or written.
+    #[error(transparent)]
+    File(#[from] crate::fs::FileError),
 }

@@ -20,6 +20,67 @@ pub const STEM_LEAKY_SLOPE: f64 = 1e-2;
 /// `ceil(side / 16)`, which must be at least 2 (as in PyTorch), so `side / 4 >= 5`.
 pub const MIN_SIDE: usize = 20;
 
+/// The named TResNet variants, for command lines and configuration files.
+///
+/// Parses from and displays as `m`, `l`, `xl` (any case, with or without a `tresnet_` prefix,
+/// as timm names them); [`config`](Self::config) is the variant's [`TResNetConfig`].
+///
+/// ```
+/// use aia::model::TResNetVariant;
+/// let variant: TResNetVariant = "xl".parse().unwrap();
+/// assert_eq!(variant, TResNetVariant::Xl);
+/// assert_eq!(variant.config().width, 1.3);
+/// assert_eq!("tresnet_m".parse::<TResNetVariant>().unwrap().name(), "m");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TResNetVariant {
+    /// [`TResNetConfig::m`], the paper's.
+    #[default]
+    M,
+    /// [`TResNetConfig::l`].
+    L,
+    /// [`TResNetConfig::xl`].
+    Xl,
+}
+
+impl TResNetVariant {
+    /// Every variant, smallest first.
+    pub const ALL: [TResNetVariant; 3] = [Self::M, Self::L, Self::Xl];
+
+    /// The variant's name (`m`, `l` or `xl`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::M => "m",
+            Self::L => "l",
+            Self::Xl => "xl",
+        }
+    }
+
+    /// The variant's configuration (1000 classes, no dropout, the linear head: timm's).
+    pub fn config(self) -> TResNetConfig {
+        TResNetConfig::variant(self)
+    }
+}
+
+impl std::fmt::Display for TResNetVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for TResNetVariant {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        let name = lower.strip_prefix("tresnet_").unwrap_or(&lower);
+        Self::ALL
+            .into_iter()
+            .find(|v| v.name() == name)
+            .ok_or_else(|| ModelError::UnknownVariant(s.to_string()))
+    }
+}
+
 /// Configuration of a [`TResNet`] (timm's `TResNet(layers, width_factor, num_classes, drop_rate)`).
 ///
 /// ```
@@ -62,6 +123,15 @@ impl TResNetConfig {
     /// TResNet-XL: layers `[4, 5, 24, 3]`, width 1.3.
     pub fn xl() -> Self {
         Self::new([4, 5, 24, 3]).with_width(1.3)
+    }
+
+    /// The configuration of a named variant (see [`TResNetVariant`]).
+    pub fn variant(variant: TResNetVariant) -> Self {
+        match variant {
+            TResNetVariant::M => Self::m(),
+            TResNetVariant::L => Self::l(),
+            TResNetVariant::Xl => Self::xl(),
+        }
     }
 
     /// Width of the first stage, `int(64 * width)` as Python truncates it.

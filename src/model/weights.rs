@@ -8,7 +8,7 @@
 //! transposes the linear weight).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn_store::{
@@ -169,28 +169,19 @@ impl<B: Backend> TResNet<B> {
         path: impl AsRef<Path>,
         metadata: &[(&str, &str)],
     ) -> Result<(), ModelError> {
-        let path = path.as_ref();
-        let tmp = tmp_path(path);
-        let mut store = SafetensorsStore::from_file(&tmp)
-            .with_to_adapter(BurnToPyTorchAdapter)
-            .overwrite(true);
-        for (key, value) in metadata {
-            store = store.metadata(*key, *value);
-        }
-        for (from, to) in BURN_TO_TIMM {
-            store = store.with_key_remapping(from, to);
-        }
-        let saved = self
-            .save_into(&mut store)
-            .map_err(|e| e.to_string())
-            .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
-        saved.map_err(|message| {
-            let _ = std::fs::remove_file(&tmp);
-            ModelError::Save {
-                path: path.to_path_buf(),
-                message,
+        Ok(crate::fs::write_atomic_with(path.as_ref(), |tmp| {
+            let mut store = SafetensorsStore::from_file(tmp)
+                .with_to_adapter(BurnToPyTorchAdapter)
+                .overwrite(true);
+            for (key, value) in metadata {
+                store = store.metadata(*key, *value);
             }
-        })
+            for (from, to) in BURN_TO_TIMM {
+                store = store.with_key_remapping(from, to);
+            }
+            self.save_into(&mut store)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })?)
     }
 
     /// Every tensor of the model as timm names it, with its PyTorch shape, in module order.
@@ -249,12 +240,6 @@ pub fn safetensors_metadata(path: &Path) -> Result<HashMap<String, String>, Mode
     let header: Header = serde_json::from_slice(&header)
         .map_err(|e| checkpoint_error(path, format!("not a safetensors header: {e}")))?;
     Ok(header.metadata)
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 fn checkpoint_error(path: &Path, e: impl std::fmt::Display) -> ModelError {

@@ -30,7 +30,7 @@ pub const GRID: [f32; 14] = [
 ];
 
 /// The threshold of labels without anything to calibrate (no positive, no negative, or constant
-/// scores: every MCC is 0), in both modes: the grid's first value, as `argmax` over all-zero
+/// scores: every MCC is 0), in both searches: the grid's first value, as `argmax` over all-zero
 /// MCCs gives in the paper's code.
 pub const DEGENERATE_THRESHOLD: f32 = GRID[0];
 

@@ -20,8 +20,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::atomic::{read_file, write_atomic};
 use super::{RunResults, TrainError};
+use crate::fs::{read as read_file, write_atomic, FileError};
 
 /// The model file in a checkpoint folder.
 pub const MODEL_FILE: &str = "model.mpk";
@@ -83,19 +83,11 @@ impl RunPaths {
         let entries = match std::fs::read_dir(&folder) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(TrainError::Io {
-                    path: folder,
-                    source,
-                })
-            }
+            Err(source) => return Err(FileError::read(&folder, source).into()),
         };
         let mut found = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| TrainError::Io {
-                path: folder.clone(),
-                source,
-            })?;
+            let entry = entry.map_err(|source| FileError::read(&folder, source))?;
             let name = entry.file_name();
             let epoch = name
                 .to_str()
@@ -127,7 +119,7 @@ impl RunPaths {
                 } else {
                     std::fs::remove_file(&path)
                 };
-                removed.map_err(|source| TrainError::Io { path, source })?;
+                removed.map_err(|source| FileError::write(&path, source))?;
             }
         }
         Ok(())
@@ -201,7 +193,7 @@ pub fn save_model<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<()
     // than the original would get: initialise the model's parameters first.
     model.visit(&mut Initializer);
     let bytes = record_bytes::<B, _>(model.clone().into_record(), path)?;
-    write_atomic(path, &bytes)
+    Ok(write_atomic(path, &bytes)?)
 }
 
 /// Forces the initialisation of lazy parameters.
@@ -323,7 +315,7 @@ pub(crate) fn save_record<B: Backend, R: Record<B>>(
     path: &Path,
 ) -> Result<(), TrainError> {
     let bytes = record_bytes::<B, R>(record, path)?;
-    write_atomic(path, &bytes)
+    Ok(write_atomic(path, &bytes)?)
 }
 
 /// Reads a record written by [`save_record`].
@@ -342,12 +334,8 @@ pub(crate) fn write_checkpoint(
     write_files: impl FnOnce(&Path) -> Result<(), TrainError>,
 ) -> Result<PathBuf, TrainError> {
     let folder = paths.checkpoints();
-    let io = |path: &Path, source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let write_error = super::atomic::write_error;
-    std::fs::create_dir_all(&folder).map_err(|e| write_error(&folder, e))?;
+    let write_error = FileError::write;
+    crate::fs::create_dir_all(&folder)?;
     let staging = tempfile::Builder::new()
         .prefix(".tmp-epoch-")
         .tempdir_in(&folder)
@@ -361,14 +349,14 @@ pub(crate) fn write_checkpoint(
     write_atomic(&state_path, &json)?;
     let target = paths.checkpoint(state.epoch);
     if target.exists() {
-        std::fs::remove_dir_all(&target).map_err(|e| io(&target, e))?;
+        std::fs::remove_dir_all(&target).map_err(|e| write_error(&target, e))?;
     }
     // Renamed while still owned by `staging`, so that a failed rename removes the partial folder.
     std::fs::rename(staging.path(), &target).map_err(|e| write_error(&target, e))?;
     let _ = staging.keep();
     for (epoch, older) in paths.list_checkpoints()? {
         if epoch < state.epoch {
-            std::fs::remove_dir_all(&older).map_err(|e| io(&older, e))?;
+            std::fs::remove_dir_all(&older).map_err(|e| write_error(&older, e))?;
         }
     }
     Ok(target)

@@ -1,6 +1,7 @@
-//! The training loop: one-cycle Adam over the epochs, evaluation after each, checkpoints, the
+//! The training loop: one-cycle Adam over the epochs, a measurement after each, checkpoints, the
 //! best model, results and curves.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,6 @@ use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ElementConversion;
 
-use super::atomic::write_atomic;
 use super::checkpoint::{
     load_model, load_record, param_ids, save_model, save_record, write_checkpoint, CheckpointState,
     RunPaths, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE,
@@ -19,11 +19,13 @@ use super::ema::ModelEma;
 use super::predict::{check_shapes, predict_with};
 use super::results::{EmaRecord, Weights};
 use super::{
-    training_curves_svg, AnnotationLoader, BatchUpdate, EpochMetrics, EpochRecord, Evaluator,
-    MultiLabelLoss, MultiLabelModel, OneCycleLr, Progress, RunLock, RunResults, SchedulePoint,
-    ScheduledAdam, ScheduledAdamRecord, StderrProgress, TrainConfig, TrainError, TrainLoader,
+    training_curves_svg, AnnotationLoader, BatchUpdate, EpochRecord, Measure, MultiLabelLoss,
+    MultiLabelModel, OneCycleLr, Progress, RunLock, RunResults, SchedulePoint, ScheduledAdam,
+    ScheduledAdamRecord, StderrProgress, TrainConfig, TrainError, TrainLoader,
 };
 use crate::data::AnnotationBatch;
+use crate::fs::write_atomic;
+use crate::metrics::AnnotationMetrics;
 
 /// Runs the training recipe of a [`TrainConfig`] in an output folder (layout in [`RunPaths`]).
 ///
@@ -34,13 +36,14 @@ use crate::data::AnnotationBatch;
 /// # where B: burn::tensor::backend::AutodiffBackend, M: burn::module::AutodiffModule<B> + MultiLabelModel<B>,
 /// #   M::InnerModule: MultiLabelModel<B::InnerBackend>,
 /// #   L: MultiLabelLoss<B> + MultiLabelLoss<B::InnerBackend> {
-/// let mut evaluator = |scores: &[f32], targets: &[f32], classes: usize| {
-///     Ok::<_, TrainError>(EpochMetrics::default()) // back this with crate::metrics
+/// let mut measure = |scores: &[f32], targets: &[f32], classes: usize| {
+///     let thresholds = aia::metrics::Thresholds::Global(0.5);
+///     aia::metrics::measure(scores, targets, classes, &thresholds).map(|m| m.without_per_label())
 /// };
 /// let outcome = Trainer::new(TrainConfig::new(), "runs/corel")
 ///     .with_resume(true)
 ///     .with_run_info(serde_json::json!({ "loss": "proposed", "data": "Corel-5k" }))
-///     .fit(model, &loss, &train, valid, &mut evaluator, &device)?;
+///     .fit(model, &loss, &train, valid, &mut measure, &device)?;
 /// println!("best epoch {:?}", outcome.results.best_epoch);
 /// # Ok(()) }
 /// ```
@@ -108,16 +111,13 @@ impl Clock {
     }
 }
 
-/// The fields of two configs that differ, as `name: a -> b`.
+/// The fields of two configs that differ, as `name: a -> b` (`loader.image_size: ...` for the
+/// nested ones), the number of loader threads left out: it changes no result.
 fn config_differences(saved: &TrainConfig, current: &TrainConfig) -> Vec<String> {
-    let as_map = |config: &TrainConfig| match serde_json::to_value(config) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    };
-    let (saved, current) = (as_map(saved), as_map(current));
+    let (saved, current) = (flat_fields(saved), flat_fields(current));
     saved
         .iter()
-        .filter(|(name, _)| name.as_str() != "num_workers")
+        .filter(|(name, _)| name.as_str() != "loader.num_workers")
         .filter_map(|(name, value)| {
             let other = current.get(name).unwrap_or(&serde_json::Value::Null);
             (other != value).then(|| format!("{name}: {value} -> {other}"))
@@ -125,11 +125,43 @@ fn config_differences(saved: &TrainConfig, current: &TrainConfig) -> Vec<String>
         .collect()
 }
 
+/// A config's fields by dotted name, nested configs flattened.
+fn flat_fields(config: &TrainConfig) -> BTreeMap<String, serde_json::Value> {
+    fn flatten(
+        prefix: String,
+        value: serde_json::Value,
+        out: &mut BTreeMap<String, serde_json::Value>,
+    ) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (name, value) in map {
+                    let name = if prefix.is_empty() {
+                        name
+                    } else {
+                        format!("{prefix}.{name}")
+                    };
+                    flatten(name, value, out);
+                }
+            }
+            value => {
+                out.insert(prefix, value);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    flatten(
+        String::new(),
+        serde_json::to_value(config).unwrap_or_default(),
+        &mut out,
+    );
+    out
+}
+
 fn data_error(message: String) -> TrainError {
     TrainError::Data(message)
 }
 
-/// The error of a training loader whose batches do not follow `TrainConfig::batch_size`.
+/// The error of a training loader whose batches do not follow `LoaderConfig::batch_size`.
 fn batch_count_error(
     epoch: usize,
     batches: usize,
@@ -137,9 +169,9 @@ fn batch_count_error(
     config: &TrainConfig,
 ) -> TrainError {
     data_error(format!(
-        "epoch {epoch}: the training loader gives {}{batches} batches, but {items} items in batches of {} make {}: build it with TrainConfig::batch_size",
+        "epoch {epoch}: the training loader gives {}{batches} batches, but {items} items in batches of {} make {}: build it with LoaderConfig::batch_size",
         if batches > config.steps_per_epoch(items) { "at least " } else { "" },
-        config.batch_size,
+        config.loader.batch_size,
         config.steps_per_epoch(items),
     ))
 }
@@ -164,7 +196,7 @@ impl Trainer {
     ///
     /// # Errors
     /// [`TrainError::RunLocked`] when another trainer, in this process or another, holds the
-    /// folder; [`TrainError::Write`] when the folder cannot be created.
+    /// folder; [`TrainError::File`] when the folder cannot be created.
     pub fn lock_folder(&mut self) -> Result<(), TrainError> {
         if self.lock.is_none() {
             self.lock = Some(RunLock::acquire(self.paths.root())?);
@@ -214,7 +246,7 @@ impl Trainer {
     ///
     /// Every batch of `train.epoch(e)` is one Adam step at the one-cycle schedule's learning rate
     /// and beta1; after each epoch the model (as [`AutodiffModule::valid`]) scores `valid`, the
-    /// evaluator turns the sigmoid scores into [`EpochMetrics`](super::EpochMetrics), and the
+    /// [`Measure`] turns the sigmoid scores into [`AnnotationMetrics`], and the
     /// loop writes the best model (best per-class F1), a checkpoint, `results.json` and
     /// `curves.svg`. Before each epoch the backend is seeded with `seed + epoch`.
     ///
@@ -224,7 +256,7 @@ impl Trainer {
     ///
     /// The output folder is claimed first ([`lock_folder`](Self::lock_folder)): a second trainer
     /// on the same folder gets [`TrainError::RunLocked`]. Every file is written under a
-    /// temporary name and renamed into place, so a failed write ([`TrainError::Write`], e.g. a
+    /// temporary name and renamed into place, so a failed write ([`TrainError::File`], e.g. a
     /// full disk) leaves the previous checkpoint, best model and results intact.
     pub fn fit<B, M, L, T, E>(
         &mut self,
@@ -232,7 +264,7 @@ impl Trainer {
         loss: &L,
         train: &T,
         valid: AnnotationLoader<B::InnerBackend>,
-        evaluator: &mut E,
+        measure: &mut E,
         device: &B::Device,
     ) -> Result<FitOutcome<M>, TrainError>
     where
@@ -241,7 +273,7 @@ impl Trainer {
         M::InnerModule: MultiLabelModel<B::InnerBackend>,
         L: MultiLabelLoss<B> + MultiLabelLoss<B::InnerBackend>,
         T: TrainLoader<B> + ?Sized,
-        E: Evaluator + ?Sized,
+        E: Measure + ?Sized,
     {
         let sizes = self.sizes(train, valid.as_ref())?;
         let mut run = self.start::<B, M>(model, sizes)?;
@@ -258,7 +290,7 @@ impl Trainer {
             let started = Instant::now();
             B::seed(device, self.config.seed.wrapping_add(epoch as u64));
             let trained = self.train_epoch(&mut run, loss, train, epoch, last_epoch)?;
-            let record = self.validate_epoch(&mut run, loss, valid.as_ref(), evaluator, trained)?;
+            let record = self.validate_epoch(&mut run, loss, valid.as_ref(), measure, trained)?;
             let record = EpochRecord {
                 seconds: started.elapsed().as_secs_f64(),
                 ..record
@@ -279,9 +311,9 @@ impl Trainer {
         train: &T,
         valid: &dyn DataLoader<B::InnerBackend, AnnotationBatch<B::InnerBackend>>,
     ) -> Result<Sizes, TrainError> {
-        if self.config.epochs == 0 || self.config.batch_size == 0 {
+        if self.config.epochs == 0 || self.config.loader.batch_size == 0 {
             return Err(TrainError::InvalidConfig(
-                "epochs and batch_size must be positive".into(),
+                "epochs and loader.batch_size must be positive".into(),
             ));
         }
         if let Some(decay) = self.config.ema_decay {
@@ -448,7 +480,7 @@ impl Trainer {
                 elapsed,
                 &run.sizes,
                 last_epoch - epoch,
-                self.config.batch_size,
+                self.config.loader.batch_size,
             );
             self.progress.batch(&BatchUpdate {
                 epoch,
@@ -481,7 +513,7 @@ impl Trainer {
         run: &mut Loop<B, M>,
         loss: &L,
         valid: &dyn DataLoader<B::InnerBackend, AnnotationBatch<B::InnerBackend>>,
-        evaluator: &mut E,
+        measure: &mut E,
         trained: TrainedEpoch,
     ) -> Result<EpochRecord, TrainError>
     where
@@ -489,16 +521,16 @@ impl Trainer {
         M: AutodiffModule<B>,
         M::InnerModule: MultiLabelModel<B::InnerBackend>,
         L: MultiLabelLoss<B::InnerBackend>,
-        E: Evaluator + ?Sized,
+        E: Measure + ?Sized,
     {
         let started = Instant::now();
         let epoch = trained.epoch;
         self.progress
             .validation_started(epoch, run.sizes.valid_items);
-        let (val_loss, metrics) = validate(&run.model.valid(), loss, valid, evaluator, epoch)?;
+        let (val_loss, metrics) = validate(&run.model.valid(), loss, valid, measure, epoch)?;
         let ema = match &run.ema {
             Some(ema) => {
-                let (val_loss, metrics) = validate(ema.model(), loss, valid, evaluator, epoch)?;
+                let (val_loss, metrics) = validate(ema.model(), loss, valid, measure, epoch)?;
                 Some(EmaRecord { val_loss, metrics })
             }
             None => None,
@@ -622,19 +654,19 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + MultiLabelModel<B>> Loop<B, M> {
     }
 }
 
-/// The mean loss and the evaluator's metrics of `model` on the validation split.
+/// The mean loss and the metrics of `model` on the validation split.
 fn validate<B, M, L, E>(
     model: &M,
     loss: &L,
     valid: &dyn DataLoader<B, AnnotationBatch<B>>,
-    evaluator: &mut E,
+    measure: &mut E,
     epoch: usize,
-) -> Result<(f64, EpochMetrics), TrainError>
+) -> Result<(f64, AnnotationMetrics), TrainError>
 where
     B: Backend,
     M: MultiLabelModel<B>,
     L: MultiLabelLoss<B>,
-    E: Evaluator + ?Sized,
+    E: Measure + ?Sized,
 {
     let (mut loss_sum, mut images) = (0.0, 0usize);
     let what = format!("validation of epoch {epoch}");
@@ -645,12 +677,12 @@ where
         loss_sum += value * targets.dims()[0] as f64;
         images += targets.dims()[0];
     })?;
-    let metrics = evaluator
-        .evaluate(
+    let metrics = measure
+        .measure(
             &predictions.scores,
             &predictions.targets,
             predictions.num_classes,
         )
-        .map_err(|source| TrainError::Evaluation { epoch, source })?;
+        .map_err(|source| TrainError::Measure { epoch, source })?;
     Ok((loss_sum / images as f64, metrics))
 }

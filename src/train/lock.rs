@@ -9,8 +9,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use super::atomic::write_error;
 use super::TrainError;
+use crate::fs::FileError;
 
 /// The lock file in a run folder. It holds the PID of the process that last held the lock, for
 /// the error message; its presence alone means nothing.
@@ -39,9 +39,9 @@ impl RunLock {
     ///
     /// # Errors
     /// [`TrainError::RunLocked`] when another holder (of this process or another) has it;
-    /// [`TrainError::Write`] when the folder or its lock file cannot be created.
+    /// [`TrainError::File`] when the folder or its lock file cannot be created.
     pub fn acquire(root: &Path) -> Result<Self, TrainError> {
-        std::fs::create_dir_all(root).map_err(|e| write_error(root, e))?;
+        crate::fs::create_dir_all(root)?;
         let path = root.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -49,7 +49,7 @@ impl RunLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| write_error(&path, e))?;
+            .map_err(|e| FileError::write(&path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -68,7 +68,7 @@ impl RunLock {
                 );
                 return Ok(Self { file: None, path });
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(write_error(&path, e)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(FileError::write(&path, e).into()),
         }
         // The PID only improves the message a second trainer gets: a full disk must not stop
         // this one here, where it would hide which file of the run could not be written.

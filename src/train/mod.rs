@@ -4,18 +4,17 @@
 //! - [`OneCycleLr`]: PyTorch's `OneCycleLR`, learning rate and momentum, stepped every batch;
 //! - [`ScheduledAdam`]: `torch.optim.Adam` with the learning rate and beta1 given at every step;
 //! - [`Trainer`]: the loop, generic over the backend, the model ([`MultiLabelModel`]), the loss
-//!   ([`MultiLabelLoss`]), the data ([`TrainLoader`]) and the evaluation ([`Evaluator`]), with
+//!   ([`MultiLabelLoss`]), the data ([`TrainLoader`]) and the metrics of each epoch ([`Measure`]), with
 //!   live [`Progress`], atomic checkpoints and exact resume, a [`ModelEma`] of the weights, the
 //!   best model, `results.json`
 //!   ([`RunResults`]) and `curves.svg` ([`training_curves_svg`]).
 
-pub(crate) mod atomic;
 mod checkpoint;
-mod config;
+pub(crate) mod config;
 mod ema;
-mod evaluate;
 mod fit;
 mod lock;
+mod measure;
 mod model;
 mod optim;
 mod plot;
@@ -28,11 +27,11 @@ pub use checkpoint::{
     load_model, save_model, CheckpointState, RunPaths, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE,
     STATE_FILE,
 };
-pub use config::TrainConfig;
+pub use config::{LoaderConfig, TrainConfig};
 pub use ema::ModelEma;
-pub use evaluate::{EpochMetrics, EvaluationError, Evaluator, PrecisionRecallF1};
 pub use fit::{FitOutcome, Trainer};
 pub use lock::{RunLock, LOCK_FILE};
+pub use measure::{Measure, MeasureError};
 pub use model::{AnnotationLoader, MultiLabelLoss, MultiLabelModel, TrainLoader};
 pub use optim::{
     AdamStep, ScheduledAdam, ScheduledAdamConfig, ScheduledAdamRecord, ScheduledAdamState,
@@ -50,23 +49,10 @@ use std::path::PathBuf;
 /// Errors of the train module.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// An I/O failure on a file of a run.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A file or folder of a run that cannot be written: disk full, read-only, no permission.
-    /// What was written before (the last complete checkpoint, the best model) is left intact.
-    #[error("cannot write {path}: {source}{}", write_advice(.source))]
-    Write {
-        /// The file or folder.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// A file or folder of the run that cannot be read or written. A failed write leaves what
+    /// was written before (the last complete checkpoint, the best model) intact.
+    #[error(transparent)]
+    File(#[from] crate::fs::FileError),
     /// A folder given as a run that holds no `results.json`.
     #[error(
         "{path} is missing: not the folder of a run; give the --out of a training (or train \
@@ -150,29 +136,14 @@ pub enum TrainError {
     /// Batches that do not fit the run (shapes, counts, empty loaders).
     #[error("data: {0}")]
     Data(String),
-    /// The evaluator failed.
-    #[error("evaluating epoch {epoch}: {source}")]
-    Evaluation {
+    /// The [`Measure`] of an epoch failed.
+    #[error("measuring epoch {epoch}: {source}")]
+    Measure {
         /// The epoch (1-based).
         epoch: usize,
-        /// The evaluator's error.
-        source: EvaluationError,
+        /// The measure's error.
+        source: MeasureError,
     },
-}
-
-/// What to do about a failed write, after its message.
-fn write_advice(error: &std::io::Error) -> &'static str {
-    use std::io::ErrorKind;
-    match error.kind() {
-        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
-            "; free some space and run again (the files written before are intact)"
-        }
-        ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => {
-            "; choose an output folder you can write to"
-        }
-        ErrorKind::NotADirectory => "; a file stands where a folder is needed",
-        _ => "",
-    }
 }
 
 /// Who holds a run folder, for [`TrainError::RunLocked`].

@@ -7,6 +7,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::data::AnnotationBatch;
+use crate::loss::AsymmetricLoss;
+use crate::model::TResNet;
 
 /// A model mapping images to one logit per label.
 ///
@@ -18,6 +20,12 @@ pub trait MultiLabelModel<B: Backend> {
     fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2>;
 }
 
+impl<B: Backend> MultiLabelModel<B> for TResNet<B> {
+    fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        TResNet::forward(self, images)
+    }
+}
+
 /// A multi-label loss of logits against multi-hot targets, reduced to one value.
 ///
 /// The loop calls it on the autodiff backend (training) and on its inner backend (validation
@@ -26,6 +34,12 @@ pub trait MultiLabelModel<B: Backend> {
 pub trait MultiLabelLoss<B: Backend> {
     /// The loss `[1]` of logits `[batch, classes]` against targets `[batch, classes]` in {0, 1}.
     fn forward(&self, logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1>;
+}
+
+impl<B: Backend> MultiLabelLoss<B> for AsymmetricLoss {
+    fn forward(&self, logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
+        AsymmetricLoss::forward(self, logits, targets)
+    }
 }
 
 /// The data loader of the batches of a training epoch.

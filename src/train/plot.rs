@@ -203,7 +203,7 @@ fn points(epochs: &[EpochRecord], value: impl Fn(&EpochRecord) -> f64) -> Vec<(f
 }
 
 /// The training curves as an SVG document: three panels side by side, the training and
-/// validation loss, the per-class and per-image F1, and N+, each against the epoch, with the
+/// validation loss, the per-class and overall F1, and N+, each against the epoch, with the
 /// moving average's validation loss and per-class F1 when the run keeps one. Non-finite values
 /// are left out.
 pub fn training_curves_svg(epochs: &[EpochRecord], total_epochs: usize) -> String {
@@ -238,9 +238,9 @@ pub fn training_curves_svg(epochs: &[EpochRecord], total_epochs: usize) -> Strin
                     points: points(epochs, |r| r.metrics.per_class.f1),
                 },
                 Series {
-                    name: "per-image F1",
+                    name: "overall F1",
                     color: "#9467bd",
-                    points: points(epochs, |r| r.metrics.per_image.f1),
+                    points: points(epochs, |r| r.metrics.overall.f1),
                 },
             ],
         },

@@ -42,7 +42,7 @@ pub trait Progress {
     fn validation_started(&mut self, epoch: usize, images: usize) {
         let _ = (epoch, images);
     }
-    /// After each epoch's evaluation; `best_epoch` is the best so far (possibly this one).
+    /// After each epoch's measurement; `best_epoch` is the best so far (possibly this one).
     fn epoch_done(&mut self, record: &EpochRecord, epochs: usize, best_epoch: usize) {
         let _ = (record, epochs, best_epoch);
     }
@@ -141,7 +141,7 @@ impl<W: Write> Progress for WriterProgress<W> {
         let m = &r.metrics;
         let _ = writeln!(
             self.out,
-            "epoch {}/{} done in {}: train loss {:.5} val loss {:.5} | per-class P {:.3} R {:.3} F1 {:.3} N+ {} | per-image P {:.3} R {:.3} F1 {:.3} | best epoch {}",
+            "epoch {}/{} done in {}: train loss {:.5} val loss {:.5} | per-class P {:.3} R {:.3} F1 {:.3} N+ {} | overall P {:.3} R {:.3} F1 {:.3} | best epoch {}",
             r.epoch,
             epochs,
             format_duration(Duration::from_secs_f64(r.seconds.max(0.0))),
@@ -151,9 +151,9 @@ impl<W: Write> Progress for WriterProgress<W> {
             m.per_class.recall,
             m.per_class.f1,
             m.n_plus,
-            m.per_image.precision,
-            m.per_image.recall,
-            m.per_image.f1,
+            m.overall.precision,
+            m.overall.recall,
+            m.overall.f1,
             best_epoch,
         );
     }

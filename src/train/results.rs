@@ -4,8 +4,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::atomic::{read_file, write_atomic};
-use super::{EpochMetrics, TrainConfig, TrainError};
+use super::{TrainConfig, TrainError};
+use crate::fs::{read as read_file, write_atomic};
+use crate::metrics::AnnotationMetrics;
 
 /// What one epoch measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,8 +21,8 @@ pub struct EpochRecord {
     pub learning_rate: f64,
     /// Adam's beta1 at the epoch's last step.
     pub momentum: f64,
-    /// The evaluator's metrics on the validation split.
-    pub metrics: EpochMetrics,
+    /// The metrics on the validation split, as the run's [`Measure`](super::Measure) gave them.
+    pub metrics: AnnotationMetrics,
     /// The same for the moving average of the weights, when the run keeps one
     /// ([`TrainConfig::ema_decay`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,8 +38,8 @@ pub struct EpochRecord {
 pub struct EmaRecord {
     /// The mean validation loss (weighted by batch size).
     pub val_loss: f64,
-    /// The evaluator's metrics on the validation split.
-    pub metrics: EpochMetrics,
+    /// The metrics on the validation split, as the run's [`Measure`](super::Measure) gave them.
+    pub metrics: AnnotationMetrics,
 }
 
 /// Which of an epoch's weights: those the optimizer trained, or their moving average.
@@ -65,7 +66,7 @@ impl Weights {
 impl EpochRecord {
     /// The epoch's better weights by per-class F1 (the trained ones on a tie, and when there is
     /// no average), with their metrics.
-    pub fn best_weights(&self) -> (Weights, &EpochMetrics) {
+    pub fn best_weights(&self) -> (Weights, &AnnotationMetrics) {
         match &self.ema {
             Some(ema) if f1_key(ema.metrics.per_class.f1) > f1_key(self.metrics.per_class.f1) => {
                 (Weights::Ema, &ema.metrics)
@@ -78,7 +79,8 @@ impl EpochRecord {
 /// The results file of a run (`results.json`), rewritten after every epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResults {
-    /// The training recipe.
+    /// The training recipe (in either layout, see [`LoaderConfig`](super::LoaderConfig)).
+    #[serde(deserialize_with = "super::config::deserialize_train_config")]
     pub config: TrainConfig,
     /// The caller's description of the run (model, loss, data set...), as given to
     /// [`Trainer::with_run_info`](super::Trainer::with_run_info).
@@ -127,7 +129,7 @@ impl RunResults {
     }
 
     /// The best model's metrics: those of the best epoch's [`best_weights`](Self::best_weights).
-    pub fn best_metrics(&self) -> Option<&EpochMetrics> {
+    pub fn best_metrics(&self) -> Option<&AnnotationMetrics> {
         self.best().map(|record| record.best_weights().1)
     }
 
@@ -162,16 +164,17 @@ impl RunResults {
             path: path.to_path_buf(),
             source,
         })?;
-        write_atomic(path, &json)
+        Ok(write_atomic(path, &json)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::LoaderConfig;
 
     fn record(epoch: usize, f1: f64) -> EpochRecord {
-        let mut metrics = EpochMetrics::default();
+        let mut metrics = AnnotationMetrics::default();
         metrics.per_class.f1 = f1;
         EpochRecord {
             epoch,
@@ -217,7 +220,7 @@ mod tests {
     }
 
     fn with_ema(epoch: usize, trained: f64, ema: f64) -> EpochRecord {
-        let mut metrics = EpochMetrics::default();
+        let mut metrics = AnnotationMetrics::default();
         metrics.per_class.f1 = ema;
         EpochRecord {
             ema: Some(EmaRecord {
@@ -251,5 +254,59 @@ mod tests {
         json.as_object_mut().unwrap().remove("best_weights");
         let old: RunResults = serde_json::from_value(json).unwrap();
         assert_eq!(old.best_weights, Weights::Trained);
+    }
+
+    /// A `results.json` as the crate wrote it before the loader settings had their own config,
+    /// the overall averages their name and the epochs the full metrics type.
+    const OLD_RESULTS: &str = r#"{
+        "config": {"epochs": 3, "batch_size": 8, "image_size": 64, "learning_rate": 0.001,
+            "pct_start": 0.2, "div_factor": 25.0, "final_div_factor": 10000.0,
+            "base_momentum": 0.85, "max_momentum": 0.95, "beta_2": 0.999, "epsilon": 1e-8,
+            "weight_decay": 0.0, "seed": 5, "ema_decay": null, "num_workers": 2},
+        "run_info": null,
+        "steps_per_epoch": 4,
+        "epochs": [{"epoch": 1, "train_loss": 0.7, "val_loss": 0.6, "learning_rate": 0.0001,
+            "momentum": 0.9,
+            "metrics": {"per_class": {"precision": 0.5, "recall": 0.25, "f1": 0.33},
+                "n_plus": 7, "per_image": {"precision": 0.6, "recall": 0.3, "f1": 0.4},
+                "extra": {"mean_average_precision": 0.45, "top3": 0.1}},
+            "seconds": 2.0, "images_per_second": 16.0}],
+        "best_epoch": 1,
+        "completed": false
+    }"#;
+
+    #[test]
+    fn results_written_before_the_renames_still_load() {
+        let old: RunResults = serde_json::from_str(OLD_RESULTS).unwrap();
+        let config = &old.config;
+        assert_eq!(
+            (config.epochs, config.seed, config.learning_rate),
+            (3, 5, 0.001)
+        );
+        assert_eq!(
+            config.loader,
+            LoaderConfig::new()
+                .with_batch_size(8)
+                .with_image_size(64)
+                .with_num_workers(2)
+        );
+        let metrics = &old.best_metrics().unwrap();
+        assert_eq!(metrics.n_plus, 7);
+        assert_eq!(metrics.per_class.recall, 0.25);
+        assert_eq!(metrics.overall.precision, 0.6);
+        assert_eq!(metrics.overall.f1, 0.4);
+        assert_eq!(metrics.mean_average_precision, Some(0.45));
+        assert_eq!(metrics.extra.len(), 1, "the mAP moved out of `extra`");
+        assert_eq!(metrics.extra["top3"], 0.1);
+        assert!(metrics.per_label.is_empty());
+
+        // Written back in the current layout, it reads the same.
+        let json = serde_json::to_value(&old).unwrap();
+        assert!(json["config"]["loader"].is_object());
+        assert!(json["config"].get("batch_size").is_none());
+        assert_eq!(json["epochs"][0]["metrics"]["overall"]["recall"], 0.3);
+        assert!(json["epochs"][0]["metrics"].get("per_label").is_none());
+        let again: RunResults = serde_json::from_value(json).unwrap();
+        assert_eq!(again, old);
     }
 }

@@ -27,7 +27,8 @@ pub struct Case {
     pub gamma_pos: f64,
     pub pos_margin: f64,
     pub neg_margin: f64,
-    pub threshold: f64,
+    #[serde(alias = "threshold")]
+    pub switch_probability: f64,
     pub eps: f64,
     pub reduction: String,
     pub loss: f64,
@@ -42,7 +43,7 @@ impl Case {
             .with_gamma_pos(self.gamma_pos)
             .with_pos_margin(self.pos_margin)
             .with_neg_margin(self.neg_margin)
-            .with_threshold(self.threshold)
+            .with_switch_probability(self.switch_probability)
             .with_eps(self.eps)
             .with_reduction(match self.reduction.as_str() {
                 "mean" => Reduction::Mean,
@@ -216,7 +217,8 @@ pub struct TimmCase {
     pub gamma_pos: f64,
     pub pos_margin: f64,
     pub neg_margin: f64,
-    pub threshold: f64,
+    #[serde(alias = "threshold")]
+    pub switch_probability: f64,
     pub eps: f64,
     pub reduction: String,
     pub smoothing: f64,
@@ -235,7 +237,7 @@ impl TimmCase {
             .with_gamma_pos(self.gamma_pos)
             .with_pos_margin(self.pos_margin)
             .with_neg_margin(self.neg_margin)
-            .with_threshold(self.threshold)
+            .with_switch_probability(self.switch_probability)
             .with_eps(self.eps)
             .with_reduction(self.reduction.parse().expect("a reduction name"))
             .with_smoothing(self.smoothing)

@@ -1,14 +1,13 @@
 //! A tiny learnable multi-label problem for the training-loop tests: 8×8 images whose labels
-//! depend on their channel means, a conv + pool + dropout + linear model, BCE, and an evaluator
+//! depend on their channel means, a conv + pool + dropout + linear model, BCE, and a measure
 //! computing the paper's metrics at 0.5 by hand.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
 use aia::data::AnnotationBatch;
-use aia::train::{
-    AnnotationLoader, EpochMetrics, MultiLabelLoss, MultiLabelModel, PrecisionRecallF1,
-};
+use aia::metrics::{AnnotationMetrics, PrecisionRecallF1};
+use aia::train::{AnnotationLoader, MultiLabelLoss, MultiLabelModel};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::InMemDataset;
@@ -136,7 +135,7 @@ impl<B: Backend> MultiLabelLoss<B> for Bce {
 }
 
 /// The paper's metrics at threshold 0.5, computed directly from their definitions.
-pub fn evaluate(scores: &[f32], targets: &[f32], classes: usize) -> EpochMetrics {
+pub fn measure(scores: &[f32], targets: &[f32], classes: usize) -> AnnotationMetrics {
     let images = scores.len() / classes;
     let predicted = |i: usize, c: usize| scores[i * classes + c] >= 0.5;
     let truth = |i: usize, c: usize| targets[i * classes + c] == 1.0;
@@ -149,6 +148,8 @@ pub fn evaluate(scores: &[f32], targets: &[f32], classes: usize) -> EpochMetrics
         }
     };
     let (mut precision, mut recall, mut n_plus) = (0.0, 0.0, 0);
+    // Totals over every image and label, for the overall (micro-averaged) figures.
+    let (mut all_tp, mut all_predicted, mut all_true) = (0, 0, 0);
     for c in 0..classes {
         let tp = (0..images)
             .filter(|&i| predicted(i, c) && truth(i, c))
@@ -158,29 +159,29 @@ pub fn evaluate(scores: &[f32], targets: &[f32], classes: usize) -> EpochMetrics
         precision += ratio(tp, predicted_count) / classes as f64;
         recall += ratio(tp, true_count) / classes as f64;
         n_plus += usize::from(tp > 0);
+        (all_tp, all_predicted, all_true) = (
+            all_tp + tp,
+            all_predicted + predicted_count,
+            all_true + true_count,
+        );
     }
-    let (mut image_precision, mut image_recall) = (0.0, 0.0);
-    for i in 0..images {
-        let tp = (0..classes)
-            .filter(|&c| predicted(i, c) && truth(i, c))
-            .count();
-        image_precision +=
-            ratio(tp, (0..classes).filter(|&c| predicted(i, c)).count()) / images as f64;
-        image_recall += ratio(tp, (0..classes).filter(|&c| truth(i, c)).count()) / images as f64;
-    }
-    EpochMetrics {
+    let (overall_precision, overall_recall) =
+        (ratio(all_tp, all_predicted), ratio(all_tp, all_true));
+    AnnotationMetrics {
+        num_samples: images,
+        num_labels: classes,
         per_class: PrecisionRecallF1 {
             precision,
             recall,
             f1: f1(precision, recall),
         },
         n_plus,
-        per_image: PrecisionRecallF1 {
-            precision: image_precision,
-            recall: image_recall,
-            f1: f1(image_precision, image_recall),
+        overall: PrecisionRecallF1 {
+            precision: overall_precision,
+            recall: overall_recall,
+            f1: f1(overall_precision, overall_recall),
         },
-        extra: Default::default(),
+        ..Default::default()
     }
 }
 

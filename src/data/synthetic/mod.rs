@@ -28,7 +28,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::{vocabulary::write_atomically, Vocabulary};
+use super::Vocabulary;
 use super::{AnnotationFolder, AnnotationSample, AnnotationSplit, DataError, Normalization};
 
 mod render;
@@ -150,14 +150,14 @@ impl SyntheticConfig {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&parent).map_err(|e| DataError::io(&parent, e))?;
+        std::fs::create_dir_all(&parent).map_err(|e| DataError::write(&parent, e))?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| FOLDER_NAME.to_string());
         let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+            std::fs::remove_dir_all(&tmp).map_err(|e| DataError::write(&tmp, e))?;
         }
         let result = self.write_into(&tmp);
         if let Err(e) = result {
@@ -165,9 +165,9 @@ impl SyntheticConfig {
             return Err(e);
         }
         if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+            std::fs::remove_dir_all(dir).map_err(|e| DataError::write(dir, e))?;
         }
-        std::fs::rename(&tmp, dir).map_err(|e| DataError::io(dir, e))?;
+        std::fs::rename(&tmp, dir).map_err(|e| DataError::write(dir, e))?;
         AnnotationFolder::open(dir)
     }
 
@@ -191,14 +191,14 @@ impl SyntheticConfig {
 
     fn write_into(&self, dir: &Path) -> Result<(), DataError> {
         let images = dir.join("images");
-        std::fs::create_dir_all(&images).map_err(|e| DataError::io(&images, e))?;
+        std::fs::create_dir_all(&images).map_err(|e| DataError::write(&images, e))?;
         let total = self.train_images + self.test_images;
         let generated: Vec<Generated> = (0..total)
             .into_par_iter()
             .map(|i| {
                 let g = self.image(i)?;
                 let path = images.join(&g.name);
-                std::fs::write(&path, &g.jpeg).map_err(|e| DataError::io(&path, e))?;
+                std::fs::write(&path, &g.jpeg).map_err(|e| DataError::write(&path, e))?;
                 Ok(g)
             })
             .collect::<Result<_, DataError>>()?;
@@ -216,6 +216,6 @@ impl SyntheticConfig {
             AnnotationSplit::new(dir.join(file), samples, vocab.clone()).write(dir.join(file))?;
         }
         let config = serde_json::to_vec_pretty(self).expect("a config serialises");
-        write_atomically(&dir.join(CONFIG_FILE), &config)
+        Ok(crate::fs::write_atomic(&dir.join(CONFIG_FILE), &config)?)
     }
 }

@@ -100,7 +100,8 @@ struct TimmCase {
     gamma_pos: f64,
     pos_margin: f64,
     neg_margin: f64,
-    threshold: f64,
+    #[serde(alias = "threshold")]
+    switch_probability: f64,
     eps: f64,
     reduction: String,
     smoothing: f64,
@@ -142,7 +143,7 @@ fn every_cpu_path_matches_timm() {
             .with_gamma_pos(case.gamma_pos)
             .with_pos_margin(case.pos_margin)
             .with_neg_margin(case.neg_margin)
-            .with_threshold(case.threshold)
+            .with_switch_probability(case.switch_probability)
             .with_eps(case.eps)
             .with_reduction(case.reduction.parse().unwrap())
             .with_smoothing(case.smoothing)

@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use aia::annotate::{Annotator, ImageAnnotation, ThresholdChoice};
+use aia::annotate::{Annotator, ImageAnnotation, ThresholdSource};
 use aia::data::synthetic::SyntheticConfig;
 use aia::data::{AnnotationBatch, AnnotationBatcherConfig, AnnotationDataset, ImageCheck};
 use aia::experiment::{self, Evaluation, ExperimentConfig};
 use aia::loss::AsymmetricLossConfig;
 use aia::model::{TResNet, TResNetConfig, MIN_SIDE};
-use aia::train::{BatchUpdate, Progress, TrainConfig};
+use aia::threshold::ThresholdSearch;
+use aia::train::{BatchUpdate, LoaderConfig, Progress, TrainConfig};
 use burn::backend::Flex;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
@@ -64,11 +65,14 @@ pub fn experiment(data_root: &Path) -> ExperimentConfig {
         .with_loss(AsymmetricLossConfig::proposed())
         .with_train(
             TrainConfig::new()
+                .with_loader(
+                    LoaderConfig::new()
+                        .with_batch_size(BATCH_SIZE)
+                        .with_image_size(IMAGE_SIZE)
+                        .with_num_workers(0),
+                )
                 .with_epochs(1)
-                .with_batch_size(BATCH_SIZE)
-                .with_image_size(IMAGE_SIZE)
-                .with_learning_rate(2e-3)
-                .with_num_workers(0),
+                .with_learning_rate(2e-3),
         )
 }
 
@@ -99,7 +103,7 @@ pub struct Outcome {
     pub step_losses: Vec<f64>,
     /// The trained model's logits on the test images, `[images, labels]` row-major.
     pub logits: Vec<f32>,
-    /// What `experiment::evaluate` measured.
+    /// What `experiment::evaluate_run` measured.
     pub evaluation: Evaluation,
     /// The annotator's sigmoid scores on the test images, `[images, labels]` row-major.
     pub scores: Vec<f32>,
@@ -161,7 +165,7 @@ fn test_logits<B: Backend>(
     let dataset = AnnotationDataset::open(&folder, folder.test(), ImageCheck::Full)?;
     let items = (0..dataset.len()).filter_map(|i| dataset.get(i)).collect();
     let batcher = AnnotationBatcherConfig::new(source.normalization())
-        .with_image_size(config.train.image_size)
+        .with_image_size(config.train.loader.image_size)
         .init();
     let batch: AnnotationBatch<B> = batcher.batch(items, device);
     let logits = model.forward(batch.images).into_data().convert::<f32>();
@@ -183,8 +187,12 @@ pub fn run<B: AutodiffBackend>(
     let train_seconds = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let evaluation = experiment::evaluate::<B::InnerBackend>(out, device)?;
-    let annotator = Annotator::<B::InnerBackend>::from_run(out, ThresholdChoice::MccExact, device)?;
+    let evaluation = experiment::evaluate_run::<B::InnerBackend>(out, device)?;
+    let annotator = Annotator::<B::InnerBackend>::from_run(
+        out,
+        ThresholdSource::Mcc(ThresholdSearch::Exact),
+        device,
+    )?;
     let paths = test_images(config)?;
     let scores = annotator.scores(&paths)?;
     let annotations = annotator.annotate(&paths)?;

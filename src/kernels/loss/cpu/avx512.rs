@@ -283,7 +283,7 @@ fn first_half<const GRAD: bool, const MARGIN: bool>(
     )
 }
 
-/// Lanes of a positive target at or past the threshold switch (plain cross-entropy).
+/// Lanes of a positive target at or past the switch probability (plain cross-entropy).
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn confident<const MARGIN: bool>(c: &Consts, pos: __mmask16, x: __m512) -> __mmask16 {
@@ -524,8 +524,8 @@ mod tests {
             .with_gamma_neg(1.0)
             .with_gamma_pos(6.0);
         check(odd, IntPow(1), IntPow(6));
-        let no_threshold = AsymmetricLossConfig::bce().with_pos_margin(0.5);
-        check(no_threshold, IntPow(2), IntPow(0));
+        let no_switch = AsymmetricLossConfig::bce().with_pos_margin(0.5);
+        check(no_switch, IntPow(2), IntPow(0));
     }
 
     #[test]

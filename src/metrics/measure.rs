@@ -1,4 +1,4 @@
-//! [`evaluate`]: thresholded predictions against targets, on slices or Burn tensors.
+//! [`measure`]: thresholded predictions against targets, on slices or Burn tensors.
 
 use burn::tensor::{backend::Backend, Tensor};
 
@@ -10,12 +10,12 @@ use super::{tensors_to_rows, MetricsError, ScoreMatrix, Thresholds};
 /// The `e` added to every denominator, as in the paper's code.
 pub const EPSILON: f64 = 1e-7;
 
-/// Evaluates row-major `[N, num_classes]` scores against binary targets of the same shape.
+/// Measures row-major `[N, num_classes]` scores against binary targets of the same shape.
 ///
 /// A label is predicted when `score > threshold`. Errors on shapes that disagree, an empty
 /// input, non-finite scores, targets other than 0/1, or thresholds of the wrong length / NaN.
 /// Labels carry no names; add them with [`AnnotationMetrics::with_vocabulary`].
-pub fn evaluate(
+pub fn measure(
     scores: &[f32],
     targets: &[f32],
     num_classes: usize,
@@ -45,24 +45,24 @@ pub fn evaluate(
     ))
 }
 
-/// [`evaluate`] on `[N, C]` Burn tensors of any backend (read back to the host once).
+/// [`measure`] on `[N, C]` Burn tensors of any backend (read back to the host once).
 ///
 /// ```
-/// use aia::metrics::{evaluate_tensors, Thresholds};
+/// use aia::metrics::{measure_tensors, Thresholds};
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
 ///
 /// let device = Default::default();
 /// let scores = Tensor::<Flex, 2>::from_floats([[0.9, 0.2], [0.3, 0.7]], &device);
 /// let targets = Tensor::<Flex, 2>::from_floats([[1.0, 0.0], [0.0, 1.0]], &device);
-/// let m = evaluate_tensors(scores, targets, &Thresholds::Global(0.5)).unwrap();
+/// let m = measure_tensors(scores, targets, &Thresholds::Global(0.5)).unwrap();
 /// assert_eq!(m.n_plus, 2);
 /// ```
-pub fn evaluate_tensors<B: Backend>(
+pub fn measure_tensors<B: Backend>(
     scores: Tensor<B, 2>,
     targets: Tensor<B, 2>,
     thresholds: &Thresholds,
 ) -> Result<AnnotationMetrics, MetricsError> {
     let (scores, targets, num_classes) = tensors_to_rows(scores, targets)?;
-    evaluate(&scores, &targets, num_classes, thresholds)
+    measure(&scores, &targets, num_classes, thresholds)
 }
