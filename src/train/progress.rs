@@ -156,6 +156,21 @@ impl<W: Write> Progress for WriterProgress<W> {
             m.overall.f1,
             best_epoch,
         );
+        if let Some(ema) = &r.ema {
+            let e = &ema.metrics;
+            let _ = writeln!(
+                self.out,
+                "    EMA weights: val loss {:.5} | per-class P {:.3} R {:.3} F1 {:.3} N+ {} | overall P {:.3} R {:.3} F1 {:.3}",
+                ema.val_loss,
+                e.per_class.precision,
+                e.per_class.recall,
+                e.per_class.f1,
+                e.n_plus,
+                e.overall.precision,
+                e.overall.recall,
+                e.overall.f1,
+            );
+        }
     }
 
     fn message(&mut self, text: &str) {
@@ -166,6 +181,8 @@ impl<W: Write> Progress for WriterProgress<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::AnnotationMetrics;
+    use crate::train::EmaRecord;
 
     fn update(batch: usize) -> BatchUpdate {
         BatchUpdate {
@@ -202,6 +219,49 @@ mod tests {
         assert!(lines[0].starts_with("epoch 2/40 batch 1/10 loss 0.50000 lr 1.000e-4"));
         assert!(lines[1].contains("batch 10/10"));
         assert!(lines[1].contains("epoch ETA 1:02:05 | run ETA 25:01:01"));
+    }
+
+    fn record(f1: f64, ema_f1: Option<f64>) -> EpochRecord {
+        let metrics = |f1| {
+            let mut m = AnnotationMetrics::default();
+            m.per_class.f1 = f1;
+            m
+        };
+        EpochRecord {
+            epoch: 3,
+            train_loss: 0.25,
+            val_loss: 0.5,
+            learning_rate: 1e-4,
+            momentum: 0.9,
+            metrics: metrics(f1),
+            ema: ema_f1.map(|f1| EmaRecord {
+                val_loss: 0.125,
+                metrics: metrics(f1),
+            }),
+            seconds: 61.0,
+            images_per_second: 10.0,
+        }
+    }
+
+    #[test]
+    fn the_epoch_line_shows_the_ema_weights_when_there_are_some() {
+        let mut progress = WriterProgress::new(Vec::new(), Duration::ZERO);
+        progress.epoch_done(&record(0.5, None), 8, 3);
+        progress.epoch_done(&record(0.5, Some(0.625)), 8, 3);
+        let text = String::from_utf8(progress.into_inner()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].starts_with("epoch 3/8 done in 0:01:01: train loss 0.25000 val loss 0.50000")
+        );
+        assert!(lines[0].contains("F1 0.500") && lines[0].ends_with("best epoch 3"));
+        assert!(lines[1].starts_with("epoch 3/8 done"));
+        assert!(
+            lines[2].contains("EMA weights: val loss 0.12500"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[2].contains("F1 0.625"), "{}", lines[2]);
     }
 
     #[test]
