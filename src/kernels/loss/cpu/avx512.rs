@@ -161,6 +161,240 @@ pub(super) unsafe fn run_binary<
     (sum, start)
 }
 
+/// The sum of the per-element losses of `x` against targets `y` of any value in `[0, 1]` (soft,
+/// smoothed, or hard) and, when `GRAD`, the scaled gradient written to `g`: the general formula
+/// of [`Elem::elem`](super::Elem::elem), timm's one focusing weight `B^g` of the mixed
+/// cross-entropy, for any exponents. The first element is of class `col`; with `W` the per-class
+/// weights apply; when `l` is not empty the per-element losses are written there.
+///
+/// With label smoothing every target is soft, so every element needs both logarithms and the
+/// weight's power `exp(g ln B)`, whose exponent varies by element; hard targets (possible only
+/// without smoothing) take their term's integer power where the exponents are integers, as the
+/// binary loop does.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F and AVX-512DQ; `y.len() == x.len()`, `g.len() == x.len()`
+/// when `GRAD`, and `l` empty or as long as `x`.
+#[target_feature(enable = "avx512f,avx512dq")]
+pub(super) unsafe fn run_soft<
+    N: Pow,
+    Q: Pow,
+    const GRAD: bool,
+    const MARGIN: bool,
+    const W: bool,
+>(
+    k: &Elem<N, Q>,
+    col: usize,
+    x: &[f32],
+    y: &[f32],
+    g: &mut [f32],
+    l: &mut [f32],
+) -> f64 {
+    debug_assert_eq!(x.len(), y.len());
+    debug_assert!(!GRAD || g.len() == x.len());
+    assert!(l.is_empty() || l.len() == x.len(), "losses length");
+    let out = !l.is_empty();
+    let (xp, yp, gp, lp) = (x.as_ptr(), y.as_ptr(), g.as_mut_ptr(), l.as_mut_ptr());
+    let mut cw_buf = [1.0f32; BLOCK];
+    let mut pw_buf = [1.0f32; BLOCK];
+    let c = Consts::new(k);
+    let sm = k.p.smoothing;
+    let v = SoftConsts {
+        keep: _mm512_set1_ps(1.0 - sm),
+        shift: _mm512_set1_ps(0.5 * sm),
+        gamma_pos: _mm512_set1_ps(k.p.gamma_pos),
+        gamma_neg: _mm512_set1_ps(k.p.gamma_neg),
+        // Hard targets, and integer powers for them: only without smoothing.
+        int_exps: if sm == 0.0 {
+            k.pow_neg.int_exp().zip(k.pow_pos.int_exp())
+        } else {
+            None
+        },
+    };
+    let n = x.len();
+    let mut total = [_mm512_setzero_pd(); 2];
+    let mut start = 0;
+    while start < n {
+        let len = BLOCK.min(n - start);
+        if W {
+            let first = (col + start) % k.classes;
+            fill_weights(
+                &k.p,
+                k.classes,
+                first,
+                &mut cw_buf[..len],
+                &mut pw_buf[..len],
+            );
+        }
+        let mut acc = _mm512_setzero_ps();
+        for j in 0..len.div_ceil(LANES) {
+            let left = len - j * LANES;
+            let mask: __mmask16 = if left >= LANES {
+                u16::MAX
+            } else {
+                (1u16 << left) - 1
+            };
+            let at = start + j * LANES;
+            let ahead = at + PREFETCH_BLOCKS * BLOCK;
+            _mm_prefetch::<_MM_HINT_T0>(xp.wrapping_add(ahead).cast());
+            _mm_prefetch::<_MM_HINT_T0>(yp.wrapping_add(ahead).cast());
+            if GRAD {
+                _mm_prefetch::<_MM_HINT_ET0>(gp.wrapping_add(ahead).cast_const().cast());
+            }
+            // SAFETY: the masked lanes are within the block, inside every slice; the weight
+            // buffers hold BLOCK values.
+            let (xv, yv, cw, pw) = unsafe {
+                (
+                    _mm512_maskz_loadu_ps(mask, xp.add(at)),
+                    _mm512_maskz_loadu_ps(mask, yp.add(at)),
+                    _mm512_loadu_ps(cw_buf.as_ptr().add(j * LANES)),
+                    _mm512_loadu_ps(pw_buf.as_ptr().add(j * LANES)),
+                )
+            };
+            let (loss, grad) = soft_vector::<GRAD, MARGIN, W>(&c, &v, xv, yv, cw, pw);
+            acc = _mm512_mask_add_ps(acc, mask, acc, loss);
+            if GRAD {
+                // SAFETY: as for the loads; g has the length of x when GRAD.
+                unsafe { _mm512_mask_storeu_ps(gp.add(at), mask, grad) };
+            }
+            if out {
+                // SAFETY: as for the loads; l has the length of x when not empty.
+                unsafe { _mm512_mask_storeu_ps(lp.add(at), mask, loss) };
+            }
+        }
+        let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc));
+        let hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(acc));
+        total[0] = _mm512_add_pd(total[0], lo);
+        total[1] = _mm512_add_pd(total[1], hi);
+        start += len;
+    }
+    _mm512_reduce_add_pd(_mm512_add_pd(total[0], total[1]))
+}
+
+/// What [`run_soft`] broadcasts beside [`Consts`].
+struct SoftConsts {
+    /// `1 - smoothing` and `smoothing / 2`: `y' = y keep + shift`.
+    keep: __m512,
+    shift: __m512,
+    gamma_pos: __m512,
+    gamma_neg: __m512,
+    /// The integer exponents `(gamma_neg, gamma_pos)` for hard targets, when they are integers
+    /// and targets can be hard (no smoothing).
+    int_exps: Option<(u32, u32)>,
+}
+
+/// `(sigmoid(z), sigmoid(-z))` for 16 lanes, from one `exp(-|z|)` and one reciprocal.
+#[target_feature(enable = "avx512f,avx512dq")]
+#[inline]
+fn sigmoid_pair(z: __m512) -> (__m512, __m512) {
+    let minus_abs = _mm512_or_ps(z, _mm512_set1_ps(-0.0));
+    let e = exp(_mm512_max_ps(minus_abs, _mm512_set1_ps(-87.0)));
+    let big = recip(_mm512_add_ps(_mm512_set1_ps(1.0), e));
+    let small = _mm512_mul_ps(e, big);
+    let nonneg = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(z, _mm512_setzero_ps());
+    (
+        _mm512_mask_blend_ps(nonneg, small, big),
+        _mm512_mask_blend_ps(nonneg, big, small),
+    )
+}
+
+/// The loss and scaled gradient of 16 lanes of any targets (see [`run_soft`]).
+#[target_feature(enable = "avx512f,avx512dq")]
+#[inline]
+fn soft_vector<const GRAD: bool, const MARGIN: bool, const W: bool>(
+    c: &Consts,
+    v: &SoftConsts,
+    x: __m512,
+    y_raw: __m512,
+    cw: __m512,
+    pw: __m512,
+) -> (__m512, __m512) {
+    let zero = _mm512_setzero_ps();
+    let one = _mm512_set1_ps(1.0);
+    let y = _mm512_fmadd_ps(y_raw, v.keep, v.shift);
+    let y_neg = _mm512_sub_ps(one, y);
+
+    let (s, s_comp) = sigmoid_pair(x);
+    // Negative part: q = max(s - m, 0), 1 - q.
+    let active = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(s, c.neg_margin);
+    let q = _mm512_maskz_sub_ps(active, s, c.neg_margin);
+    let one_minus_q = _mm512_mask_add_ps(one, active, s_comp, c.neg_margin);
+    let log_neg = ln(_mm512_max_ps(one_minus_q, c.eps));
+    // Positive part, at x - pos_margin.
+    let (p, p_comp) = if MARGIN {
+        sigmoid_pair(_mm512_sub_ps(x, c.pos_margin))
+    } else {
+        (s, s_comp)
+    };
+    let log_pos = ln(_mm512_max_ps(p, c.eps));
+    let confident = if MARGIN {
+        _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, c.switch_logit)
+    } else {
+        0
+    };
+
+    // The focusing weight w = B^g = exp(g ln B) and dw/dB = g w / B.
+    let gamma_pos = _mm512_mask_mov_ps(v.gamma_pos, confident, zero);
+    let base = _mm512_fmadd_ps(y, p_comp, _mm512_mul_ps(y_neg, q));
+    let gamma = _mm512_fmadd_ps(y, gamma_pos, _mm512_mul_ps(y_neg, v.gamma_neg));
+    let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(base, zero);
+    let safe = _mm512_mask_mov_ps(one, positive, base);
+    let w = exp(_mm512_max_ps(
+        _mm512_mul_ps(gamma, ln(safe)),
+        _mm512_set1_ps(-87.0),
+    ));
+    let inv_base = recip(safe);
+    let mut w = _mm512_maskz_mov_ps(positive, w);
+    let mut dw = _mm512_maskz_mul_ps(positive, gamma, _mm512_mul_ps(w, inv_base));
+    let no_focus = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(gamma, zero);
+    w = _mm512_mask_mov_ps(w, no_focus, one);
+    dw = _mm512_mask_mov_ps(dw, no_focus, zero);
+    if let Some((n_neg, n_pos)) = v.int_exps {
+        // Hard targets: their term's own integer power, as the binary loop has it.
+        let hard_pos = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(y, one);
+        let hard_neg = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(y, zero);
+        if hard_pos | hard_neg != 0 {
+            let (wn, dwn) = pow_deriv(n_neg, q);
+            let (wp, dwp) = pow_deriv(n_pos, p_comp);
+            let wp = _mm512_mask_mov_ps(wp, confident, one);
+            let dwp = _mm512_mask_mov_ps(dwp, confident, zero);
+            w = _mm512_mask_mov_ps(_mm512_mask_mov_ps(w, hard_neg, wn), hard_pos, wp);
+            dw = _mm512_mask_mov_ps(_mm512_mask_mov_ps(dw, hard_neg, dwn), hard_pos, dwp);
+        }
+    }
+
+    let y_pos = if W { _mm512_mul_ps(y, pw) } else { y };
+    let ce = _mm512_fmadd_ps(y_pos, log_pos, _mm512_mul_ps(y_neg, log_neg));
+    let cew = _mm512_mul_ps(ce, w);
+    let loss = if W {
+        _mm512_sub_ps(zero, _mm512_mul_ps(cw, cew))
+    } else {
+        _mm512_sub_ps(zero, cew)
+    };
+    if !GRAD {
+        return (loss, zero);
+    }
+
+    // d log(1 - q)/dx = -[unclamped] dq/dx / (1 - q), d log p/dx = [unclamped] (1 - p),
+    // dB/dx = -y p (1 - p) + (1 - y) dq/dx, with dq/dx = [active] s (1 - s).
+    let dq = _mm512_maskz_mul_ps(active, s, s_comp);
+    let unclamped_neg = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(one_minus_q, c.eps);
+    let d_log_neg = _mm512_maskz_mul_ps(unclamped_neg, _mm512_sub_ps(zero, dq), recip(one_minus_q));
+    let unclamped_pos = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(p, c.eps);
+    let d_log_pos = _mm512_maskz_mov_ps(unclamped_pos, p_comp);
+    let d_ce = _mm512_fmadd_ps(y_pos, d_log_pos, _mm512_mul_ps(y_neg, d_log_neg));
+    let d = _mm512_mul_ps(d_ce, w);
+    let d = if c.detach {
+        d
+    } else {
+        let d_base = _mm512_fnmadd_ps(y, _mm512_mul_ps(p, p_comp), _mm512_mul_ps(y_neg, dq));
+        _mm512_fmadd_ps(ce, _mm512_mul_ps(dw, d_base), d)
+    };
+    let d = if W { _mm512_mul_ps(d, cw) } else { d };
+    (loss, _mm512_mul_ps(d, c.neg_scale))
+}
+
 /// The parameters broadcast to every lane.
 struct Consts {
     pos_margin: __m512,
