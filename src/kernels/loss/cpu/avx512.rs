@@ -17,6 +17,8 @@ const LANES: usize = 16;
 const VECS: usize = 16;
 /// Elements per block; their losses are summed in `f32` before joining the `f64` total.
 const BLOCK: usize = LANES * VECS;
+/// `2^125`: a bound of `exp(pos_margin - x)` that keeps `1 / (1 + f)` a normal float.
+const MAX_EXP: f32 = 4.253_529_6e37;
 /// How many blocks ahead the inputs are prefetched.
 const PREFETCH_BLOCKS: usize = 2;
 
@@ -205,6 +207,7 @@ pub(super) unsafe fn run_soft<
         shift: _mm512_set1_ps(0.5 * sm),
         gamma_pos: _mm512_set1_ps(k.p.gamma_pos),
         gamma_neg: _mm512_set1_ps(k.p.gamma_neg),
+        exp_margin: _mm512_set1_ps(k.p.pos_margin.exp()),
         // Hard targets, and integer powers for them: only without smoothing.
         int_exps: if sm == 0.0 {
             k.pow_neg.int_exp().zip(k.pow_pos.int_exp())
@@ -229,12 +232,7 @@ pub(super) unsafe fn run_soft<
         }
         let mut acc = _mm512_setzero_ps();
         for j in 0..len.div_ceil(LANES) {
-            let left = len - j * LANES;
-            let mask: __mmask16 = if left >= LANES {
-                u16::MAX
-            } else {
-                (1u16 << left) - 1
-            };
+            let mask = lane_mask(len, j);
             let at = start + j * LANES;
             let ahead = at + PREFETCH_BLOCKS * BLOCK;
             _mm_prefetch::<_MM_HINT_T0>(xp.wrapping_add(ahead).cast());
@@ -272,6 +270,17 @@ pub(super) unsafe fn run_soft<
     _mm512_reduce_add_pd(_mm512_add_pd(total[0], total[1]))
 }
 
+/// The lanes of vector `j` within a block of `len` elements (none past its end).
+#[inline(always)]
+fn lane_mask(len: usize, j: usize) -> __mmask16 {
+    let left = len.saturating_sub(j * LANES);
+    if left >= LANES {
+        u16::MAX
+    } else {
+        (1u16 << left) - 1
+    }
+}
+
 /// What [`run_soft`] broadcasts beside [`Consts`].
 struct SoftConsts {
     /// `1 - smoothing` and `smoothing / 2`: `y' = y keep + shift`.
@@ -279,12 +288,15 @@ struct SoftConsts {
     shift: __m512,
     gamma_pos: __m512,
     gamma_neg: __m512,
+    /// `exp(pos_margin)`.
+    exp_margin: __m512,
     /// The integer exponents `(gamma_neg, gamma_pos)` for hard targets, when they are integers
     /// and targets can be hard (no smoothing).
     int_exps: Option<(u32, u32)>,
 }
 
-/// `(sigmoid(z), sigmoid(-z))` for 16 lanes, from one `exp(-|z|)` and one reciprocal.
+/// `(sigmoid(z), sigmoid(-z))` for 16 lanes, from one `exp(-|z|)` and one reciprocal, each to
+/// full relative precision.
 #[target_feature(enable = "avx512f,avx512dq")]
 #[inline]
 fn sigmoid_pair(z: __m512) -> (__m512, __m512) {
@@ -315,7 +327,22 @@ fn soft_vector<const GRAD: bool, const MARGIN: bool, const W: bool>(
     let y = _mm512_fmadd_ps(y_raw, v.keep, v.shift);
     let y_neg = _mm512_sub_ps(one, y);
 
-    let (s, s_comp) = sigmoid_pair(x);
+    // With the margin, both sigmoids (at x and at x - pos_margin) come from one exp(-x), clamped
+    // so that 1 + e and its reciprocal stay normal floats: s = 1 / (1 + e), s(-x) = e s, and the
+    // same with e exp(pos_margin). That loses the last bit of s(-x) near 1, which only shows
+    // where 1 - q is near 1 without a probability margin; without the logit margin the binary
+    // loop's exp(-|x|) keeps full relative precision for one exponential too.
+    let (e, s, s_comp) = if MARGIN {
+        let e = exp(_mm512_min_ps(
+            _mm512_max_ps(_mm512_sub_ps(zero, x), _mm512_set1_ps(-87.0)),
+            _mm512_set1_ps(87.0),
+        ));
+        let s = recip(_mm512_add_ps(one, e));
+        (e, s, _mm512_mul_ps(e, s))
+    } else {
+        let (s, s_comp) = sigmoid_pair(x);
+        (zero, s, s_comp)
+    };
     // Negative part: q = max(s - m, 0), 1 - q.
     let active = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(s, c.neg_margin);
     let q = _mm512_maskz_sub_ps(active, s, c.neg_margin);
@@ -323,7 +350,9 @@ fn soft_vector<const GRAD: bool, const MARGIN: bool, const W: bool>(
     let log_neg = ln(_mm512_max_ps(one_minus_q, c.eps));
     // Positive part, at x - pos_margin.
     let (p, p_comp) = if MARGIN {
-        sigmoid_pair(_mm512_sub_ps(x, c.pos_margin))
+        let f = _mm512_min_ps(_mm512_mul_ps(e, v.exp_margin), _mm512_set1_ps(MAX_EXP));
+        let p = recip(_mm512_add_ps(one, f));
+        (p, _mm512_mul_ps(f, p))
     } else {
         (s, s_comp)
     };
@@ -334,7 +363,8 @@ fn soft_vector<const GRAD: bool, const MARGIN: bool, const W: bool>(
         0
     };
 
-    // The focusing weight w = B^g = exp(g ln B) and dw/dB = g w / B.
+    // The focusing weight w = B^g = exp(g ln B) (its derivative g w / B is taken below, where
+    // the weight is not detached).
     let gamma_pos = _mm512_mask_mov_ps(v.gamma_pos, confident, zero);
     let base = _mm512_fmadd_ps(y, p_comp, _mm512_mul_ps(y_neg, q));
     let gamma = _mm512_fmadd_ps(y, gamma_pos, _mm512_mul_ps(y_neg, v.gamma_neg));
@@ -344,14 +374,12 @@ fn soft_vector<const GRAD: bool, const MARGIN: bool, const W: bool>(
         _mm512_mul_ps(gamma, ln(safe)),
         _mm512_set1_ps(-87.0),
     ));
-    let inv_base = recip(safe);
-    let mut w = _mm512_maskz_mov_ps(positive, w);
-    let mut dw = _mm512_maskz_mul_ps(positive, gamma, _mm512_mul_ps(w, inv_base));
     let no_focus = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(gamma, zero);
-    w = _mm512_mask_mov_ps(w, no_focus, one);
-    dw = _mm512_mask_mov_ps(dw, no_focus, zero);
+    let mut w = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(positive, w), no_focus, one);
+    // Hard targets (only without smoothing) take their term's own integer power, as the binary
+    // loop has it: (mask of positives, mask of negatives, d(q^n)/dq, d((1 - p)^n)/d(1 - p)).
+    let mut hard = None;
     if let Some((n_neg, n_pos)) = v.int_exps {
-        // Hard targets: their term's own integer power, as the binary loop has it.
         let hard_pos = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(y, one);
         let hard_neg = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(y, zero);
         if hard_pos | hard_neg != 0 {
@@ -360,7 +388,7 @@ fn soft_vector<const GRAD: bool, const MARGIN: bool, const W: bool>(
             let wp = _mm512_mask_mov_ps(wp, confident, one);
             let dwp = _mm512_mask_mov_ps(dwp, confident, zero);
             w = _mm512_mask_mov_ps(_mm512_mask_mov_ps(w, hard_neg, wn), hard_pos, wp);
-            dw = _mm512_mask_mov_ps(_mm512_mask_mov_ps(dw, hard_neg, dwn), hard_pos, dwp);
+            hard = Some((hard_pos, hard_neg, dwn, dwp));
         }
     }
 
@@ -388,6 +416,13 @@ fn soft_vector<const GRAD: bool, const MARGIN: bool, const W: bool>(
     let d = if c.detach {
         d
     } else {
+        let dw = _mm512_maskz_mul_ps(positive & !no_focus, gamma, _mm512_mul_ps(w, recip(safe)));
+        let dw = match hard {
+            Some((hard_pos, hard_neg, dwn, dwp)) => {
+                _mm512_mask_mov_ps(_mm512_mask_mov_ps(dw, hard_neg, dwn), hard_pos, dwp)
+            }
+            None => dw,
+        };
         let d_base = _mm512_fnmadd_ps(y, _mm512_mul_ps(p, p_comp), _mm512_mul_ps(y_neg, dq));
         _mm512_fmadd_ps(ce, _mm512_mul_ps(dw, d_base), d)
     };
@@ -648,7 +683,7 @@ fn ln(v: __m512) -> __m512 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ConstPow, IntPow};
+    use super::super::{ConstPow, FloatPow, IntPow};
     use super::*;
     use crate::loss::{AsymmetricLossConfig, LossParams};
 
@@ -760,6 +795,100 @@ mod tests {
         check(odd, IntPow(1), IntPow(6));
         let no_threshold = AsymmetricLossConfig::bce().with_pos_margin(0.5);
         check(no_threshold, IntPow(2), IntPow(0));
+    }
+
+    /// The soft-target loop against the scalar general loop, element by element: soft, smoothed
+    /// and hard targets, integer and fractional exponents, with and without the margin, the
+    /// weights and the detached focusing.
+    #[test]
+    fn soft_loop_matches_the_scalar_loop() {
+        if !supported() {
+            return;
+        }
+        fn check<N: Pow, Q: Pow, const MARGIN: bool, const W: bool>(
+            config: AsymmetricLossConfig,
+            pow_neg: N,
+            pow_pos: Q,
+        ) {
+            let classes = 7;
+            let config = config
+                .with_weight(W.then(|| (0..classes).map(|c| c as f64 * 0.3).collect()))
+                .with_pos_weight(W.then(|| (0..classes).map(|c| 0.5 + c as f64).collect()));
+            let p = LossParams::from_config(&config);
+            assert_eq!(p.pos_margin > 0.0, MARGIN);
+            let k = Elem {
+                p: p.clone(),
+                scale: 0.25,
+                pow_neg,
+                pow_pos,
+                classes,
+            };
+            for n in [1, 16, 17, 300, 1000] {
+                let (x, hard) = inputs(n, &p);
+                // Every third target soft, the others hard.
+                let y: Vec<f32> = hard
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &h)| {
+                        if i % 3 == 0 {
+                            (i as f32 * 0.377).fract()
+                        } else {
+                            h
+                        }
+                    })
+                    .collect();
+                let mut g = vec![f32::NAN; n];
+                let mut l = vec![f32::NAN; n];
+                // SAFETY: AVX-512 checked by the caller; equal lengths.
+                let sum =
+                    unsafe { run_soft::<N, Q, true, MARGIN, W>(&k, 0, &x, &y, &mut g, &mut l) };
+                let fwd =
+                    unsafe { run_soft::<N, Q, false, MARGIN, W>(&k, 0, &x, &y, &mut [], &mut []) };
+                let mut want_sum = 0.0f64;
+                for i in 0..n {
+                    let (cw, pw) = if W {
+                        (
+                            p.weight.as_ref().unwrap()[i % classes],
+                            p.pos_weight.as_ref().unwrap()[i % classes],
+                        )
+                    } else {
+                        (1.0, 1.0)
+                    };
+                    let ys = y[i] * (1.0 - p.smoothing) + 0.5 * p.smoothing;
+                    let (wl, wd) = k.elem::<true, MARGIN, true>(x[i], ys, cw, pw);
+                    want_sum += wl as f64;
+                    let what = format!("{config:?} n={n} x={} y={}", x[i], y[i]);
+                    // exp(g ln B) against products: a few ulp of the exponent's argument; and
+                    // an ulp of 1 where the margin's shared exponential rounds s(-x) near 1.
+                    let close = |a: f32, b: f32| (a - b).abs() <= 2e-5 * b.abs() + 3e-7;
+                    assert!(close(l[i], wl), "{what}: loss {} vs {wl}", l[i]);
+                    assert!(close(g[i], wd), "{what}: grad {} vs {wd}", g[i]);
+                }
+                for got in [sum, fwd] {
+                    assert!(
+                        (got - want_sum).abs() <= 2e-5 * want_sum.abs() + 1e-9,
+                        "{config:?} n={n}: loss {got} vs {want_sum}"
+                    );
+                }
+            }
+        }
+        let proposed = AsymmetricLossConfig::proposed;
+        check::<_, _, true, false>(proposed(), ConstPow::<4>, ConstPow::<3>);
+        check::<_, _, true, true>(proposed().with_smoothing(0.1), ConstPow::<4>, ConstPow::<3>);
+        check::<_, _, true, true>(
+            proposed().with_smoothing(0.2).with_detach_focusing(true),
+            ConstPow::<4>,
+            ConstPow::<3>,
+        );
+        let timm = AsymmetricLossConfig::asymmetric().with_gamma_pos(1.0);
+        check::<_, _, false, false>(timm.clone(), IntPow(4), IntPow(1));
+        check::<_, _, false, true>(timm.with_smoothing(0.1), IntPow(4), IntPow(1));
+        let fractional = AsymmetricLossConfig::bce()
+            .with_gamma_neg(2.5)
+            .with_gamma_pos(1.5)
+            .with_smoothing(0.05);
+        check::<_, _, false, true>(fractional, FloatPow(2.5), FloatPow(1.5));
+        check::<_, _, false, false>(AsymmetricLossConfig::bce(), IntPow(0), IntPow(0));
     }
 
     #[test]
