@@ -97,12 +97,9 @@ fn parts<B: Backend>(params: &LossParams, logits: Tensor<B, 2>) -> Parts<B> {
     }
 }
 
-/// The mixed cross-entropy of smoothed targets `y`, `y pw log p + (1 - y) log(1 - q)`, and its
-/// focusing weight `B^g` with `B = y (1 - p) + (1 - y) q` and `g = y gamma_pos + (1 - y)
-/// gamma_neg` (`gamma_pos` 0 past the threshold switch), the weight not detached. Returns the
-/// cross-entropy, and the weight's pieces for [`weight`] and [`targets_grad`]. The products are
-/// taken term by term (`y a + (1 - y) b`, not `y (a - b) + b`) so that hard targets get each term
-/// exactly.
+/// The mixed cross-entropy of smoothed targets `y`, `y pw log p + (1 - y) log(1 - q)`, and the
+/// pieces of its focusing weight `B^g` (for [`weight`] and [`targets_grad`]): `B = y (1 - p) +
+/// (1 - y) q` and `g = y gamma_pos + (1 - y) gamma_neg`, `gamma_pos` 0 past the threshold switch.
 struct Mixed<B: Backend> {
     ce: Tensor<B, 2>,
     /// `(B, gamma)`, `None` without focusing.
@@ -117,6 +114,8 @@ enum Gamma<B: Backend> {
     PerElement(Tensor<B, 2>, Option<Tensor<B, 2>>),
 }
 
+/// The [`Mixed`] loss of `parts` for smoothed targets `y`. The products are taken term by term
+/// (`y a + (1 - y) b`, not `y (a - b) + b`) so that a hard target gets its term exactly.
 fn mixed<B: Backend>(params: &LossParams, parts: Parts<B>, y: Tensor<B, 2>) -> Mixed<B> {
     let device = y.device();
     let y_neg = y.clone().neg().add_scalar(1.0);

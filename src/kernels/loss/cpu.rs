@@ -2,10 +2,10 @@
 //!
 //! The element-wise math is branch-free (selects, and `exp`/`ln` written as polynomials on the
 //! float bits) so that LLVM vectorises it; chunks of the data run in parallel on rayon's pool.
-//! On x86-64 the loop is also compiled for AVX2 and AVX-512 and picked at run time, and on CPUs
-//! with AVX-512 the common case (targets exactly 0 or 1, integer exponents) runs a loop written
-//! with intrinsics instead ([`avx512`]), which falls back to the general loop block by block
-//! where a target is soft.
+//! On x86-64 the loop is also compiled for AVX2 and AVX-512 and picked at run time (capped by
+//! [`CPU_PATH_ENV`]), and on CPUs with AVX-512 the common case (integer exponents) runs loops
+//! written with intrinsics instead ([`avx512`]): one for targets exactly 0 or 1, which hands
+//! a block to one for any targets where a target is soft (and every block, with label smoothing).
 //!
 //! The options that are off by default (per-class weights, smoothing, the per-element output of
 //! the `none` reduction) cost nothing when off: the weights are a compile-time switch, and the
