@@ -5,8 +5,9 @@
 //! `fused_fwd_bwd_options` is the fused forward+backward with every option of the loss on
 //! (batchmean reduction, label smoothing, per-class weights, per-class positive weights, detached
 //! focusing), beside `fused_fwd_bwd`, the same preset without them; `fused_fwd_bwd_weights` has
-//! every option but smoothing, whose soft targets take the kernel's general path (both terms of
-//! the loss for every element, where binary targets need one).
+//! every option but smoothing, whose soft targets take the kernel's soft-target path (both
+//! logarithms of the loss and the focusing weight's power `exp(g ln B)` for every element, where
+//! binary targets need one logarithm and a few products).
 //!
 //! `cargo bench --bench loss`; `scripts/loss_bench_torch.py` times PyTorch on the same shapes
 //! and prints both side by side.

@@ -3,10 +3,16 @@
 
 Writes tests/fixtures/loss/asymmetric.json: logits and targets covering every branch of the
 formula, and for each preset (plus two extra configurations that exercise fractional gammas
-and the `sum` reduction) the expected loss and its gradient with respect to logits and targets.
+and the `sum` reduction) the expected loss and its gradient with respect to logits and targets,
+on multi-hot targets and (cases named `*_soft`) on soft targets.
 
-The formula is the paper's loss, written here literally in float64 and differentiated by
-torch.autograd, so the Rust implementations are checked against an independent derivation.
+The formula is written here literally, in float64 and differentiated by torch.autograd, so the
+Rust implementations are checked against an independent derivation. For a hard target it is the
+paper's: one term, with its own focusing weight. A soft target weighs its mixed cross-entropy by
+one weight, as timm's AsymmetricLossMultiLabel does: `(1 - pt)^g` with `1 - pt = y (1 - p) +
+(1 - y) q` and `g = y gamma_pos + (1 - y) gamma_neg`, the positive parts taken at the shifted
+logit and `gamma_pos` 0 where the threshold switch says confident. The targets' gradient is that
+of this formula (at hard targets too: the weight depends on the target).
 
 Run:  /work/venv/bin/python scripts/loss_fixtures.py
 """
@@ -33,21 +39,27 @@ PRESETS = {
 
 
 def asymmetric_loss(x, y, gamma_neg, gamma_pos, pos_margin, neg_margin, threshold, reduction):
-    """The paper's loss, term by term."""
+    """The loss, with timm's one focusing weight for soft targets."""
     s = torch.sigmoid(x)
-    # Negative term: the probability is shifted down by the margin, then clipped at zero.
+    # Negative part: the probability is shifted down by the margin, then clipped at zero.
     q = (s - neg_margin).clamp(min=0) if neg_margin > 0 else s
-    loss_neg = torch.log((1 - q).clamp(min=EPS)) * q.pow(gamma_neg)
-    # Positive term: the logit is shifted by the margin; confident positives get plain BCE.
+    # Positive part: the logit is shifted by the margin; confident positives get plain BCE.
     if pos_margin > 0:
         p = torch.sigmoid(x - pos_margin)
-        w = torch.where(p >= threshold, torch.ones_like(p), (1 - p).pow(gamma_pos))
+        gp = torch.where(p >= threshold, torch.zeros_like(p), torch.full_like(p, gamma_pos))
     else:
         p = s
-        w = (1 - p).pow(gamma_pos)
-    loss_pos = torch.log(p.clamp(min=EPS)) * w
-    per_element = -(y * loss_pos + (1 - y) * loss_neg)
+        gp = torch.full_like(p, gamma_pos)
+    ce = y * torch.log(p.clamp(min=EPS)) + (1 - y) * torch.log((1 - q).clamp(min=EPS))
+    base = y * (1 - p) + (1 - y) * q
+    gamma = y * gp + (1 - y) * gamma_neg
+    per_element = -ce * torch.pow(base, gamma)
     return per_element.mean() if reduction == "mean" else per_element.sum()
+
+
+def short(v):
+    """`v` rounded to 12 significant digits: far beyond the float32 kernels' precision."""
+    return float(f"{v:.12g}")
 
 
 def f32_at_or_above(v):
@@ -98,10 +110,24 @@ def main():
         rng.integers(0, 2, k),
     ]).astype(np.float32)
 
+    # Soft targets: every value in (0, 1), with smoothed hard ones (0.05, 0.95) among them.
+    soft = rng.uniform(0.0, 1.0, logits.shape)
+    soft[:, ::5] = np.where(targets[:, ::5] > 0, 0.95, 0.05)
+    # At the negative margin's switch (sigmoid(x) = neg_margin) the weight of a soft target has
+    # a kink in x (q's slope jumps from 0), which float32 and float64 may put on either side of
+    # a logit an ulp away: the targets there stay hard, where the weight q^gamma is smooth.
+    for margin in [0.05, 0.1]:
+        near = np.abs(logits - math.log(margin / (1 - margin))) < 1e-4
+        soft[near] = targets[near]
+    soft = soft.astype(np.float32)
+
     cases = []
-    for name, (gn, gp, mp, mn, thr, reduction) in PRESETS.items():
+    for (name, (gn, gp, mp, mn, thr, reduction)), soft_case in [
+        (item, s) for s in (False, True) for item in PRESETS.items()
+    ]:
+        name = name + "_soft" if soft_case else name
         x = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
-        y = torch.tensor(targets, dtype=torch.float64, requires_grad=True)
+        y = torch.tensor(soft if soft_case else targets, dtype=torch.float64, requires_grad=True)
         loss = asymmetric_loss(x, y, gn, gp, mp, mn, thr, reduction)
         loss.backward()
         assert torch.isfinite(loss) and torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
@@ -114,9 +140,10 @@ def main():
             "threshold": thr,
             "eps": EPS,
             "reduction": reduction,
-            "loss": loss.item(),
-            "grad_logits": x.grad.flatten().tolist(),
-            "grad_targets": y.grad.flatten().tolist(),
+            "soft": soft_case,
+            "loss": short(loss.item()),
+            "grad_logits": [short(v) for v in x.grad.flatten().tolist()],
+            "grad_targets": [short(v) for v in y.grad.flatten().tolist()],
         })
 
     out = {
@@ -124,6 +151,7 @@ def main():
         "shape": list(logits.shape),
         "logits": [float(v) for v in logits.flatten()],
         "targets": [float(v) for v in targets.flatten()],
+        "soft_targets": [float(v) for v in soft.flatten()],
         "cases": cases,
     }
     path = pathlib.Path(__file__).resolve().parent.parent / "tests/fixtures/loss/asymmetric.json"
@@ -131,7 +159,7 @@ def main():
     path.write_text(json.dumps(out))
     print(f"wrote {path} ({path.stat().st_size} bytes, shape {list(logits.shape)})")
     for c in cases:
-        print(f"  {c['name']:>15}: loss {c['loss']:.10g}")
+        print(f"  {c['name']:>20}: loss {c['loss']:.10g}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 
 Writes tests/fixtures/loss/timm.json: logits and binary targets covering the clamps (the eps
 clamp of the positive term, the probability margin `clip` of the negative term) and the
-threshold switch of the `proposed` preset, and for each case (every option alone, then a few
-together) the loss and its gradient with respect to the logits.
+threshold switch of the `proposed` preset, soft targets beside them, and for each case (every
+option alone, then a few together, label smoothing with and without focusing, soft targets)
+the loss and its gradient with respect to the logits.
 
 timm casts its inputs to float32 (`x.float()`, a guard against fp16); the fixtures run the same
 code in float64, with `Tensor.float` left as the identity while it runs, so that the reference is
@@ -14,13 +15,11 @@ The `proposed` preset's logit margin and threshold switch are not timm options. 
 built from timm's loss with `reduction='none'` on hard targets: the negatives' terms at `x`, the
 positives' at `x - pos_margin`, with `gamma_pos = 0` (plain cross-entropy) where
 `sigmoid(x - pos_margin) >= threshold`; the chosen elements are then reduced as timm reduces.
+That composition holds for hard targets only, so the preset is not combined with smoothing or
+soft targets here (scripts/loss_fixtures.py checks it on soft targets).
 
 `none` cases multiply the per-element losses by fixed random upstream gradients before the
 backward pass, so the gradient checks each element's own incoming gradient.
-
-Label smoothing is checked with focusing off (both gammas 0): with focusing, timm weighs a soft
-target's mixed cross-entropy by one weight `(1 - pt)^(mixed gamma)`, where the crate weighs each
-term by its own weight (see AsymmetricLossConfig).
 
 Run:  /work/venv/bin/python scripts/loss_timm_fixtures.py
 """
@@ -46,6 +45,20 @@ CASES = {
     "reduction_mean": {"reduction": "mean"},
     "reduction_none": {"reduction": "none"},
     "smoothing": {"gamma_neg": 0, "gamma_pos": 0, "smoothing": 0.1},
+    # Smoothing with focusing: one weight (1 - pt)^(mixed gamma) on the mixed cross-entropy.
+    "smoothing_default": {"smoothing": 0.1},
+    "smoothing_fractional": {"gamma_neg": 2.5, "gamma_pos": 1.5, "smoothing": 0.2,
+                             "clip": 0.1, "reduction": "mean"},
+    "smoothing_focal_all": {"smoothing": 0.15, "gamma_neg": 3, "gamma_pos": 2,
+                            "weight": "class", "pos_weight": "pos", "reduction": "none"},
+    "smoothing_detached_all": {"smoothing": 0.1, "weight": "class", "pos_weight": 2.5,
+                               "disable_torch_grad_focal_loss": True, "reduction": "sum"},
+    # Soft targets as a user passes them (timm takes dense soft targets).
+    "soft_default": {"targets": "soft"},
+    "soft_fractional_none": {"targets": "soft", "gamma_neg": 2.5, "gamma_pos": 1.5,
+                             "pos_weight": "pos", "reduction": "none"},
+    "soft_smoothing_no_clip": {"targets": "soft", "smoothing": 0.1, "clip": 0.0,
+                               "weight": "class", "reduction": "mean"},
     "weight": {"weight": "class"},
     "pos_weight_scalar": {"pos_weight": 2.5},
     "pos_weight_per_class": {"pos_weight": "pos"},
@@ -80,6 +93,7 @@ DEFAULTS = {
     "disable_torch_grad_focal_loss": False,
     "pos_margin": 0.0,
     "threshold": 0.0,
+    "targets": "hard",
 }
 
 
@@ -134,6 +148,11 @@ def case_loss(x, y, o, vectors):
     confident = torch.sigmoid(x.detach() - margin) >= threshold
     per_element = torch.where(y == 1, torch.where(confident, plain, focal), neg)
     return reduce(per_element, o["reduction"], x.shape[0])
+
+
+def short(v):
+    """`v` rounded to 12 significant digits."""
+    return float(f"{v:.12g}")
 
 
 def f32_at_or_above(v):
@@ -196,12 +215,18 @@ def main():
     }
     vectors = {name: torch.tensor(v, dtype=torch.float64) for name, v in vectors_np.items()}
     upstream = rng.uniform(-1.0, 2.0, logits.shape).astype(np.float32)
+    # Soft targets: uniform in (0, 1), with exact 0s and 1s among them.
+    soft = rng.uniform(0.0, 1.0, logits.shape)
+    soft[:, ::7] = targets[:, ::7]
+    soft = soft.astype(np.float32)
 
     cases = []
     for name, overrides in CASES.items():
         o = dict(DEFAULTS, **overrides)
         x = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
-        y = torch.tensor(targets, dtype=torch.float64)
+        is_soft = o["targets"] == "soft"
+        assert not (is_soft or o["smoothing"]) or o["pos_margin"] == 0, name
+        y = torch.tensor(soft if is_soft else targets, dtype=torch.float64)
         loss = case_loss(x, y, o, vectors)
         if o["reduction"] == "none":
             (loss * torch.tensor(upstream, dtype=torch.float64)).sum().backward()
@@ -209,6 +234,8 @@ def main():
         else:
             loss.backward()
             value = [loss.item()]
+        # 12 significant digits: far beyond the float32 kernels' precision, a third of the file.
+        value = [short(v) for v in value]
         assert all(math.isfinite(v) for v in value) and torch.isfinite(x.grad).all(), name
         weight, pos_weight = o["weight"], o["pos_weight"]
         cases.append({
@@ -226,8 +253,9 @@ def main():
                            else [float(v) for v in vectors_np[pos_weight]]
                            if isinstance(pos_weight, str) else [float(pos_weight)]),
             "detach_focusing": bool(o["disable_torch_grad_focal_loss"]),
+            "soft": is_soft,
             "loss": value,
-            "grad_logits": x.grad.flatten().tolist(),
+            "grad_logits": [short(v) for v in x.grad.flatten().tolist()],
         })
 
     out = {
@@ -236,6 +264,7 @@ def main():
         "shape": list(logits.shape),
         "logits": [float(v) for v in logits.flatten()],
         "targets": [float(v) for v in targets.flatten()],
+        "soft_targets": [float(v) for v in soft.flatten()],
         "upstream": [float(v) for v in upstream.flatten()],
         "cases": cases,
     }

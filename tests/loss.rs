@@ -414,3 +414,29 @@ fn detached_focusing_changes_the_gradient_not_the_value() {
     assert_eq!(a.0, d.0);
     assert_ne!(a.1, d.1);
 }
+
+#[test]
+fn a_loss_reports_the_configuration_its_forward_uses() {
+    type B = Flex;
+    let device = Default::default();
+    let logits = Tensor::<B, 2>::random([4, 6], Distribution::Normal(0.0, 2.0), &device);
+    let targets = Tensor::<B, 2>::random([4, 6], Distribution::Bernoulli(0.3), &device);
+    let config = AsymmetricLossConfig::asymmetric().with_gamma_neg(2.0);
+    let summed = config.clone().with_reduction(Reduction::Sum).init();
+    assert_eq!(
+        summed.config(),
+        &config.clone().with_reduction(Reduction::Sum)
+    );
+    assert_eq!(summed.reduction(), Reduction::Sum);
+
+    // Changing the reduction of a built loss changes what it reports and what it computes alike.
+    let mean = summed.clone().with_reduction(Reduction::Mean);
+    assert_eq!(mean.reduction(), Reduction::Mean);
+    assert_eq!(mean.config().reduction, Reduction::Mean);
+    assert_eq!(mean.config().gamma_neg, 2.0);
+    let sum = summed
+        .forward(logits.clone(), targets.clone())
+        .into_scalar();
+    let avg = mean.forward(logits, targets).into_scalar();
+    assert_close(&[avg], &[sum / 24.0], "mean = sum / elements");
+}

@@ -14,6 +14,12 @@
 //! On Burn's fusion backends (`burn::backend::Cuda` and `Wgpu` with Burn's default features)
 //! the composed operations run, and Burn fuses them.
 //!
+//! The CPU loss kernel picks its code path at run time (AVX-512, AVX2 or portable code on
+//! x86-64); the environment variable [`CPU_PATH_ENV`] (`AIA_CPU_PATH=portable|avx2|avx512|avx512-binary`)
+//! caps it, so that a machine can run its tests on each lower path. The convolution kernels
+//! have no such switch: their GEMM is the `gemm` crate's, which picks its own SIMD code at run
+//! time.
+//!
 //! The host kernels on plain slices, [`asymmetric_loss_cpu`] and
 //! [`asymmetric_loss_cpu_in_place`] (and [`asymmetric_loss_cpu_elementwise`]), are public for benchmarks and for callers with their own
 //! buffers.
@@ -31,4 +37,5 @@ pub use buffer::zeroed_f32;
 pub use conv::conv2d;
 pub use loss::{
     asymmetric_loss_cpu, asymmetric_loss_cpu_elementwise, asymmetric_loss_cpu_in_place,
+    CPU_PATH_ENV,
 };

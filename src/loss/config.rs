@@ -55,29 +55,36 @@ impl FromStr for Reduction {
 
 /// Configuration of the [asymmetric multi-label loss](AsymmetricLoss).
 ///
-/// With `s` the sigmoid, logits `x` and multi-hot targets `y`:
+/// With `s` the sigmoid, logits `x` and targets `y` in `[0, 1]` (multi-hot, or soft):
 ///
 /// ```text
-/// negative term (y = 0): q = max(s(x) - neg_margin, 0)   (q = s(x) when neg_margin <= 0)
-///                        L- = log(max(1 - q, eps)) * q^gamma_neg
-/// positive term (y = 1): p = s(x - pos_margin)
-///                        w = 1 if pos_margin > 0 and p >= switch_probability, else (1 - p)^gamma_pos
-///                        L+ = log(max(p, eps)) * w
 /// y' = y (1 - smoothing) + smoothing / 2                 (label smoothing towards 0.5)
-/// loss = -reduce(weight[c] * (y' * pos_weight[c] * L+ + (1 - y') * L-))
+/// negative part: q = max(s(x) - neg_margin, 0)           (q = s(x) when neg_margin <= 0)
+/// positive part: p = s(x - pos_margin)
+///                gp = 0 if pos_margin > 0 and p >= switch_probability (confident), else gamma_pos
+/// cross-entropy: ce = y' pos_weight[c] log(max(p, eps)) + (1 - y') log(max(1 - q, eps))
+/// focusing:      w = B^g,  B = y' (1 - p) + (1 - y') q,  g = y' gp + (1 - y') gamma_neg
+/// loss = -reduce(weight[c] * ce * w)
 /// ```
 ///
-/// The weights `q^gamma_neg` and `(1 - p)^gamma_pos` are differentiated unless
-/// `detach_focusing` is set, which treats them as constants in the backward pass (timm's
+/// For a hard target this is one term with its own weight: `log(max(p, eps)) (1 - p)^gamma_pos`
+/// for a positive (plain cross-entropy when confident), `log(max(1 - q, eps)) q^gamma_neg` for
+/// a negative. A soft target (smoothing makes every target soft) weighs its whole mixed
+/// cross-entropy by one weight, whose base and exponent mix those of the two terms as the target
+/// does: timm's definition (`1 - pt` with `pt = p y' + (1 - q) (1 - y')`). The paper's logit
+/// margin and threshold switch, which timm does not have, enter the same way: the shifted
+/// probability in the positive part of `B`, and `gamma_pos` replaced by 0 where the positive
+/// part is confident. The loss is not linear in a soft target, and its gradient with respect to
+/// the targets is that of this formula.
+///
+/// The weight `w` is differentiated (with respect to the logits and the targets) unless
+/// `detach_focusing` is set, which treats it as a constant in the backward pass (timm's
 /// `disable_torch_grad_focal_loss`). Gammas are expected to be `>= 0`; non-positive margins
 /// switch their margin off.
 ///
-/// With `pos_margin = 0`, binary targets and no smoothing this is timm's
-/// `AsymmetricLossMultiLabel` with `clip = neg_margin` and the same `eps`, `reduction`, `weight`,
-/// `pos_weight` and `disable_torch_grad_focal_loss`. Soft targets (smoothed ones included) weigh
-/// the two terms linearly, each with its own focusing weight; timm instead multiplies the mixed
-/// cross-entropy by one weight `(1 - pt)^(y' gamma_pos + (1 - y') gamma_neg)`, so with smoothing
-/// the two agree only when both gammas are 0.
+/// With `pos_margin = 0` this is timm's `AsymmetricLossMultiLabel` with `clip = neg_margin` and
+/// the same `eps`, `smoothing`, `reduction`, `weight`, `pos_weight` and
+/// `disable_torch_grad_focal_loss`, for hard and soft targets.
 ///
 /// [`try_init`](Self::try_init) checks the values; the per-class vectors' length is checked
 /// against the logits by [`AsymmetricLoss::forward_checked`] (and [`validate_for`](Self::validate_for)).
@@ -88,7 +95,7 @@ impl FromStr for Reduction {
 /// use aia::loss::{AsymmetricLossConfig, LossPreset};
 ///
 /// let loss = AsymmetricLossConfig::proposed().init();
-/// assert_eq!(loss.gamma_neg, 4.0);
+/// assert_eq!(loss.config().gamma_neg, 4.0);
 /// let same: LossPreset = "proposed".parse().unwrap();
 /// assert_eq!(same.config().gamma_pos, 3.0);
 /// ```
@@ -326,15 +333,7 @@ impl AsymmetricLossConfig {
     /// out of range gives meaningless losses, not a panic.
     pub fn init(&self) -> AsymmetricLoss {
         AsymmetricLoss {
-            gamma_neg: self.gamma_neg as f32,
-            gamma_pos: self.gamma_pos as f32,
-            pos_margin: self.pos_margin as f32,
-            neg_margin: self.neg_margin as f32,
-            switch_probability: self.switch_probability as f32,
-            eps: self.eps as f32,
-            reduction: self.reduction,
-            smoothing: self.smoothing as f32,
-            detach_focusing: self.detach_focusing,
+            config: self.clone(),
             params: LossParams::from_config(self),
         }
     }
@@ -413,32 +412,26 @@ impl FromStr for LossPreset {
 /// inputs first.
 #[derive(Module, Debug, Clone)]
 pub struct AsymmetricLoss {
-    /// Focusing exponent of the negative term.
-    pub gamma_neg: f32,
-    /// Focusing exponent of the positive term.
-    pub gamma_pos: f32,
-    /// Logit margin of the positive term.
-    pub pos_margin: f32,
-    /// Probability margin of the negative term.
-    pub neg_margin: f32,
-    /// Probability from which the positive term is plain cross-entropy.
-    pub switch_probability: f32,
-    /// Lower clamp inside the logarithms.
-    pub eps: f32,
-    /// Reduction over all elements.
+    /// The configuration it was built from (what [`config`](Self::config) returns).
     #[module(skip)]
-    pub reduction: Reduction,
-    /// Label smoothing towards 0.5.
-    pub smoothing: f32,
-    /// Whether the focusing weights are constants in the backward pass.
-    #[module(skip)]
-    pub detach_focusing: bool,
+    config: AsymmetricLossConfig,
     /// What the kernels need, derived once from the configuration.
     #[module(skip)]
     params: LossParams,
 }
 
 impl AsymmetricLoss {
+    /// The configuration of this loss: its values are the ones [`forward`](Self::forward) uses
+    /// (a loss is changed by building another from a changed configuration).
+    pub fn config(&self) -> &AsymmetricLossConfig {
+        &self.config
+    }
+
+    /// The reduction over all elements.
+    pub fn reduction(&self) -> Reduction {
+        self.config.reduction
+    }
+
     /// The kernel parameters derived from the configuration.
     pub fn params(&self) -> &LossParams {
         &self.params
@@ -451,7 +444,7 @@ impl AsymmetricLoss {
     /// Uses the backend's fused kernel, and under autodiff its analytic gradient, where the crate
     /// has one for the backend; [`forward_composed`](Self::forward_composed) elsewhere. Inputs are not
     /// validated (see [`forward_checked`](Self::forward_checked)); soft targets in `[0, 1]` are
-    /// accepted and weigh the two terms linearly.
+    /// accepted (see [`AsymmetricLossConfig`] for their formula).
     ///
     /// # Panics
     ///
@@ -488,7 +481,7 @@ impl AsymmetricLoss {
 
     /// This loss with another reduction.
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
-        self.reduction = reduction;
+        self.config.reduction = reduction;
         self.params.reduction = reduction;
         self
     }

@@ -17,6 +17,8 @@ pub struct Fixtures {
     pub shape: [usize; 2],
     pub logits: Vec<f32>,
     pub targets: Vec<f32>,
+    /// The targets of the cases marked `soft`.
+    pub soft_targets: Vec<f32>,
     pub cases: Vec<Case>,
 }
 
@@ -31,6 +33,8 @@ pub struct Case {
     pub switch_probability: f64,
     pub eps: f64,
     pub reduction: String,
+    /// Whether the case is on the soft targets.
+    pub soft: bool,
     pub loss: f64,
     pub grad_logits: Vec<f64>,
     pub grad_targets: Vec<f64>,
@@ -124,11 +128,17 @@ pub fn check_fixtures<B: Backend>(which: Impl) {
     let f = fixtures();
     let device = Default::default();
     let x = Tensor::<B, 2>::from_data(TensorData::new(f.logits.clone(), f.shape), &device);
-    let y = Tensor::<B, 2>::from_data(TensorData::new(f.targets.clone(), f.shape), &device);
-    assert_eq!(f.cases.len(), 6);
+    let hard = Tensor::<B, 2>::from_data(TensorData::new(f.targets.clone(), f.shape), &device);
+    let soft = Tensor::<B, 2>::from_data(TensorData::new(f.soft_targets.clone(), f.shape), &device);
+    assert_eq!(f.cases.len(), 12);
     for case in &f.cases {
         let loss = case.config().init();
-        let (value, gx, gy) = loss_and_grads(which, &loss, x.clone(), y.clone());
+        let y = if case.soft {
+            soft.clone()
+        } else {
+            hard.clone()
+        };
+        let (value, gx, gy) = loss_and_grads(which, &loss, x.clone(), y);
         let what = format!("{which:?} {}", case.name);
         assert_close(&[value], &[case.loss], &format!("{what} loss"));
         assert_close(&gx, &case.grad_logits, &format!("{what} d/dlogits"));
@@ -158,8 +168,7 @@ pub fn compare_fused_composed<B: Backend>(rows: usize, cols: usize, range: f64, 
             .with_gamma_pos(1.5)
             .with_reduction(Reduction::Sum),
     ));
-    // Every option on, with and without the margin, and smoothing with focusing (which the
-    // timm fixtures cannot check: there the two formulas differ).
+    // Every option on, with and without the margin, and smoothing with fractional focusing.
     let class_weight: Vec<f64> = (0..cols).map(|c| (c % 5) as f64 * 0.5).collect();
     let pos_weight: Vec<f64> = (0..cols).map(|c| 0.5 + (c % 3) as f64).collect();
     let all = |c: AsymmetricLossConfig| {
@@ -205,6 +214,8 @@ pub struct TimmFixtures {
     pub shape: [usize; 2],
     pub logits: Vec<f32>,
     pub targets: Vec<f32>,
+    /// The targets of the cases marked `soft`.
+    pub soft_targets: Vec<f32>,
     /// The incoming gradient of the `none` cases' per-element losses.
     pub upstream: Vec<f32>,
     pub cases: Vec<TimmCase>,
@@ -225,6 +236,8 @@ pub struct TimmCase {
     pub weight: Option<Vec<f64>>,
     pub pos_weight: Option<Vec<f64>>,
     pub detach_focusing: bool,
+    /// Whether the case is on the soft targets.
+    pub soft: bool,
     /// One value, or the per-element losses with `none`.
     pub loss: Vec<f64>,
     pub grad_logits: Vec<f64>,
@@ -258,17 +271,22 @@ pub fn check_timm_fixtures<B: Backend>(which: Impl) {
     let f = timm_fixtures();
     let device = Default::default();
     type A<B> = Autodiff<B>;
-    assert_eq!(f.cases.len(), 17);
+    assert_eq!(f.cases.len(), 24);
     for case in &f.cases {
         let loss = case.config().try_init().expect("a valid configuration");
         let x = Tensor::<A<B>, 2>::from_data(TensorData::new(f.logits.clone(), f.shape), &device)
             .require_grad();
-        let y = Tensor::<A<B>, 2>::from_data(TensorData::new(f.targets.clone(), f.shape), &device);
+        let targets = if case.soft {
+            &f.soft_targets
+        } else {
+            &f.targets
+        };
+        let y = Tensor::<A<B>, 2>::from_data(TensorData::new(targets.clone(), f.shape), &device);
         let l = run(which, &loss, x.clone(), y);
         let what = format!("{which:?} {}", case.name);
         let values: Vec<f32> = l.clone().into_data().convert::<f32>().to_vec().unwrap();
         assert_close(&values, &case.loss, &format!("{what} loss"));
-        let root = if loss.reduction == Reduction::None {
+        let root = if loss.reduction() == Reduction::None {
             let up = Tensor::<A<B>, 1>::from_data(
                 TensorData::new(f.upstream.clone(), [values.len()]),
                 &device,

@@ -13,11 +13,11 @@ use super::{float, LossKernel};
 use crate::loss::{composed, LossParams, Reduction};
 
 /// What the backward step needs: the gradient already computed by the forward kernel, and the
-/// logits when the targets want a gradient too.
+/// logits and targets when the targets want a gradient too.
 #[derive(Debug, Clone)]
 struct LossState<B: Backend> {
     grad_logits: Option<FloatTensor<B>>,
-    logits: Option<FloatTensor<B>>,
+    inputs: Option<(FloatTensor<B>, FloatTensor<B>)>,
     params: LossParams,
 }
 
@@ -50,9 +50,12 @@ impl<B: LossKernel> Backward<B, 2> for AsymmetricLossBackward {
             }
         };
 
-        if let (Some(node), Some(logits)) = (node_targets, state.logits) {
-            // The loss is linear in the targets.
-            let grad = composed::targets_grad(&state.params, float::<B, 2>(logits));
+        if let (Some(node), Some((logits, targets))) = (node_targets, state.inputs) {
+            let grad = composed::targets_grad(
+                &state.params,
+                float::<B, 2>(logits),
+                float::<B, 2>(targets),
+            );
             let grad = apply(grad.into_primitive().tensor(), grad_out.clone());
             grads.register::<B>(node.id, grad);
         }
@@ -78,7 +81,8 @@ impl<B: LossKernel, C: CheckpointStrategy> LossKernel for Autodiff<B, C> {
             OpsKind::Tracked(prep) => {
                 // The logits are only lent to the kernel when the backward step needs them: a
                 // backend may then write the gradient over them.
-                let kept_logits = targets_tracked.then(|| logits.primitive.clone());
+                let kept =
+                    targets_tracked.then(|| (logits.primitive.clone(), targets.primitive.clone()));
                 let (loss, grad_logits) = if logits_tracked {
                     let (loss, grad) = B::asymmetric_loss_with_grad(
                         logits.primitive,
@@ -96,7 +100,7 @@ impl<B: LossKernel, C: CheckpointStrategy> LossKernel for Autodiff<B, C> {
                 };
                 let state = LossState {
                     grad_logits,
-                    logits: kept_logits,
+                    inputs: kept,
                     params: params.clone(),
                 };
                 prep.finish(state, loss)

@@ -2,10 +2,10 @@
 //!
 //! The element-wise math is branch-free (selects, and `exp`/`ln` written as polynomials on the
 //! float bits) so that LLVM vectorises it; chunks of the data run in parallel on rayon's pool.
-//! On x86-64 the loop is also compiled for AVX2 and AVX-512 and picked at run time, and on CPUs
-//! with AVX-512 the common case (targets exactly 0 or 1, integer exponents) runs a loop written
-//! with intrinsics instead ([`avx512`]), which falls back to the general loop block by block
-//! where a target is soft.
+//! On x86-64 the loop is also compiled for AVX2 and AVX-512 and picked at run time (capped by
+//! [`CPU_PATH_ENV`]), and on CPUs with AVX-512 the common case (integer exponents) runs loops
+//! written with intrinsics instead ([`avx512`]): one for targets exactly 0 or 1, which hands
+//! a block to one for any targets where a target is soft (and every block, with label smoothing).
 //!
 //! The options that are off by default (per-class weights, smoothing, the per-element output of
 //! the `none` reduction) cost nothing when off: the weights are a compile-time switch, and the
@@ -102,12 +102,80 @@ pub(crate) enum CpuPath {
     Avx512Binary,
 }
 
+/// The environment variable that caps the CPU loss kernel's path: `portable`, `avx2`, `avx512`
+/// (the autovectorised loop compiled for AVX-512) or `avx512-binary` (the intrinsics loop, the
+/// default where the CPU has it). Read once, at the first call of the kernel.
+pub const CPU_PATH_ENV: &str = "AIA_CPU_PATH";
+
 impl CpuPath {
-    /// The fastest path this CPU runs (the intrinsics loop is only taken where it applies).
+    /// Every path, slowest first, with the name [`CPU_PATH_ENV`] gives it.
+    const ALL: &'static [(Self, &'static str)] = &[
+        (Self::Portable, "portable"),
+        #[cfg(target_arch = "x86_64")]
+        (Self::Avx2, "avx2"),
+        #[cfg(target_arch = "x86_64")]
+        (Self::Avx512, "avx512"),
+        #[cfg(target_arch = "x86_64")]
+        (Self::Avx512Binary, "avx512-binary"),
+    ];
+
+    /// The path's name, as [`CPU_PATH_ENV`] takes it.
+    pub(crate) fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(p, _)| *p == self)
+            .map_or("portable", |(_, n)| n)
+    }
+
+    /// The path the kernels run: the fastest this CPU runs, capped by [`CPU_PATH_ENV`] when it is
+    /// set (decided once; a value that is not a path name, or names a path this CPU cannot run,
+    /// is reported by a warning of the `log` crate).
     pub(crate) fn best() -> Self {
-        *Self::supported()
-            .last()
-            .expect("the portable path is always there")
+        static CHOSEN: std::sync::OnceLock<CpuPath> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let request = std::env::var(CPU_PATH_ENV).ok();
+            let (path, warning) = Self::capped(request.as_deref(), &Self::supported());
+            if let Some(warning) = warning {
+                log::warn!("{warning}");
+            }
+            path
+        })
+    }
+
+    /// The fastest of `supported` (slowest first, never empty) at or below the path named
+    /// `request`, and a warning when the request cannot be followed as given: an unknown name
+    /// (the fastest path then), or a path above what this CPU runs (the fastest below it).
+    pub(crate) fn capped(request: Option<&str>, supported: &[Self]) -> (Self, Option<String>) {
+        let fastest = *supported.last().unwrap_or(&Self::Portable);
+        let Some(request) = request.map(str::trim).filter(|r| !r.is_empty()) else {
+            return (fastest, None);
+        };
+        let rank = |path: Self| Self::ALL.iter().position(|(p, _)| *p == path);
+        let Some(cap) = Self::ALL
+            .iter()
+            .position(|(_, name)| name.eq_ignore_ascii_case(request))
+        else {
+            let names: Vec<_> = Self::ALL.iter().map(|(_, n)| *n).collect();
+            let warning = format!(
+                "{CPU_PATH_ENV}={request:?} is not a CPU kernel path (expected one of {}); using {}",
+                names.join(", "),
+                fastest.name()
+            );
+            return (fastest, Some(warning));
+        };
+        let path = supported
+            .iter()
+            .rev()
+            .copied()
+            .find(|&p| rank(p).is_some_and(|r| r <= cap))
+            .unwrap_or(Self::Portable);
+        let warning = (rank(path) != Some(cap)).then(|| {
+            format!(
+                "{CPU_PATH_ENV}={request:?}: this CPU cannot run that path; using {}",
+                path.name()
+            )
+        });
+        (path, warning)
     }
 
     /// Every path this CPU runs, slowest first.
@@ -387,7 +455,8 @@ unsafe fn run_avx512<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool, const
 }
 
 /// The AVX-512 intrinsics loop while targets are 0 or 1; where a vector holds another target,
-/// the autovectorised general loop takes one block from there.
+/// the intrinsics loop for any targets takes one block from there (and every element, with label
+/// smoothing).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
 unsafe fn run_avx512_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool, const W: bool>(
@@ -400,7 +469,8 @@ unsafe fn run_avx512_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool
 ) -> f64 {
     // Smoothed targets are never 0 or 1.
     if k.p.smoothing != 0.0 {
-        return run_loop::<N, Q, GRAD, MARGIN, W, true>(k, col, x, y, g, l);
+        // SAFETY: forwarded from the caller.
+        return unsafe { avx512::run_soft::<N, Q, GRAD, MARGIN, W>(k, col, x, y, g, l) };
     }
     let out = !l.is_empty();
     let mut sum = 0.0;
@@ -424,14 +494,17 @@ unsafe fn run_avx512_binary<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool
             };
             let ls = if out { &mut l[start..end] } else { &mut [][..] };
             let c = (col + start) % k.classes;
-            sum += run_loop::<N, Q, GRAD, MARGIN, W, true>(
-                k,
-                c,
-                &x[start..end],
-                &y[start..end],
-                gs,
-                ls,
-            );
+            // SAFETY: as above.
+            sum += unsafe {
+                avx512::run_soft::<N, Q, GRAD, MARGIN, W>(
+                    k,
+                    c,
+                    &x[start..end],
+                    &y[start..end],
+                    gs,
+                    ls,
+                )
+            };
             start = end;
         }
     }
@@ -709,8 +782,16 @@ struct Elem<N, Q> {
 }
 
 impl<N: Pow, Q: Pow> Elem<N, Q> {
-    /// `(l, dl/dx * scale)` for one element, `l = -cw (y pw L+ + (1 - y) L-)`, with `cw` the
-    /// class weight and `pw` the positive term's weight.
+    /// `(l, dl/dx * scale)` for one element of any target `y` in `[0, 1]`: with `cw` the class
+    /// weight and `pw` the positive term's weight,
+    ///
+    /// ```text
+    /// l = -cw (y pw log p + (1 - y) log(1 - q)) B^g,  B = y (1 - p) + (1 - y) q,  g = y gp + (1 - y) gn
+    /// ```
+    ///
+    /// (timm's one focusing weight of the mixed cross-entropy; `gp` is 0 past the threshold
+    /// switch). For `y` of 0 or 1 the weight is the term's own power, as in
+    /// [`elem_binary`](Self::elem_binary).
     #[inline(always)]
     fn elem<const GRAD: bool, const MARGIN: bool, const FMA: bool>(
         &self,
@@ -740,38 +821,59 @@ impl<N: Pow, Q: Pow> Elem<N, Q> {
         let log_pos = ln::<FMA>(pr.max(p.eps));
         let confident = MARGIN && x >= p.switch_logit;
 
+        // The focusing weight w = B^g and dw/dB. Hard targets take their term's own power (a few
+        // products for integer exponents), soft ones exp(g ln B).
+        let y_neg = 1.0 - y;
+        let gamma_pos = if confident { 0.0 } else { p.gamma_pos };
+        let base = madd::<FMA>(y, pr_comp, y_neg * q);
+        let gamma = madd::<FMA>(y, gamma_pos, y_neg * p.gamma_neg);
+        let (w_soft, dw_soft) = powf_deriv::<FMA>(base, gamma);
+        let (w_neg, dw_neg) = self.pow_neg.pow_deriv(q);
+        let (w_pos, dw_pos) = if confident {
+            (1.0, 0.0)
+        } else {
+            self.pow_pos.pow_deriv(pr_comp)
+        };
+        let (w, dw) = if y == 1.0 {
+            (w_pos, dw_pos)
+        } else if y == 0.0 {
+            (w_neg, dw_neg)
+        } else {
+            (w_soft, dw_soft)
+        };
+        let ce = madd::<FMA>(y * pw, log_pos, y_neg * log_neg);
+        let l = -(cw * ce * w);
         if !GRAD {
-            let w_neg = self.pow_neg.pow_deriv(q).0;
-            let w_pos = if confident {
-                1.0
-            } else {
-                self.pow_pos.pow(pr_comp)
-            };
-            let l = -(cw * (y * pw * (log_pos * w_pos) + (1.0 - y) * (log_neg * w_neg)));
             return (l, 0.0);
         }
 
-        let (w_neg, dw_neg) = self.pow_neg.pow_deriv(q);
-        let w_pos_focal = self.pow_pos.pow(pr_comp);
-        let w_pos = if confident { 1.0 } else { w_pos_focal };
-        let l = -(cw * (y * pw * (log_pos * w_pos) + (1.0 - y) * (log_neg * w_neg)));
-        let focal = !p.detach_focusing;
-
-        // dL-/dx = dq/dx * (-[clamp] w / (1 - q) + log(1 - q) * gamma q^(gamma - 1)).
+        // d log(1 - q)/dx = -[unclamped] dq/dx / (1 - q), d log p/dx = [unclamped] (1 - p),
+        // dB/dx = -y p (1 - p) + (1 - y) dq/dx, with dq/dx = [active] s (1 - s).
         let dq = if active { s * s_comp } else { 0.0 };
-        let d_log_neg = if clamp_neg { -w_neg / one_minus_q } else { 0.0 };
-        let d_w_neg = if focal { log_neg * dw_neg } else { 0.0 };
-        let d_neg = dq * (d_log_neg + d_w_neg);
-        // dL+/dx = [clamp] (1 - p) w - [focal] gamma log(p) p (1 - p)^gamma.
-        let d_log_pos = if clamp_pos { pr_comp * w_pos } else { 0.0 };
-        let d_w_pos = if confident || !focal {
-            0.0
-        } else {
-            self.p.gamma_pos * log_pos * pr * w_pos_focal
-        };
-        let d_pos = d_log_pos - d_w_pos;
-        let d = -(cw * (y * pw * d_pos + (1.0 - y) * d_neg)) * self.scale;
+        let d_log_neg = if clamp_neg { -dq / one_minus_q } else { 0.0 };
+        let d_log_pos = if clamp_pos { pr_comp } else { 0.0 };
+        let d_ce = madd::<FMA>(y * pw, d_log_pos, y_neg * d_log_neg);
+        let d_base = madd::<FMA>(-y, pr * pr_comp, y_neg * dq);
+        let d_w = if p.detach_focusing { 0.0 } else { dw * d_base };
+        let d = -(cw * madd::<FMA>(d_ce, w, ce * d_w)) * self.scale;
         (l, d)
+    }
+}
+
+/// `(base^gamma, gamma base^(gamma - 1))` for `base` in `[0, 1]` and any `gamma >= 0` varying by
+/// element, through `exp(gamma ln base)`: `(1, 0)` when `gamma == 0`, `(0, 0)` where `base == 0`
+/// (where the derivative is unbounded for `gamma < 1` and the callers multiply it by 0).
+#[inline(always)]
+fn powf_deriv<const FMA: bool>(base: f32, gamma: f32) -> (f32, f32) {
+    let positive = base > 0.0;
+    let safe = if positive { base } else { 1.0 };
+    let v = exp::<FMA>(gamma * ln::<FMA>(safe));
+    let v = if positive { v } else { 0.0 };
+    let d = if positive { gamma * v / safe } else { 0.0 };
+    if gamma == 0.0 {
+        (1.0, 0.0)
+    } else {
+        (v, d)
     }
 }
 
@@ -982,6 +1084,70 @@ mod tests {
             }
         }
         assert!(worst < 3e-7, "worst error {worst}");
+    }
+
+    #[test]
+    fn the_environment_variable_caps_the_path() {
+        let all: Vec<CpuPath> = CpuPath::ALL.iter().map(|(p, _)| *p).collect();
+        // Unset or empty: the fastest, silently.
+        assert_eq!(CpuPath::capped(None, &all), (*all.last().unwrap(), None));
+        assert_eq!(CpuPath::capped(Some(" "), &all).1, None);
+        // Each name, on a CPU that runs everything: that path, silently, in any case.
+        for &(path, name) in CpuPath::ALL {
+            assert_eq!(CpuPath::capped(Some(name), &all), (path, None));
+            let upper = name.to_uppercase();
+            assert_eq!(CpuPath::capped(Some(&upper), &all).0, path);
+        }
+        // An unknown name: the fastest, with a warning that names the choices.
+        let (path, warning) = CpuPath::capped(Some("sse9"), &all);
+        assert_eq!(path, *all.last().unwrap());
+        let warning = warning.expect("a warning");
+        assert!(
+            warning.contains("sse9") && warning.contains("portable"),
+            "{warning}"
+        );
+        // A path above what the CPU runs: the fastest below it, with a warning.
+        let (path, warning) = CpuPath::capped(Some(all.last().unwrap().name()), &all[..1]);
+        assert_eq!(path, CpuPath::Portable);
+        assert_eq!(warning.is_some(), all.len() > 1);
+    }
+
+    /// `best` follows the variable: this test runs itself in a child process per path this CPU
+    /// runs (and for an unknown value), the variable set, and the child checks the path it gets.
+    #[test]
+    fn best_follows_the_environment_variable() {
+        const EXPECT: &str = "AIA_TEST_EXPECTED_CPU_PATH";
+        if let Ok(want) = std::env::var(EXPECT) {
+            assert_eq!(CpuPath::best().name(), want);
+            // The kernel runs on it (the portable path on any CPU, the others where supported).
+            let params = LossParams::from_config(&crate::loss::AsymmetricLossConfig::proposed());
+            let v = asymmetric_loss_cpu(&[0.5, -2.0], &[1.0, 0.0], 2, &params, None);
+            assert!(v.is_finite());
+            println!("child checked {want}");
+            return;
+        }
+        let supported = CpuPath::supported();
+        let mut requests: Vec<(String, &str)> = supported
+            .iter()
+            .map(|p| (p.name().to_string(), p.name()))
+            .collect();
+        requests.push(("no-such-path".into(), supported.last().unwrap().name()));
+        let exe = std::env::current_exe().unwrap();
+        let name = "kernels::loss::cpu::tests::best_follows_the_environment_variable";
+        for (request, want) in requests {
+            let out = std::process::Command::new(&exe)
+                .args([name, "--exact", "--nocapture", "--test-threads=1"])
+                .env(CPU_PATH_ENV, &request)
+                .env(EXPECT, want)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains(&format!("child checked {want}")),
+                "{CPU_PATH_ENV}={request}: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     #[test]

@@ -30,7 +30,8 @@ fn pow_deriv<F: Float>(base: F, gamma: F) -> (F, F) {
     (value, deriv)
 }
 
-/// One thread per element: `losses[i] = -cw (y' pw L+ + (1 - y') L-)` and, when `with_grad`,
+/// One thread per element: `losses[i] = -cw (y' pw log p + (1 - y') log(1 - q)) B^g` (see
+/// [`AsymmetricLossConfig`](crate::loss::AsymmetricLossConfig)) and, when `with_grad`,
 /// `grad[i] = scale * d losses[i] / d x`. The same formulas as the CPU kernel's general path.
 ///
 /// With `weighted`, `class_weight` and `pos_weight` hold one value per class (the element's
@@ -93,7 +94,6 @@ fn asymmetric_loss_kernel<F: Float>(
     let q = select(active, s - neg_margin, zero);
     let one_minus_q = select(active, s_comp + neg_margin, one);
     let log_neg = F::ln(F::max(one_minus_q, eps));
-    let (w_neg, dw_neg) = pow_deriv::<F>(q, gamma_neg);
 
     // Positive term.
     let mut p = s;
@@ -110,28 +110,30 @@ fn asymmetric_loss_kernel<F: Float>(
         confident = x >= F::cast_from(switch_logit);
     }
     let log_pos = F::ln(F::max(p, eps));
-    let (w_focal, dw_focal) = pow_deriv::<F>(p_comp, gamma_pos);
-    let w_pos = select(confident, one, w_focal);
 
-    losses[i] = -(cw * (y * pw * log_pos * w_pos + (one - y) * log_neg * w_neg));
+    // One focusing weight B^g for the mixed cross-entropy: B = y (1 - p) + (1 - y) q and
+    // g = y gamma_pos + (1 - y) gamma_neg, gamma_pos 0 past the threshold switch. Each product is
+    // taken on its own so that a hard target gets its term's base exactly.
+    let y_neg = one - y;
+    let gamma_pos = select(confident, zero, gamma_pos);
+    let base = y * p_comp + y_neg * q;
+    let gamma = y * gamma_pos + y_neg * gamma_neg;
+    let (w, dw) = pow_deriv::<F>(base, gamma);
+    let ce = y * pw * log_pos + y_neg * log_neg;
+
+    losses[i] = -(cw * ce * w);
 
     if with_grad {
-        let t = s * s_comp;
-        // d L- / dx = [active] t (-[unclamped] w / (1 - q) + log(1 - q) gamma q^(gamma - 1))
-        let d_log_neg = select(one_minus_q >= eps, -w_neg / one_minus_q, zero);
+        // d log(1 - q)/dx = -[unclamped] dq/dx / (1 - q), d log p/dx = [unclamped] (1 - p),
+        // dB/dx = -y p (1 - p) + (1 - y) dq/dx, with dq/dx = [active] s (1 - s).
+        let dq = select(active, s * s_comp, zero);
+        let d_log_neg = select(one_minus_q >= eps, -dq / one_minus_q, zero);
+        let d_log_pos = select(p >= eps, p_comp, zero);
+        let d_ce = y * pw * d_log_pos + y_neg * d_log_neg;
+        let d_base = y_neg * dq - y * p * p_comp;
         // focal_grad is 0 when the focusing weights are constants of the backward pass.
-        let focal_grad = F::cast_from(focal_grad);
-        let d_neg = select(
-            active,
-            t * (d_log_neg + focal_grad * log_neg * dw_neg),
-            zero,
-        );
-        // d L+ / dx = [unclamped] (1 - p) w - [focal] log(p) gamma (1 - p)^(gamma - 1) p (1 - p)
-        let t_pos = p * p_comp;
-        let d_log_pos = select(p >= eps, p_comp * w_pos, zero);
-        let d_w_pos = select(confident, zero, focal_grad * log_pos * dw_focal * t_pos);
-        let d_pos = d_log_pos - d_w_pos;
-        grad[i] = -(cw * (y * pw * d_pos + (one - y) * d_neg)) * F::cast_from(scale);
+        let d_w = F::cast_from(focal_grad) * dw * d_base;
+        grad[i] = -(cw * (d_ce * w + ce * d_w)) * F::cast_from(scale);
     }
 }
 

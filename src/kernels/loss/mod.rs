@@ -25,7 +25,10 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use super::dispatch::on_backend;
 use crate::loss::{composed, LossParams};
 
-pub use cpu::{asymmetric_loss_cpu, asymmetric_loss_cpu_elementwise, asymmetric_loss_cpu_in_place};
+pub use cpu::{
+    asymmetric_loss_cpu, asymmetric_loss_cpu_elementwise, asymmetric_loss_cpu_in_place,
+    CPU_PATH_ENV,
+};
 
 /// A backend with a fused kernel for the asymmetric loss, on its own tensor primitives.
 pub(crate) trait LossKernel: Backend {

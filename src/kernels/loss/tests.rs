@@ -89,6 +89,7 @@ struct TimmFixtures {
     shape: [usize; 2],
     logits: Vec<f32>,
     targets: Vec<f32>,
+    soft_targets: Vec<f32>,
     upstream: Vec<f32>,
     cases: Vec<TimmCase>,
 }
@@ -108,6 +109,7 @@ struct TimmCase {
     weight: Option<Vec<f64>>,
     pos_weight: Option<Vec<f64>>,
     detach_focusing: bool,
+    soft: bool,
     loss: Vec<f64>,
     grad_logits: Vec<f64>,
 }
@@ -125,7 +127,8 @@ fn assert_close(got: &[f32], want: &[f64], what: &str) {
 
 /// Every CPU path this machine runs (the intrinsics loop, the AVX-512 and AVX2 builds of the
 /// general loop, the portable loop) against timm's `AsymmetricLossMultiLabel`: value and gradient,
-/// each option alone and together, reduced and per element, the in-place entry point too.
+/// each option alone and together, smoothing with focusing, soft targets, reduced and per
+/// element, the in-place entry point too.
 #[test]
 fn every_cpu_path_matches_timm() {
     use super::cpu::{kernel, CpuPath};
@@ -151,6 +154,11 @@ fn every_cpu_path_matches_timm() {
             .with_pos_weight(case.pos_weight.clone())
             .with_detach_focusing(case.detach_focusing);
         let params = LossParams::from_config(&config);
+        let targets = if case.soft {
+            &f.soft_targets
+        } else {
+            &f.targets
+        };
         for &path in &paths {
             let what = format!("{} on {path:?}", case.name);
             let mut g = vec![f32::NAN; n];
@@ -159,7 +167,7 @@ fn every_cpu_path_matches_timm() {
                 kernel(
                     path,
                     &f.logits,
-                    &f.targets,
+                    targets,
                     classes,
                     &params,
                     Some(&mut g),
@@ -170,7 +178,7 @@ fn every_cpu_path_matches_timm() {
                 kernel(
                     path,
                     &f.logits,
-                    &f.targets,
+                    targets,
                     classes,
                     &params,
                     None,
@@ -182,21 +190,21 @@ fn every_cpu_path_matches_timm() {
                 let v = kernel(
                     path,
                     &f.logits,
-                    &f.targets,
+                    targets,
                     classes,
                     &params,
                     Some(&mut g),
                     None,
                 );
                 assert_close(&[v as f32], &case.loss, &format!("{what} loss"));
-                let v2 = kernel(path, &f.logits, &f.targets, classes, &params, None, None);
+                let v2 = kernel(path, &f.logits, targets, classes, &params, None, None);
                 assert_eq!(v, v2, "{what}: loss with and without the gradient");
             }
             assert_close(&g, &case.grad_logits, &format!("{what} gradient"));
         }
         if params.reduction != Reduction::None {
             let mut values = f.logits.clone();
-            let v = asymmetric_loss_cpu_in_place(&mut values, &f.targets, classes, &params);
+            let v = asymmetric_loss_cpu_in_place(&mut values, targets, classes, &params);
             assert_close(&[v as f32], &case.loss, &format!("{} in place", case.name));
             assert_close(
                 &values,

@@ -17,6 +17,8 @@ const LANES: usize = 16;
 const VECS: usize = 16;
 /// Elements per block; their losses are summed in `f32` before joining the `f64` total.
 const BLOCK: usize = LANES * VECS;
+/// `2^125`: a bound of `exp(pos_margin - x)` that keeps `1 / (1 + f)` a normal float.
+const MAX_EXP: f32 = 4.253_529_6e37;
 /// How many blocks ahead the inputs are prefetched.
 const PREFETCH_BLOCKS: usize = 2;
 
@@ -159,6 +161,273 @@ pub(super) unsafe fn run_binary<
     }
     let sum = _mm512_reduce_add_pd(_mm512_add_pd(total[0], total[1]));
     (sum, start)
+}
+
+/// The sum of the per-element losses of `x` against targets `y` of any value in `[0, 1]` (soft,
+/// smoothed, or hard) and, when `GRAD`, the scaled gradient written to `g`: the general formula
+/// of [`Elem::elem`](super::Elem::elem), timm's one focusing weight `B^g` of the mixed
+/// cross-entropy, for any exponents. The first element is of class `col`; with `W` the per-class
+/// weights apply; when `l` is not empty the per-element losses are written there.
+///
+/// With label smoothing every target is soft, so every element needs both logarithms and the
+/// weight's power `exp(g ln B)`, whose exponent varies by element; hard targets (possible only
+/// without smoothing) take their term's integer power where the exponents are integers, as the
+/// binary loop does.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F and AVX-512DQ; `y.len() == x.len()`, `g.len() == x.len()`
+/// when `GRAD`, and `l` empty or as long as `x`.
+#[target_feature(enable = "avx512f,avx512dq")]
+pub(super) unsafe fn run_soft<
+    N: Pow,
+    Q: Pow,
+    const GRAD: bool,
+    const MARGIN: bool,
+    const W: bool,
+>(
+    k: &Elem<N, Q>,
+    col: usize,
+    x: &[f32],
+    y: &[f32],
+    g: &mut [f32],
+    l: &mut [f32],
+) -> f64 {
+    debug_assert_eq!(x.len(), y.len());
+    debug_assert!(!GRAD || g.len() == x.len());
+    assert!(l.is_empty() || l.len() == x.len(), "losses length");
+    let out = !l.is_empty();
+    let (xp, yp, gp, lp) = (x.as_ptr(), y.as_ptr(), g.as_mut_ptr(), l.as_mut_ptr());
+    let mut cw_buf = [1.0f32; BLOCK];
+    let mut pw_buf = [1.0f32; BLOCK];
+    let c = Consts::new(k);
+    let sm = k.p.smoothing;
+    let v = SoftConsts {
+        keep: _mm512_set1_ps(1.0 - sm),
+        shift: _mm512_set1_ps(0.5 * sm),
+        gamma_pos: _mm512_set1_ps(k.p.gamma_pos),
+        gamma_neg: _mm512_set1_ps(k.p.gamma_neg),
+        exp_margin: _mm512_set1_ps(k.p.pos_margin.exp()),
+        // Hard targets, and integer powers for them: only without smoothing.
+        int_exps: if sm == 0.0 {
+            k.pow_neg.int_exp().zip(k.pow_pos.int_exp())
+        } else {
+            None
+        },
+    };
+    let n = x.len();
+    let mut total = [_mm512_setzero_pd(); 2];
+    let mut start = 0;
+    while start < n {
+        let len = BLOCK.min(n - start);
+        if W {
+            let first = (col + start) % k.classes;
+            fill_weights(
+                &k.p,
+                k.classes,
+                first,
+                &mut cw_buf[..len],
+                &mut pw_buf[..len],
+            );
+        }
+        let mut acc = _mm512_setzero_ps();
+        for j in 0..len.div_ceil(LANES) {
+            let mask = lane_mask(len, j);
+            let at = start + j * LANES;
+            let ahead = at + PREFETCH_BLOCKS * BLOCK;
+            _mm_prefetch::<_MM_HINT_T0>(xp.wrapping_add(ahead).cast());
+            _mm_prefetch::<_MM_HINT_T0>(yp.wrapping_add(ahead).cast());
+            if GRAD {
+                _mm_prefetch::<_MM_HINT_ET0>(gp.wrapping_add(ahead).cast_const().cast());
+            }
+            // SAFETY: the masked lanes are within the block, inside every slice; the weight
+            // buffers hold BLOCK values.
+            let (xv, yv, cw, pw) = unsafe {
+                (
+                    _mm512_maskz_loadu_ps(mask, xp.add(at)),
+                    _mm512_maskz_loadu_ps(mask, yp.add(at)),
+                    _mm512_loadu_ps(cw_buf.as_ptr().add(j * LANES)),
+                    _mm512_loadu_ps(pw_buf.as_ptr().add(j * LANES)),
+                )
+            };
+            let (loss, grad) = soft_vector::<GRAD, MARGIN, W>(&c, &v, xv, yv, cw, pw);
+            acc = _mm512_mask_add_ps(acc, mask, acc, loss);
+            if GRAD {
+                // SAFETY: as for the loads; g has the length of x when GRAD.
+                unsafe { _mm512_mask_storeu_ps(gp.add(at), mask, grad) };
+            }
+            if out {
+                // SAFETY: as for the loads; l has the length of x when not empty.
+                unsafe { _mm512_mask_storeu_ps(lp.add(at), mask, loss) };
+            }
+        }
+        let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc));
+        let hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(acc));
+        total[0] = _mm512_add_pd(total[0], lo);
+        total[1] = _mm512_add_pd(total[1], hi);
+        start += len;
+    }
+    _mm512_reduce_add_pd(_mm512_add_pd(total[0], total[1]))
+}
+
+/// The lanes of vector `j` within a block of `len` elements (none past its end).
+#[inline(always)]
+fn lane_mask(len: usize, j: usize) -> __mmask16 {
+    let left = len.saturating_sub(j * LANES);
+    if left >= LANES {
+        u16::MAX
+    } else {
+        (1u16 << left) - 1
+    }
+}
+
+/// What [`run_soft`] broadcasts beside [`Consts`].
+struct SoftConsts {
+    /// `1 - smoothing` and `smoothing / 2`: `y' = y keep + shift`.
+    keep: __m512,
+    shift: __m512,
+    gamma_pos: __m512,
+    gamma_neg: __m512,
+    /// `exp(pos_margin)`.
+    exp_margin: __m512,
+    /// The integer exponents `(gamma_neg, gamma_pos)` for hard targets, when they are integers
+    /// and targets can be hard (no smoothing).
+    int_exps: Option<(u32, u32)>,
+}
+
+/// `(sigmoid(z), sigmoid(-z))` for 16 lanes, from one `exp(-|z|)` and one reciprocal, each to
+/// full relative precision.
+#[target_feature(enable = "avx512f,avx512dq")]
+#[inline]
+fn sigmoid_pair(z: __m512) -> (__m512, __m512) {
+    let minus_abs = _mm512_or_ps(z, _mm512_set1_ps(-0.0));
+    let e = exp(_mm512_max_ps(minus_abs, _mm512_set1_ps(-87.0)));
+    let big = recip(_mm512_add_ps(_mm512_set1_ps(1.0), e));
+    let small = _mm512_mul_ps(e, big);
+    let nonneg = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(z, _mm512_setzero_ps());
+    (
+        _mm512_mask_blend_ps(nonneg, small, big),
+        _mm512_mask_blend_ps(nonneg, big, small),
+    )
+}
+
+/// The loss and scaled gradient of 16 lanes of any targets (see [`run_soft`]).
+#[target_feature(enable = "avx512f,avx512dq")]
+#[inline]
+fn soft_vector<const GRAD: bool, const MARGIN: bool, const W: bool>(
+    c: &Consts,
+    v: &SoftConsts,
+    x: __m512,
+    y_raw: __m512,
+    cw: __m512,
+    pw: __m512,
+) -> (__m512, __m512) {
+    let zero = _mm512_setzero_ps();
+    let one = _mm512_set1_ps(1.0);
+    let y = _mm512_fmadd_ps(y_raw, v.keep, v.shift);
+    let y_neg = _mm512_sub_ps(one, y);
+
+    // With the margin, both sigmoids (at x and at x - pos_margin) come from one exp(-x), clamped
+    // so that 1 + e and its reciprocal stay normal floats: s = 1 / (1 + e), s(-x) = e s, and the
+    // same with e exp(pos_margin). That loses the last bit of s(-x) near 1, which only shows
+    // where 1 - q is near 1 without a probability margin; without the logit margin the binary
+    // loop's exp(-|x|) keeps full relative precision for one exponential too.
+    let (e, s, s_comp) = if MARGIN {
+        let e = exp(_mm512_min_ps(
+            _mm512_max_ps(_mm512_sub_ps(zero, x), _mm512_set1_ps(-87.0)),
+            _mm512_set1_ps(87.0),
+        ));
+        let s = recip(_mm512_add_ps(one, e));
+        (e, s, _mm512_mul_ps(e, s))
+    } else {
+        let (s, s_comp) = sigmoid_pair(x);
+        (zero, s, s_comp)
+    };
+    // Negative part: q = max(s - m, 0), 1 - q.
+    let active = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(s, c.neg_margin);
+    let q = _mm512_maskz_sub_ps(active, s, c.neg_margin);
+    let one_minus_q = _mm512_mask_add_ps(one, active, s_comp, c.neg_margin);
+    let log_neg = ln(_mm512_max_ps(one_minus_q, c.eps));
+    // Positive part, at x - pos_margin.
+    let (p, p_comp) = if MARGIN {
+        let f = _mm512_min_ps(_mm512_mul_ps(e, v.exp_margin), _mm512_set1_ps(MAX_EXP));
+        let p = recip(_mm512_add_ps(one, f));
+        (p, _mm512_mul_ps(f, p))
+    } else {
+        (s, s_comp)
+    };
+    let log_pos = ln(_mm512_max_ps(p, c.eps));
+    let confident = if MARGIN {
+        _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, c.switch_logit)
+    } else {
+        0
+    };
+
+    // The focusing weight w = B^g = exp(g ln B) (its derivative g w / B is taken below, where
+    // the weight is not detached).
+    let gamma_pos = _mm512_mask_mov_ps(v.gamma_pos, confident, zero);
+    let base = _mm512_fmadd_ps(y, p_comp, _mm512_mul_ps(y_neg, q));
+    let gamma = _mm512_fmadd_ps(y, gamma_pos, _mm512_mul_ps(y_neg, v.gamma_neg));
+    let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(base, zero);
+    let safe = _mm512_mask_mov_ps(one, positive, base);
+    let w = exp(_mm512_max_ps(
+        _mm512_mul_ps(gamma, ln(safe)),
+        _mm512_set1_ps(-87.0),
+    ));
+    let no_focus = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(gamma, zero);
+    let mut w = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(positive, w), no_focus, one);
+    // Hard targets (only without smoothing) take their term's own integer power, as the binary
+    // loop has it: (mask of positives, mask of negatives, d(q^n)/dq, d((1 - p)^n)/d(1 - p)).
+    let mut hard = None;
+    if let Some((n_neg, n_pos)) = v.int_exps {
+        let hard_pos = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(y, one);
+        let hard_neg = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(y, zero);
+        if hard_pos | hard_neg != 0 {
+            let (wn, dwn) = pow_deriv(n_neg, q);
+            let (wp, dwp) = pow_deriv(n_pos, p_comp);
+            let wp = _mm512_mask_mov_ps(wp, confident, one);
+            let dwp = _mm512_mask_mov_ps(dwp, confident, zero);
+            w = _mm512_mask_mov_ps(_mm512_mask_mov_ps(w, hard_neg, wn), hard_pos, wp);
+            hard = Some((hard_pos, hard_neg, dwn, dwp));
+        }
+    }
+
+    let y_pos = if W { _mm512_mul_ps(y, pw) } else { y };
+    let ce = _mm512_fmadd_ps(y_pos, log_pos, _mm512_mul_ps(y_neg, log_neg));
+    let cew = _mm512_mul_ps(ce, w);
+    let loss = if W {
+        _mm512_sub_ps(zero, _mm512_mul_ps(cw, cew))
+    } else {
+        _mm512_sub_ps(zero, cew)
+    };
+    if !GRAD {
+        return (loss, zero);
+    }
+
+    // d log(1 - q)/dx = -[unclamped] dq/dx / (1 - q), d log p/dx = [unclamped] (1 - p),
+    // dB/dx = -y p (1 - p) + (1 - y) dq/dx, with dq/dx = [active] s (1 - s).
+    let dq = _mm512_maskz_mul_ps(active, s, s_comp);
+    let unclamped_neg = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(one_minus_q, c.eps);
+    let d_log_neg = _mm512_maskz_mul_ps(unclamped_neg, _mm512_sub_ps(zero, dq), recip(one_minus_q));
+    let unclamped_pos = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(p, c.eps);
+    let d_log_pos = _mm512_maskz_mov_ps(unclamped_pos, p_comp);
+    let d_ce = _mm512_fmadd_ps(y_pos, d_log_pos, _mm512_mul_ps(y_neg, d_log_neg));
+    let d = _mm512_mul_ps(d_ce, w);
+    let d = if c.detach {
+        d
+    } else {
+        let dw = _mm512_maskz_mul_ps(positive & !no_focus, gamma, _mm512_mul_ps(w, recip(safe)));
+        let dw = match hard {
+            Some((hard_pos, hard_neg, dwn, dwp)) => {
+                _mm512_mask_mov_ps(_mm512_mask_mov_ps(dw, hard_neg, dwn), hard_pos, dwp)
+            }
+            None => dw,
+        };
+        let d_base = _mm512_fnmadd_ps(y, _mm512_mul_ps(p, p_comp), _mm512_mul_ps(y_neg, dq));
+        _mm512_fmadd_ps(ce, _mm512_mul_ps(dw, d_base), d)
+    };
+    let d = if W { _mm512_mul_ps(d, cw) } else { d };
+    (loss, _mm512_mul_ps(d, c.neg_scale))
 }
 
 /// The parameters broadcast to every lane.
@@ -414,7 +683,7 @@ fn ln(v: __m512) -> __m512 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ConstPow, IntPow};
+    use super::super::{ConstPow, FloatPow, IntPow};
     use super::*;
     use crate::loss::{AsymmetricLossConfig, LossParams};
 
@@ -526,6 +795,100 @@ mod tests {
         check(odd, IntPow(1), IntPow(6));
         let no_switch = AsymmetricLossConfig::bce().with_pos_margin(0.5);
         check(no_switch, IntPow(2), IntPow(0));
+    }
+
+    /// The soft-target loop against the scalar general loop, element by element: soft, smoothed
+    /// and hard targets, integer and fractional exponents, with and without the margin, the
+    /// weights and the detached focusing.
+    #[test]
+    fn soft_loop_matches_the_scalar_loop() {
+        if !supported() {
+            return;
+        }
+        fn check<N: Pow, Q: Pow, const MARGIN: bool, const W: bool>(
+            config: AsymmetricLossConfig,
+            pow_neg: N,
+            pow_pos: Q,
+        ) {
+            let classes = 7;
+            let config = config
+                .with_weight(W.then(|| (0..classes).map(|c| c as f64 * 0.3).collect()))
+                .with_pos_weight(W.then(|| (0..classes).map(|c| 0.5 + c as f64).collect()));
+            let p = LossParams::from_config(&config);
+            assert_eq!(p.pos_margin > 0.0, MARGIN);
+            let k = Elem {
+                p: p.clone(),
+                scale: 0.25,
+                pow_neg,
+                pow_pos,
+                classes,
+            };
+            for n in [1, 16, 17, 300, 1000] {
+                let (x, hard) = inputs(n, &p);
+                // Every third target soft, the others hard.
+                let y: Vec<f32> = hard
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &h)| {
+                        if i % 3 == 0 {
+                            (i as f32 * 0.377).fract()
+                        } else {
+                            h
+                        }
+                    })
+                    .collect();
+                let mut g = vec![f32::NAN; n];
+                let mut l = vec![f32::NAN; n];
+                // SAFETY: AVX-512 checked by the caller; equal lengths.
+                let sum =
+                    unsafe { run_soft::<N, Q, true, MARGIN, W>(&k, 0, &x, &y, &mut g, &mut l) };
+                let fwd =
+                    unsafe { run_soft::<N, Q, false, MARGIN, W>(&k, 0, &x, &y, &mut [], &mut []) };
+                let mut want_sum = 0.0f64;
+                for i in 0..n {
+                    let (cw, pw) = if W {
+                        (
+                            p.weight.as_ref().unwrap()[i % classes],
+                            p.pos_weight.as_ref().unwrap()[i % classes],
+                        )
+                    } else {
+                        (1.0, 1.0)
+                    };
+                    let ys = y[i] * (1.0 - p.smoothing) + 0.5 * p.smoothing;
+                    let (wl, wd) = k.elem::<true, MARGIN, true>(x[i], ys, cw, pw);
+                    want_sum += wl as f64;
+                    let what = format!("{config:?} n={n} x={} y={}", x[i], y[i]);
+                    // exp(g ln B) against products: a few ulp of the exponent's argument; and
+                    // an ulp of 1 where the margin's shared exponential rounds s(-x) near 1.
+                    let close = |a: f32, b: f32| (a - b).abs() <= 2e-5 * b.abs() + 3e-7;
+                    assert!(close(l[i], wl), "{what}: loss {} vs {wl}", l[i]);
+                    assert!(close(g[i], wd), "{what}: grad {} vs {wd}", g[i]);
+                }
+                for got in [sum, fwd] {
+                    assert!(
+                        (got - want_sum).abs() <= 2e-5 * want_sum.abs() + 1e-9,
+                        "{config:?} n={n}: loss {got} vs {want_sum}"
+                    );
+                }
+            }
+        }
+        let proposed = AsymmetricLossConfig::proposed;
+        check::<_, _, true, false>(proposed(), ConstPow::<4>, ConstPow::<3>);
+        check::<_, _, true, true>(proposed().with_smoothing(0.1), ConstPow::<4>, ConstPow::<3>);
+        check::<_, _, true, true>(
+            proposed().with_smoothing(0.2).with_detach_focusing(true),
+            ConstPow::<4>,
+            ConstPow::<3>,
+        );
+        let timm = AsymmetricLossConfig::asymmetric().with_gamma_pos(1.0);
+        check::<_, _, false, false>(timm.clone(), IntPow(4), IntPow(1));
+        check::<_, _, false, true>(timm.with_smoothing(0.1), IntPow(4), IntPow(1));
+        let fractional = AsymmetricLossConfig::bce()
+            .with_gamma_neg(2.5)
+            .with_gamma_pos(1.5)
+            .with_smoothing(0.05);
+        check::<_, _, false, true>(fractional, FloatPow(2.5), FloatPow(1.5));
+        check::<_, _, false, false>(AsymmetricLossConfig::bce(), IntPow(0), IntPow(0));
     }
 
     #[test]
