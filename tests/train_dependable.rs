@@ -12,13 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use aia::fs::FileError;
-use aia::metrics::AnnotationMetrics;
 use aia::train::{
     load_model, CheckpointState, FitOutcome, LoaderConfig, RunLock, RunResults, SilentProgress,
     TrainConfig, TrainError, Trainer, LOCK_FILE, MODEL_FILE,
 };
 use burn::backend::{Autodiff, Flex};
-use train_support::{items, loader, measure, train_loader, Bce, TinyNet};
+use train_support::{items, loader, measure_epoch, train_loader, Bce, TinyNet};
 
 type B = Autodiff<Flex>;
 
@@ -30,20 +29,12 @@ fn config(epochs: usize) -> TrainConfig {
         .with_seed(3)
 }
 
-fn metrics(
-    scores: &[f32],
-    targets: &[f32],
-    classes: usize,
-) -> Result<AnnotationMetrics, TrainError> {
-    Ok(measure(scores, targets, classes))
-}
-
 /// Trains the toy problem into `trainer`'s folder up to epoch `stop`.
 fn fit(trainer: Trainer, stop: usize) -> Result<FitOutcome<TinyNet<B>>, TrainError> {
     let device = Default::default();
     let train = train_loader::<B>(items(16, 3), 8, 1);
     let valid = loader::<Flex>(items(8, 4), 8, None);
-    let mut measure_epoch = metrics;
+    let mut measure_epoch = measure_epoch;
     let mut trainer = trainer
         .with_progress(SilentProgress)
         .with_stop_after_epoch(stop);

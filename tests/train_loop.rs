@@ -15,7 +15,7 @@ use aia::train::{
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::nn::LinearConfig;
-use train_support::{items, loader, measure, train_loader, Bce, TinyNet, CLASSES};
+use train_support::{items, loader, measure, measure_epoch, train_loader, Bce, TinyNet, CLASSES};
 
 type B = Autodiff<Flex>;
 
@@ -41,14 +41,6 @@ fn config(epochs: usize) -> TrainConfig {
         .with_seed(7)
 }
 
-fn metrics(
-    scores: &[f32],
-    targets: &[f32],
-    classes: usize,
-) -> Result<AnnotationMetrics, TrainError> {
-    Ok(measure(scores, targets, classes))
-}
-
 #[test]
 fn training_learns_the_toy_problem_and_writes_its_files() {
     let out = tempfile::tempdir().unwrap();
@@ -58,7 +50,7 @@ fn training_learns_the_toy_problem_and_writes_its_files() {
     let valid_items = items(48, 2);
     let valid = loader::<Flex>(valid_items.clone(), 16, None);
     let log = SharedBuffer::default();
-    let mut measure_epoch = metrics;
+    let mut measure_epoch = measure_epoch;
     let outcome = Trainer::new(config.clone(), out.path())
         .with_progress(WriterProgress::new(log.clone(), Duration::ZERO))
         .with_run_info(serde_json::json!({ "model": "TinyNet", "loss": "bce" }))
@@ -245,7 +237,7 @@ fn a_new_run_does_not_overwrite_checkpoints_and_resume_refuses_another_recipe() 
     let device = Default::default();
     let train = train_loader::<B>(items(16, 3), 8, 1);
     let valid = loader::<Flex>(items(8, 4), 8, None);
-    let mut measure_epoch = metrics;
+    let mut measure_epoch = measure_epoch;
     let run = |config: TrainConfig, resume: bool, measure_epoch: &mut _| {
         Trainer::new(config, out.path())
             .with_progress(SilentProgress)
@@ -307,7 +299,7 @@ fn damaged_or_foreign_checkpoints_are_clear_errors_naming_the_file() {
     let device = Default::default();
     let train = train_loader::<B>(items(16, 5), 8, 1);
     let valid = loader::<Flex>(items(8, 6), 8, None);
-    let mut measure_epoch = metrics;
+    let mut measure_epoch = measure_epoch;
     let outcome = Trainer::new(config(3), out.path())
         .with_progress(SilentProgress)
         .with_stop_after_epoch(1)
@@ -392,7 +384,7 @@ fn loaders_that_disagree_with_the_config_are_reported() {
     // Batches of 4 while the config says 8: the schedule would be too short.
     let train = train_loader::<B>(items(16, 7), 4, 1);
     let valid = loader::<Flex>(items(8, 8), 8, None);
-    let mut measure_epoch = metrics;
+    let mut measure_epoch = measure_epoch;
     let error = Trainer::new(config(2), out.path())
         .with_progress(SilentProgress)
         .fit(

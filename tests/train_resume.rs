@@ -7,22 +7,14 @@ mod train_support;
 
 use aia::metrics::AnnotationMetrics;
 use aia::train::{
-    EmaRecord, LoaderConfig, RunResults, ScheduledAdamRecord, SilentProgress, TrainConfig,
-    TrainError, Trainer, Weights, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE,
+    EmaRecord, LoaderConfig, RunResults, ScheduledAdamRecord, SilentProgress, TrainConfig, Trainer,
+    Weights, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE,
 };
 use burn::backend::{Autodiff, Flex};
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
-use train_support::{items, loader, measure, train_loader, Bce, TinyNet};
+use train_support::{items, loader, measure_epoch, train_loader, Bce, TinyNet};
 
 type B = Autodiff<Flex>;
-
-fn metrics(
-    scores: &[f32],
-    targets: &[f32],
-    classes: usize,
-) -> Result<AnnotationMetrics, TrainError> {
-    Ok(measure(scores, targets, classes))
-}
 
 /// Each epoch's record, wall times left out.
 type History = Vec<(
@@ -85,7 +77,7 @@ fn resume_is_exact(ema_decay: Option<f64>) {
         .with_ema_decay(ema_decay);
     let train = train_loader::<B>(items(48, 11), 8, config.seed);
     let valid = loader::<Flex>(items(16, 12), 8, None);
-    let mut measure_epoch = metrics;
+    let mut measure_epoch = measure_epoch;
     let initial = TinyNet::<B>::new(&device);
 
     let straight_dir = tempfile::tempdir().unwrap();

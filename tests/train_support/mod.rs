@@ -134,6 +134,15 @@ impl<B: Backend> MultiLabelLoss<B> for Bce {
     }
 }
 
+/// [`measure`] as the training loop's end-of-epoch hook.
+pub fn measure_epoch(
+    scores: &[f32],
+    targets: &[f32],
+    classes: usize,
+) -> Result<AnnotationMetrics, aia::train::TrainError> {
+    Ok(measure(scores, targets, classes))
+}
+
 /// The paper's metrics at threshold 0.5, computed directly from their definitions.
 pub fn measure(scores: &[f32], targets: &[f32], classes: usize) -> AnnotationMetrics {
     let images = scores.len() / classes;
