@@ -75,14 +75,7 @@ pub(super) unsafe fn run_binary<
     while start < n {
         let len = BLOCK.min(n - start);
         let vecs = len.div_ceil(LANES);
-        let lanes = |j: usize| -> __mmask16 {
-            let left = len - j * LANES;
-            if left >= LANES {
-                u16::MAX
-            } else {
-                (1u16 << left) - 1
-            }
-        };
+        let lanes = |j: usize| lane_mask(len, j);
         // SAFETY: the masked lanes of vector j are within the block, inside every slice.
         let load = |j: usize| unsafe {
             let at = start + j * LANES;
@@ -104,14 +97,7 @@ pub(super) unsafe fn run_binary<
         }
         let mut stop = vecs;
         for (j, m) in mid.iter_mut().enumerate().take(vecs) {
-            // Fetch ahead the cache line each vector will need two blocks on: the hardware
-            // prefetcher alone leaves the loop waiting on memory.
-            let ahead = start + PREFETCH_BLOCKS * BLOCK + j * LANES;
-            _mm_prefetch::<_MM_HINT_T0>(xp.wrapping_add(ahead).cast());
-            _mm_prefetch::<_MM_HINT_T0>(yp.wrapping_add(ahead).cast());
-            if GRAD {
-                _mm_prefetch::<_MM_HINT_ET0>(gp.wrapping_add(ahead).cast_const().cast());
-            }
+            prefetch::<GRAD>(xp, yp, gp, start + j * LANES);
             let (xv, yv) = load(j);
             let (binary, v) = first_half::<GRAD, MARGIN>(&c, xv, yv);
             if binary & lanes(j) != lanes(j) {
@@ -149,10 +135,7 @@ pub(super) unsafe fn run_binary<
                 unsafe { _mm512_mask_storeu_ps(lp.add(start + j * LANES), lanes(j), loss) };
             }
         }
-        let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc));
-        let hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(acc));
-        total[0] = _mm512_add_pd(total[0], lo);
-        total[1] = _mm512_add_pd(total[1], hi);
+        add_block(&mut total, acc);
         if stop < vecs {
             start += stop * LANES;
             break;
@@ -234,12 +217,7 @@ pub(super) unsafe fn run_soft<
         for j in 0..len.div_ceil(LANES) {
             let mask = lane_mask(len, j);
             let at = start + j * LANES;
-            let ahead = at + PREFETCH_BLOCKS * BLOCK;
-            _mm_prefetch::<_MM_HINT_T0>(xp.wrapping_add(ahead).cast());
-            _mm_prefetch::<_MM_HINT_T0>(yp.wrapping_add(ahead).cast());
-            if GRAD {
-                _mm_prefetch::<_MM_HINT_ET0>(gp.wrapping_add(ahead).cast_const().cast());
-            }
+            prefetch::<GRAD>(xp, yp, gp, at);
             // SAFETY: the masked lanes are within the block, inside every slice; the weight
             // buffers hold BLOCK values.
             let (xv, yv, cw, pw) = unsafe {
@@ -261,10 +239,7 @@ pub(super) unsafe fn run_soft<
                 unsafe { _mm512_mask_storeu_ps(lp.add(at), mask, loss) };
             }
         }
-        let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc));
-        let hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(acc));
-        total[0] = _mm512_add_pd(total[0], lo);
-        total[1] = _mm512_add_pd(total[1], hi);
+        add_block(&mut total, acc);
         start += len;
     }
     _mm512_reduce_add_pd(_mm512_add_pd(total[0], total[1]))
@@ -279,6 +254,30 @@ fn lane_mask(len: usize, j: usize) -> __mmask16 {
     } else {
         (1u16 << left) - 1
     }
+}
+
+/// Fetches ahead the cache lines of the inputs (and of the gradient, when `GRAD`) that the
+/// vector at element `at` will need two blocks on: the hardware prefetcher alone leaves the loops
+/// waiting on memory.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn prefetch<const GRAD: bool>(xp: *const f32, yp: *const f32, gp: *mut f32, at: usize) {
+    let ahead = at + PREFETCH_BLOCKS * BLOCK;
+    _mm_prefetch::<_MM_HINT_T0>(xp.wrapping_add(ahead).cast());
+    _mm_prefetch::<_MM_HINT_T0>(yp.wrapping_add(ahead).cast());
+    if GRAD {
+        _mm_prefetch::<_MM_HINT_ET0>(gp.wrapping_add(ahead).cast_const().cast());
+    }
+}
+
+/// Adds a block's 16 lane sums, summed in `f32`, to the `f64` running total.
+#[target_feature(enable = "avx512f,avx512dq")]
+#[inline]
+fn add_block(total: &mut [__m512d; 2], acc: __m512) {
+    let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc));
+    let hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(acc));
+    total[0] = _mm512_add_pd(total[0], lo);
+    total[1] = _mm512_add_pd(total[1], hi);
 }
 
 /// What [`run_soft`] broadcasts beside [`Consts`].
