@@ -349,7 +349,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes the annotations as a JSON array.
 pub fn write_json(path: &Path, annotations: &[ImageAnnotation]) -> Result<()> {
-    crate::fs::write_json(path, &annotations)
+    Ok(crate::fs::write_json(path, &annotations)?)
 }
 
 /// Writes the annotations as CSV, one row per (image, label): `image,label,score,rank`.

@@ -133,7 +133,10 @@ fn temporary_beside(path: &Path) -> Result<tempfile::NamedTempFile, FileError> {
 }
 
 /// Writes `value` to `path` as pretty JSON, atomically.
-pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> crate::Result<()> {
+pub(crate) fn write_json<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+) -> Result<(), crate::train::TrainError> {
     let json =
         serde_json::to_vec_pretty(value).map_err(|source| crate::train::TrainError::Json {
             path: path.to_path_buf(),

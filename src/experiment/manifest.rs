@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ExperimentConfig;
 use crate::data::{AnnotationFolder, DataSource, Normalization};
-use crate::fs::{read as read_file, write_atomic};
+use crate::fs::{read as read_file, write_json};
 use crate::model::TResNetConfig;
 use crate::train::TrainError;
 use crate::Result;
@@ -90,12 +90,7 @@ impl ModelManifest {
 
     /// Writes the manifest as `run`'s [`MANIFEST_FILE`] (atomically).
     pub fn save(&self, run: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|source| TrainError::Json {
-            path: run.join(MANIFEST_FILE),
-            source,
-        })?;
-        write_atomic(&run.join(MANIFEST_FILE), &json)?;
-        Ok(())
+        Ok(write_json(&run.join(MANIFEST_FILE), self)?)
     }
 
     /// Reads `run`'s [`MANIFEST_FILE`]; `None` for a run folder written before it existed.

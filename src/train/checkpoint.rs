@@ -21,7 +21,7 @@ use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{RunResults, TrainError};
-use crate::fs::{read as read_file, write_atomic, FileError};
+use crate::fs::{read as read_file, write_atomic, write_json, FileError};
 
 /// The model file in a checkpoint folder.
 pub const MODEL_FILE: &str = "model.mpk";
@@ -341,12 +341,7 @@ pub(crate) fn write_checkpoint(
         .tempdir_in(&folder)
         .map_err(|e| write_error(&folder, e))?;
     write_files(staging.path())?;
-    let state_path = staging.path().join(STATE_FILE);
-    let json = serde_json::to_vec_pretty(state).map_err(|source| TrainError::Json {
-        path: state_path.clone(),
-        source,
-    })?;
-    write_atomic(&state_path, &json)?;
+    write_json(&staging.path().join(STATE_FILE), state)?;
     let target = paths.checkpoint(state.epoch);
     if target.exists() {
         std::fs::remove_dir_all(&target).map_err(|e| write_error(&target, e))?;

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{TrainConfig, TrainError};
-use crate::fs::{read as read_file, write_atomic};
+use crate::fs::{read as read_file, write_json};
 use crate::metrics::AnnotationMetrics;
 
 /// What one epoch measured.
@@ -160,11 +160,7 @@ impl RunResults {
 
     /// Writes the results file atomically (temporary file, then rename).
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
-        let json = serde_json::to_vec_pretty(self).map_err(|source| TrainError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(write_atomic(path, &json)?)
+        write_json(path, self)
     }
 }
 
