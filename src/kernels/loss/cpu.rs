@@ -3,9 +3,10 @@
 //! The element-wise math is branch-free (selects, and `exp`/`ln` written as polynomials on the
 //! float bits) so that LLVM vectorises it; chunks of the data run in parallel on rayon's pool.
 //! On x86-64 the loop is also compiled for AVX2 and AVX-512 and picked at run time (capped by
-//! [`CPU_PATH_ENV`]), and on CPUs with AVX-512 the common case (integer exponents) runs loops
-//! written with intrinsics instead ([`avx512`]): one for targets exactly 0 or 1, which hands
-//! a block to one for any targets where a target is soft (and every block, with label smoothing).
+//! [`CPU_PATH_ENV`]), and loops written with intrinsics take the common cases: on CPUs with
+//! AVX-512 one for targets exactly 0 or 1 with integer exponents, which hands a block to one for
+//! any targets where a target is soft ([`avx512`]); with label smoothing, where every target is
+//! soft, the latter on AVX-512 and its AVX2 twin ([`avx2`]) on CPUs without AVX-512.
 //!
 //! The options that are off by default (per-class weights, smoothing, the per-element output of
 //! the `none` reduction) cost nothing when off: the weights are a compile-time switch, and the
@@ -15,8 +16,26 @@ use rayon::prelude::*;
 
 use crate::loss::{LossParams, Reduction};
 
+/// `Default` as all zero bits, for structs of SIMD vectors (the intrinsics loops' buffers).
+#[cfg(target_arch = "x86_64")]
+macro_rules! zeroed_default {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                // SAFETY: all zero bits are a valid value of every SIMD vector type, the only
+                // fields of the types this is used for; no instruction is executed.
+                unsafe { std::mem::zeroed() }
+            }
+        }
+    )*};
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod soft_tests;
 
 /// Elements per parallel task: big enough to amortise scheduling, small enough to stay in L2.
 const CHUNK: usize = 16 * 1024;
@@ -90,7 +109,8 @@ pub fn asymmetric_loss_cpu_elementwise(
 pub(crate) enum CpuPath {
     /// Plain Rust, no FMA.
     Portable,
-    /// The general loop compiled for AVX2 and FMA.
+    /// The general loop compiled for AVX2 and FMA, and the AVX2 intrinsics loop for smoothed
+    /// targets.
     #[cfg(target_arch = "x86_64")]
     Avx2,
     /// The general loop compiled for AVX-512.
@@ -434,8 +454,15 @@ fn run<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool, const W: bool>(
         // SAFETY: the path is only chosen on CPUs with AVX-512F (CpuPath), which implies FMA.
         CpuPath::Avx512 => unsafe { run_avx512::<N, Q, GRAD, MARGIN, W>(k, col, x, y, g, l) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the path is only chosen on CPUs with AVX2 and FMA (CpuPath).
-        CpuPath::Avx2 => unsafe { run_avx2::<N, Q, GRAD, MARGIN, W>(k, col, x, y, g, l) },
+        CpuPath::Avx2 => {
+            // SAFETY (both): the path is only chosen on CPUs with AVX2 and FMA (CpuPath).
+            if k.p.smoothing != 0.0 {
+                // Smoothed targets are never 0 or 1.
+                unsafe { avx2::run_soft::<N, Q, GRAD, MARGIN, W>(k, col, x, y, g, l) }
+            } else {
+                unsafe { run_avx2::<N, Q, GRAD, MARGIN, W>(k, col, x, y, g, l) }
+            }
+        }
         // Without a hardware FMA, `mul_add` would be a library call.
         CpuPath::Portable => run_loop::<N, Q, GRAD, MARGIN, W, false>(k, col, x, y, g, l),
     }
@@ -971,12 +998,16 @@ fn sigmoid_pair<const FMA: bool>(x: f32) -> (f32, f32) {
 }
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// `2^125`: a bound of `exp(pos_margin - x)` that keeps `1 / (1 + f)` a normal float (in the
+/// soft-target intrinsics loops, whose two sigmoids come from one exponential).
+#[cfg(target_arch = "x86_64")]
+const MAX_EXP: f32 = 4.253_529_6e37;
 /// 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
 const ROUND_MAGIC: f32 = 12_582_912.0;
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 /// Cephes `logf`'s polynomial in `f = m - 1`: its leading coefficient, then the rest by falling
-/// degree (shared by the portable and the AVX-512 loops).
+/// degree (shared by the portable and the AVX2 loops).
 const LN_POLY_HEAD: f32 = 7.037_683_6e-2;
 const LN_POLY: [f32; 8] = [
     -1.151_461e-1,
