@@ -62,8 +62,9 @@ pub(super) fn try_conv2d<B: Backend>(
     }
 }
 
-/// The forward convolution on Flex: the GEMM kernels for a kernel larger than 1x1, Flex's
-/// own convolution (already one GEMM per image) for a 1x1 one.
+/// The forward convolution on Flex: Flex's own convolution (already one GEMM per image) for a
+/// 1x1 kernel; for larger ones the direct AVX-512 kernel where it is faster, else the GEMM
+/// kernels.
 fn forward(
     x: FlexTensor,
     w: FlexTensor,
@@ -76,12 +77,19 @@ fn forward(
     }
     let (x, w) = (x.to_contiguous(), w.to_contiguous());
     let bias = bias.map(|b| b.to_contiguous());
-    let y = gemm_forward(
-        grid,
+    let (xs, ws, bs) = (
         host_slice(&x),
         host_slice(&w),
         bias.as_ref().map(host_slice),
     );
+    #[cfg(target_arch = "x86_64")]
+    let y = if super::direct::applies(&grid) {
+        super::direct::forward(grid, xs, ws, bs)
+    } else {
+        gemm_forward(grid, xs, ws, bs)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let y = gemm_forward(grid, xs, ws, bs);
     FlexTensor::from_data(TensorData::new(y, [grid.n, grid.o, grid.ho(), grid.wo()]))
 }
 

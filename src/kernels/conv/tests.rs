@@ -134,6 +134,52 @@ fn gemm_forward_matches_direct_summation() {
     assert_eq!(paths, [3, 3], "cases per path (unfolded, grid)");
 }
 
+/// The direct AVX-512 kernel (on CPUs that have it) against direct summation in f64: channels
+/// that are and are not multiples of 16, one and three blocks of output channels (the last
+/// alone in its pair), rows shorter and longer than a tile, 3x3, 1x1 and non-square kernels, with
+/// and without padding and bias, a single image.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn direct_forward_matches_direct_summation() {
+    if !is_x86_feature_detected!("avx512f") {
+        println!("skipped: no AVX-512 on this CPU");
+        return;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    for geometry in [
+        (2, 16, 16, 5, 6, 3, 3, 1, 1),
+        (1, 37, 40, 9, 23, 3, 3, 1, 1),
+        (2, 20, 33, 7, 15, 3, 3, 0, 0),
+        (1, 3, 5, 30, 29, 1, 1, 0, 0),
+        (2, 18, 17, 6, 8, 3, 1, 1, 0),
+        (1, 130, 48, 4, 4, 3, 3, 1, 1),
+    ] {
+        let (grid, mut random) = case(&mut rng, geometry);
+        let x = random(grid.n * grid.c * grid.h * grid.w);
+        let w = random(grid.o * grid.c * grid.kh * grid.kw);
+        let bias = random(grid.o);
+        let want = naive_forward(grid, &x, &w, &bias);
+        for b in [Some(&bias[..]), None] {
+            let got = super::direct::forward(grid, &x, &w, b);
+            assert_eq!(got.len(), want.len(), "length for {grid:?}");
+            let plane = grid.ho() * grid.wo();
+            for (i, (a, want)) in got.iter().zip(&want).enumerate() {
+                let want = want
+                    - if b.is_none() {
+                        bias[i / plane % grid.o] as f64
+                    } else {
+                        0.0
+                    };
+                assert!(
+                    (*a as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "y[{i}] = {a}, want {want}, for {grid:?}, bias {}",
+                    b.is_some()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn gemm_backward_matches_direct_summation() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);

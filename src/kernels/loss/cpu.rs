@@ -104,8 +104,8 @@ pub fn asymmetric_loss_cpu_elementwise(
     )
 }
 
-/// A code path of the CPU kernel, by the instructions it uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A code path of the CPU kernels, by the instructions it uses (ordered slowest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum CpuPath {
     /// Plain Rust, no FMA.
     Portable,
@@ -113,7 +113,7 @@ pub(crate) enum CpuPath {
     /// targets.
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// The general loop compiled for AVX-512.
+    /// The general loop compiled for AVX-512, and the direct convolution.
     #[cfg(target_arch = "x86_64")]
     Avx512,
     /// The intrinsics loop for binary targets and integer exponents, the general AVX-512 loop
@@ -122,9 +122,10 @@ pub(crate) enum CpuPath {
     Avx512Binary,
 }
 
-/// The environment variable that caps the CPU loss kernel's path: `portable`, `avx2`, `avx512`
-/// (the autovectorised loop compiled for AVX-512) or `avx512-binary` (the intrinsics loop, the
-/// default where the CPU has it). Read once, at the first call of the kernel.
+/// The environment variable that caps the CPU kernels' path: `portable`, `avx2`, `avx512` (the
+/// loss's autovectorised loop compiled for AVX-512, and the direct AVX-512 convolution) or
+/// `avx512-binary` (the loss's intrinsics loops too, the default where the CPU has it). Below
+/// `avx512` the convolutions run as GEMMs only. Read once, at the first call of a kernel.
 pub const CPU_PATH_ENV: &str = "AIA_CPU_PATH";
 
 impl CpuPath {

@@ -25,6 +25,8 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use super::dispatch::on_backend;
 use crate::loss::{composed, LossParams};
 
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
+pub(crate) use cpu::CpuPath;
 pub use cpu::{
     asymmetric_loss_cpu, asymmetric_loss_cpu_elementwise, asymmetric_loss_cpu_in_place,
     CPU_PATH_ENV,
