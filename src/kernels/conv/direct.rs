@@ -29,8 +29,8 @@ const TILE: usize = 14;
 /// Whether [`forward`] runs this convolution: on the AVX-512 path (which
 /// [`CPU_PATH_ENV`](crate::kernels::CPU_PATH_ENV) can cap), for 3x3 kernels with at least 128
 /// input channels on maps up to 28x28, where it was measured faster than the GEMM path with the
-/// layout conversions included (1.02-1.2x on TResNet-M's layers; 0.96x on its 64-channel 56x56
-/// ones).
+/// layout conversions included (1.1-1.2x on TResNet-M's layers; slower on its 64-channel 56x56
+/// ones, where the conversions weigh more).
 pub(super) fn applies(grid: &Grid) -> bool {
     (grid.kh, grid.kw) == (3, 3)
         && grid.c >= 128
