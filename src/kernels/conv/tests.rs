@@ -64,21 +64,23 @@ fn naive_forward(grid: Grid, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f64> {
     y
 }
 
-/// A grid from `(n, c, o, h, w, kh, kw, ph, pw)`, and random inputs for it.
-#[allow(clippy::type_complexity)]
+/// A convolution's `(n, c, o, h, w, kh, kw, ph, pw)`.
+type Geometry = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+
+/// A grid from a geometry, and random inputs for it.
 fn case(
     rng: &mut impl Rng,
-    (n, c, o, h, w, kh, kw, ph, pw): (
-        usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        usize,
-    ),
+    (n, c, o, h, w, kh, kw, ph, pw): Geometry,
 ) -> (Grid, impl FnMut(usize) -> Vec<f32> + '_) {
     let grid = Grid {
         n,
@@ -95,6 +97,35 @@ fn case(
     (grid, random)
 }
 
+/// `forward(grid, x, w, bias)` against direct summation in f64 on random inputs for `geometry`,
+/// with the bias and without; returns the grid.
+fn check_forward(
+    rng: &mut impl Rng,
+    geometry: Geometry,
+    forward: impl Fn(Grid, &[f32], &[f32], Option<&[f32]>) -> Vec<f32>,
+) -> Grid {
+    let (grid, mut random) = case(rng, geometry);
+    let x = random(grid.n * grid.c * grid.h * grid.w);
+    let w = random(grid.o * grid.c * grid.kh * grid.kw);
+    let bias = random(grid.o);
+    let want = naive_forward(grid, &x, &w, &bias);
+    let plane = grid.ho() * grid.wo();
+    for b in [Some(&bias[..]), None] {
+        let got = forward(grid, &x, &w, b);
+        assert_eq!(got.len(), want.len(), "length for {grid:?}");
+        for (i, (a, want)) in got.iter().zip(&want).enumerate() {
+            let unbiased = bias[i / plane % grid.o] as f64;
+            let want = if b.is_some() { *want } else { want - unbiased };
+            assert!(
+                (*a as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                "y[{i}] = {a}, want {want}, for {grid:?}, bias {}",
+                b.is_some()
+            );
+        }
+    }
+    grid
+}
+
 #[test]
 fn gemm_forward_matches_direct_summation() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -109,27 +140,8 @@ fn gemm_forward_matches_direct_summation() {
         (1, 2, 3, 40, 40, 3, 3, 0, 0),
         (1, 3, 2, 36, 44, 5, 3, 2, 1),
     ] {
-        let (grid, mut random) = case(&mut rng, geometry);
-        let x = random(grid.n * grid.c * grid.h * grid.w);
-        let w = random(grid.o * grid.c * grid.kh * grid.kw);
-        let bias = random(grid.o);
-        let want = naive_forward(grid, &x, &w, &bias);
+        let grid = check_forward(&mut rng, geometry, gemm_forward);
         paths[usize::from(grid.forward_on_grid())] += 1;
-        for (b, zero) in [(Some(&bias[..]), false), (None, true)] {
-            let got = gemm_forward(grid, &x, &w, b);
-            assert_eq!(got.len(), want.len(), "length for {grid:?}");
-            for (i, (a, want)) in got.iter().zip(&want).enumerate() {
-                let want = if zero {
-                    want - bias[(i / (grid.ho() * grid.wo())) % grid.o] as f64
-                } else {
-                    *want
-                };
-                assert!(
-                    (*a as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                    "y[{i}] = {a}, want {want}, for {grid:?}, bias {b:?}"
-                );
-            }
-        }
     }
     assert_eq!(paths, [3, 3], "cases per path (unfolded, grid)");
 }
@@ -154,29 +166,7 @@ fn direct_forward_matches_direct_summation() {
         (2, 18, 17, 6, 8, 3, 1, 1, 0),
         (1, 130, 48, 4, 4, 3, 3, 1, 1),
     ] {
-        let (grid, mut random) = case(&mut rng, geometry);
-        let x = random(grid.n * grid.c * grid.h * grid.w);
-        let w = random(grid.o * grid.c * grid.kh * grid.kw);
-        let bias = random(grid.o);
-        let want = naive_forward(grid, &x, &w, &bias);
-        for b in [Some(&bias[..]), None] {
-            let got = super::direct::forward(grid, &x, &w, b);
-            assert_eq!(got.len(), want.len(), "length for {grid:?}");
-            let plane = grid.ho() * grid.wo();
-            for (i, (a, want)) in got.iter().zip(&want).enumerate() {
-                let want = want
-                    - if b.is_none() {
-                        bias[i / plane % grid.o] as f64
-                    } else {
-                        0.0
-                    };
-                assert!(
-                    (*a as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                    "y[{i}] = {a}, want {want}, for {grid:?}, bias {}",
-                    b.is_some()
-                );
-            }
-        }
+        check_forward(&mut rng, geometry, super::direct::forward);
     }
 }
 
