@@ -552,30 +552,29 @@ unsafe fn run_avx2<N: Pow, Q: Pow, const GRAD: bool, const MARGIN: bool, const W
     run_loop::<N, Q, GRAD, MARGIN, W, true>(k, col, x, y, g, l)
 }
 
-/// The per-element class weight and positive-term weight of `len` elements from class `col`.
-///
-/// Copies runs of the per-class vectors: a few `memcpy`s a block, against an `exp` and a `ln` an
-/// element.
-#[inline(always)]
-pub(super) fn fill_weights(
-    p: &LossParams,
-    classes: usize,
-    col: usize,
-    cw: &mut [f32],
-    pw: &mut [f32],
-) {
-    for (out, values) in [(cw, p.weight.as_deref()), (pw, p.pos_weight.as_deref())] {
-        match values {
-            None => out.fill(1.0),
-            Some(&[v]) => out.fill(v),
-            Some(values) => {
-                debug_assert_eq!(values.len(), classes);
-                let (mut c, mut i) = (col, 0);
-                while i < out.len() {
-                    let take = (values.len() - c).min(out.len() - i);
-                    out[i..i + take].copy_from_slice(&values[c..c + take]);
-                    i += take;
-                    c = 0;
+impl<N, Q> Elem<N, Q> {
+    /// The per-element class weight and positive-term weight of the elements of `cw` and `pw`
+    /// (equal lengths), the first of which is element `offset` of the rows (class
+    /// `offset % classes`).
+    ///
+    /// Copies runs of the per-class vectors: a few `memcpy`s a block, against an `exp` and a `ln`
+    /// an element.
+    #[inline(always)]
+    pub(super) fn fill_weights(&self, offset: usize, cw: &mut [f32], pw: &mut [f32]) {
+        let p = &self.p;
+        for (out, values) in [(cw, p.weight.as_deref()), (pw, p.pos_weight.as_deref())] {
+            match values {
+                None => out.fill(1.0),
+                Some(&[v]) => out.fill(v),
+                Some(values) => {
+                    debug_assert_eq!(values.len(), self.classes);
+                    let (mut c, mut i) = (offset % self.classes, 0);
+                    while i < out.len() {
+                        let take = (values.len() - c).min(out.len() - i);
+                        out[i..i + take].copy_from_slice(&values[c..c + take]);
+                        i += take;
+                        c = 0;
+                    }
                 }
             }
         }
@@ -622,7 +621,7 @@ fn run_loop<
         };
         let (cws, pws) = (&mut cw_buf[..len], &mut pw_buf[..len]);
         if W {
-            fill_weights(&k.p, k.classes, (col + start) % k.classes, cws, pws);
+            k.fill_weights(col + start, cws, pws);
         }
         let (cws, pws) = (&*cws, &*pws);
         let ls = &mut buf[..len];

@@ -11,9 +11,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{
-    fill_weights, Elem, Pow, BLOCK, LN2_HI, LN2_LO, LN_POLY, LN_POLY_HEAD, LOG2E, MAX_EXP,
-};
+use super::{Elem, Pow, BLOCK, LN2_HI, LN2_LO, LN_POLY, LN_POLY_HEAD, LOG2E, MAX_EXP};
 
 /// `f32` lanes of a vector.
 const LANES: usize = 8;
@@ -63,14 +61,7 @@ pub(super) unsafe fn run_soft<
         let len = BLOCK.min(n - start);
         let vecs = len.div_ceil(LANES);
         if W {
-            let first = (col + start) % k.classes;
-            fill_weights(
-                &k.p,
-                k.classes,
-                first,
-                &mut cw_buf[..len],
-                &mut pw_buf[..len],
-            );
+            k.fill_weights(col + start, &mut cw_buf[..len], &mut pw_buf[..len]);
         }
         for (j, m) in mid.iter_mut().enumerate().take(vecs) {
             let at = start + j * LANES;

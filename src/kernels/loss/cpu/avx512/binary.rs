@@ -4,7 +4,7 @@ use std::arch::x86_64::*;
 
 use super::math::{exp, ln, pow_deriv, recip};
 use super::{add_block, lane_mask, prefetch, Consts, BLOCK, LANES, VECS};
-use crate::kernels::loss::cpu::{fill_weights, Elem, Pow};
+use crate::kernels::loss::cpu::{Elem, Pow};
 
 /// The sum of the per-element losses of `x` against `y` and, when `GRAD`, the scaled gradient
 /// written to `g`, for as long as every target is 0 or 1: returns the sum and the number of
@@ -70,14 +70,7 @@ pub(in crate::kernels::loss::cpu) unsafe fn run_binary<
         };
 
         if W {
-            let first = (col + start) % k.classes;
-            fill_weights(
-                &k.p,
-                k.classes,
-                first,
-                &mut cw_buf[..len],
-                &mut pw_buf[..len],
-            );
+            k.fill_weights(col + start, &mut cw_buf[..len], &mut pw_buf[..len]);
         }
         let mut stop = vecs;
         for (j, m) in mid.iter_mut().enumerate().take(vecs) {

@@ -4,7 +4,7 @@ use std::arch::x86_64::*;
 
 use super::math::{exp, ln, pow_deriv, recip};
 use super::{add_block, lane_mask, prefetch, Consts, BLOCK, LANES, VECS};
-use crate::kernels::loss::cpu::{fill_weights, Elem, Pow, MAX_EXP};
+use crate::kernels::loss::cpu::{Elem, Pow, MAX_EXP};
 
 /// The sum of the per-element losses of `x` against targets `y` of any value in `[0, 1]` (soft,
 /// smoothed, or hard) and, when `GRAD`, the scaled gradient written to `g`: the general formula
@@ -67,14 +67,7 @@ pub(in crate::kernels::loss::cpu) unsafe fn run_soft<
         let len = BLOCK.min(n - start);
         let vecs = len.div_ceil(LANES);
         if W {
-            let first = (col + start) % k.classes;
-            fill_weights(
-                &k.p,
-                k.classes,
-                first,
-                &mut cw_buf[..len],
-                &mut pw_buf[..len],
-            );
+            k.fill_weights(col + start, &mut cw_buf[..len], &mut pw_buf[..len]);
         }
         // As in `run_binary`, a block is done in phases, each a loop of independent iterations
         // with part of the chain: the sigmoids and the logarithms' arguments, the three
