@@ -21,10 +21,12 @@ import argparse
 import json
 import os
 import pathlib
-import statistics
-import time
+import sys
 
 import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from loss_bench_torch import median_seconds  # noqa: E402
 
 SHAPES = pathlib.Path(__file__).resolve().parent.parent / "benches" / "conv_shapes.json"
 
@@ -58,17 +60,6 @@ def name(s):
             f"_k{s['kernel_h']}s{s['stride_h']}")
 
 
-def median_seconds(fn, budget_s=1.0):
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < 5 or (time.perf_counter() - start < budget_s and len(times) < 100):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def torch_times(s):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(s["batch"], s["in_channels"], s["height"], s["width"], generator=g)
@@ -86,7 +77,7 @@ def torch_times(s):
         xg, wg = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
         torch.nn.functional.conv2d(xg, wg, b, **kw).sum().backward()
 
-    return median_seconds(fwd), median_seconds(fwd_bwd)
+    return median_seconds(fwd, 1.0), median_seconds(fwd_bwd, 1.0)
 
 
 def criterion_seconds(root, s, bench):
