@@ -44,7 +44,7 @@ pub(super) fn applies(grid: &Grid) -> bool {
 /// # Panics
 ///
 /// If the CPU lacks AVX-512F, or the slices do not hold the grid's shapes.
-pub(super) fn forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub(crate) fn forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     assert!(
         is_x86_feature_detected!("avx512f"),
         "the direct convolution needs AVX-512"
@@ -56,13 +56,13 @@ pub(super) fn forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) ->
         "weight length"
     );
     let xb = blocked_input(grid, x);
-    let wb = blocked_weights(grid, w);
-    let yb = run(grid, &xb, &wb);
+    let wb = blocked_weights(grid, w, None);
+    let yb = run(grid, &xb, &wb, Epilogue::default());
     unblocked_output(grid, &yb, bias)
 }
 
 /// Blocks of input and output channels.
-fn blocks(grid: &Grid) -> (usize, usize) {
+pub(crate) fn blocks(grid: &Grid) -> (usize, usize) {
     (grid.c.div_ceil(L), grid.o.div_ceil(L))
 }
 
@@ -88,19 +88,24 @@ fn blocked_input(grid: Grid, x: &[f32]) -> Scratch {
     xb
 }
 
-/// `w` as `[O/16][C/16][kh][kw][16 in][16 out]`, zero past the last channels.
-fn blocked_weights(grid: Grid, w: &[f32]) -> Scratch {
+/// `w` as `[O/16][C/16][kh][kw][16 in][16 out]`, zero past the last channels, each output
+/// channel's weights times `scale[o]` when given (a BatchNorm folded in).
+pub(crate) fn blocked_weights(grid: Grid, w: &[f32], scale: Option<&[f32]>) -> Scratch {
     let (cb, _) = blocks(&grid);
     let taps = grid.kh * grid.kw;
     let mut wb = Scratch::zeroed(grid.o.div_ceil(L) * cb * taps * L * L);
-    wb.par_chunks_mut(cb * taps * L * L)
+    // One task per pair of blocks (output, input): its `[kh][kw][16 in][16 out]` weights, which
+    // it reads as runs of `kh * kw` taps.
+    wb.par_chunks_mut(taps * L * L)
         .enumerate()
-        .for_each(|(ob, dst)| {
+        .for_each(|(i, dst)| {
+            let (ob, ib) = (i / cb, i % cb);
             for oi in ob * L..grid.o.min(ob * L + L) {
-                for ci in 0..grid.c {
-                    for t in 0..taps {
-                        let at = (((ci / L) * taps + t) * L + ci % L) * L + oi % L;
-                        dst[at] = w[(oi * grid.c + ci) * taps + t];
+                let s = scale.map_or(1.0, |s| s[oi]);
+                for ci in ib * L..grid.c.min(ib * L + L) {
+                    let src = &w[(oi * grid.c + ci) * taps..][..taps];
+                    for (t, &v) in src.iter().enumerate() {
+                        dst[(t * L + ci % L) * L + oi % L] = v * s;
                     }
                 }
             }
@@ -144,17 +149,47 @@ impl Rows {
     }
 }
 
+/// What the tiles do to their sums before they store them, in this order.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Epilogue<'a> {
+    /// A bias per output channel, zero-padded to whole blocks.
+    pub(crate) bias: Option<&'a [f32]>,
+    /// A tensor in the output's blocked layout, added (a residual connection).
+    pub(crate) residual: Option<&'a [f32]>,
+    /// The slope of a leaky ReLU (0 for a ReLU); none for no activation.
+    pub(crate) slope: Option<f32>,
+}
+
 /// The blocked output of the blocked input and weights, one task per output row and pair of
 /// output-channel blocks, ordered so that a thread's consecutive rows share their weights.
-fn run(grid: Grid, xb: &[f32], wb: &[f32]) -> Scratch {
+///
+/// # Panics
+///
+/// If the CPU lacks AVX-512F, or a buffer is shorter than the grid needs.
+pub(crate) fn run(grid: Grid, xb: &[f32], wb: &[f32], epilogue: Epilogue) -> Scratch {
     let (cbn, obn) = blocks(&grid);
     let (ho, wo) = (grid.ho(), grid.wo());
     let (x_image, w_block) = (
         cbn * grid.hp() * grid.wp() * L,
         cbn * grid.kh * grid.kw * L * L,
     );
+    assert!(
+        is_x86_feature_detected!("avx512f"),
+        "the direct convolution needs AVX-512"
+    );
+    let out_len = grid.n * obn * ho * wo * L;
+    assert!(xb.len() >= grid.n * x_image, "blocked input length");
+    assert!(wb.len() >= obn * w_block, "blocked weight length");
+    assert!(
+        epilogue.bias.is_none_or(|b| b.len() >= obn * L),
+        "bias length"
+    );
+    assert!(
+        epilogue.residual.is_none_or(|r| r.len() >= out_len),
+        "residual length"
+    );
     // Every value is written by the tiles below.
-    let mut yb = Scratch::uninit(grid.n * obn * ho * wo * L);
+    let mut yb = Scratch::uninit(out_len);
     let out = Rows(yb.as_mut_ptr());
     let pairs = obn.div_ceil(2);
     (0..pairs * grid.n * ho).into_par_iter().for_each(|task| {
@@ -172,6 +207,9 @@ fn run(grid: Grid, xb: &[f32], wb: &[f32]) -> Scratch {
                 w_next: w_block,
                 y: out.at(row(ob)),
                 y_next: if two { row(ob + 1) - row(ob) } else { 0 },
+                bias: epilogue.bias.map(|b| b.as_ptr().add(ob * L)),
+                residual: epilogue.residual.map(|r| r.as_ptr().add(row(ob))),
+                slope: epilogue.slope,
                 cbn,
                 hp: grid.hp(),
                 wp: grid.wp(),
@@ -213,6 +251,11 @@ struct Args {
     /// The first block's output row, and the elements to the next block's.
     y: *mut f32,
     y_next: usize,
+    /// The first block's bias, the first block's residual row (`y_next` on to the next's), and
+    /// the activation's slope: as [`Epilogue`] says.
+    bias: Option<*const f32>,
+    residual: Option<*const f32>,
+    slope: Option<f32>,
     cbn: usize,
     hp: usize,
     wp: usize,
@@ -259,4 +302,42 @@ unsafe fn tile<const U: usize, const B: usize>(a: &Args, ow: usize) {
             unsafe { _mm512_storeu_ps(a.y.add(b * a.y_next + (ow + u) * L), v) };
         }
     }
+    // The epilogue reads the sums back from L1 rather than finishing them in registers: with
+    // the epilogue's vectors live beside the 28 accumulators, the compiler spilled every
+    // accumulator to the stack after each FMA of the loop above, which halved its speed.
+    if a.bias.is_some() || a.residual.is_some() || a.slope.is_some() {
+        for u in 0..U {
+            for b in 0..B {
+                let at = b * a.y_next + (ow + u) * L;
+                // SAFETY: inside the output rows and the epilogue's buffers, as the caller says.
+                unsafe {
+                    let v = _mm512_loadu_ps(a.y.add(at));
+                    _mm512_storeu_ps(a.y.add(at), finish(a, b, at, v));
+                }
+            }
+        }
+    }
+}
+
+/// The epilogue on the sums `v` of output block `b` stored at `at` from the first block's row.
+///
+/// # Safety
+///
+/// As [`tile`].
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn finish(a: &Args, b: usize, at: usize, mut v: __m512) -> __m512 {
+    if let Some(bias) = a.bias {
+        // SAFETY: the bias holds whole blocks, as the caller says.
+        v = _mm512_add_ps(v, unsafe { _mm512_loadu_ps(bias.add(b * L)) });
+    }
+    if let Some(residual) = a.residual {
+        // SAFETY: the residual has the output's layout, as the caller says.
+        v = _mm512_add_ps(v, unsafe { _mm512_loadu_ps(residual.add(at)) });
+    }
+    if let Some(slope) = a.slope {
+        let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, _mm512_setzero_ps());
+        v = _mm512_mask_mul_ps(v, negative, v, _mm512_set1_ps(slope));
+    }
+    v
 }

@@ -3,7 +3,7 @@
 use burn::tensor::ops::ConvOptions;
 
 /// Whether the GEMM kernels apply to a convolution with these options.
-pub(super) fn gemm_applies(options: &ConvOptions<2>) -> bool {
+pub(crate) fn gemm_applies(options: &ConvOptions<2>) -> bool {
     options.stride == [1, 1] && options.dilation == [1, 1] && options.groups == 1
 }
 
@@ -13,21 +13,21 @@ pub(super) fn gemm_applies(options: &ConvOptions<2>) -> bool {
 /// `ky*Wp + kx`). Output positions are laid out on the same padded grid, zero outside the real
 /// `Ho x Wo` output, so the extra columns contribute nothing.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Grid {
-    pub(super) n: usize,
-    pub(super) c: usize,
-    pub(super) o: usize,
-    pub(super) h: usize,
-    pub(super) w: usize,
-    pub(super) kh: usize,
-    pub(super) kw: usize,
-    pub(super) ph: usize,
-    pub(super) pw: usize,
+pub(crate) struct Grid {
+    pub(crate) n: usize,
+    pub(crate) c: usize,
+    pub(crate) o: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) ph: usize,
+    pub(crate) pw: usize,
 }
 
 impl Grid {
     /// The geometry of `conv2d(x, w)` with these options' padding.
-    pub(super) fn new(
+    pub(crate) fn new(
         x: &burn::backend::flex::FlexTensor,
         w: &burn::backend::flex::FlexTensor,
         options: &ConvOptions<2>,
@@ -53,29 +53,29 @@ impl Grid {
     /// input ([`gemm_forward`]): with at most 6 grid positions per 5 outputs. A 28x28 map with a
     /// 3x3 kernel qualifies, a 14x14 one does not: measured on TResNet-M's layers, the unfolded
     /// GEMM is 5-15% faster at 14x14, the grid 10-40% faster at 28x28 and 56x56.
-    pub(super) fn forward_on_grid(&self) -> bool {
+    pub(crate) fn forward_on_grid(&self) -> bool {
         5 * self.hp() * self.wp() <= 6 * self.ho() * self.wo()
     }
 
-    pub(super) fn hp(&self) -> usize {
+    pub(crate) fn hp(&self) -> usize {
         self.h + 2 * self.ph
     }
-    pub(super) fn wp(&self) -> usize {
+    pub(crate) fn wp(&self) -> usize {
         self.w + 2 * self.pw
     }
-    pub(super) fn ho(&self) -> usize {
+    pub(crate) fn ho(&self) -> usize {
         self.hp() + 1 - self.kh
     }
-    pub(super) fn wo(&self) -> usize {
+    pub(crate) fn wo(&self) -> usize {
         self.wp() + 1 - self.kw
     }
     /// Columns of the channel-major matrices: every padded position of every image.
-    pub(super) fn cols(&self) -> usize {
+    pub(crate) fn cols(&self) -> usize {
         self.n * self.hp() * self.wp()
     }
     /// How far the last tap's window reaches past the end of a channel-major matrix (read, and
     /// multiplied by zero, for the padding columns).
-    pub(super) fn slack(&self) -> usize {
+    pub(crate) fn slack(&self) -> usize {
         (self.kh - 1) * self.wp() + self.kw - 1
     }
 }

@@ -55,13 +55,13 @@ pub fn conv2d<B: Backend>(
 #[cfg(feature = "flex")]
 mod backward;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
-mod direct;
+pub(crate) mod direct;
 #[cfg(feature = "flex")]
 mod flex;
 #[cfg(feature = "flex")]
 mod gemm;
 #[cfg(feature = "flex")]
-mod geometry;
+pub(crate) mod geometry;
 #[cfg(feature = "flex")]
 mod layout;
 #[cfg(all(test, feature = "flex"))]
