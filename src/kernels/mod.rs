@@ -25,12 +25,17 @@
 //! buffers.
 
 mod batch_norm;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
+pub(crate) mod blocked;
 mod buffer;
 mod conv;
 mod dispatch;
 #[cfg(feature = "flex")]
 mod host;
 pub(crate) mod loss;
+
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
+pub(crate) use blocked::map::host_values;
 
 pub use batch_norm::{batch_norm_act, batch_norm_act_composed, BatchNormOutput};
 pub use buffer::zeroed_f32;

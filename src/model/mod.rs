@@ -32,6 +32,8 @@ pub mod attention_decoder;
 pub mod attention_head;
 mod attention_weights;
 pub mod block;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
+mod blocked;
 pub mod blur_pool;
 pub mod conv_norm;
 pub mod head;

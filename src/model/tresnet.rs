@@ -300,6 +300,10 @@ impl<B: Backend> TResNet<B> {
         if let Err(e) = self.check_input(&images.dims()) {
             panic!("{e}");
         }
+        #[cfg(all(feature = "flex", target_arch = "x86_64"))]
+        if crate::kernels::blocked::available::<B>() {
+            return self.forward_feature_map_blocked(images);
+        }
         let mut x = self.conv1.forward(space_to_depth(images));
         for block in &self.layer1 {
             x = block.forward(x);

@@ -1,0 +1,244 @@
+//! The blocked operations against direct summation in `f64` and against Burn's operations on
+//! `[N, C, H, W]` tensors, on shapes with channels that are not multiples of 16 and odd sides.
+
+use burn::backend::Flex;
+use burn::tensor::module::avg_pool2d;
+use burn::tensor::{Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::model::blur_pool::blur_pool2d;
+
+type Rng8 = rand_chacha::ChaCha8Rng;
+
+fn values(rng: &mut impl Rng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+fn tensor(x: &[f32], dims: [usize; 4]) -> Tensor<Flex, 4> {
+    Tensor::from_data(TensorData::new(x.to_vec(), dims), &Default::default())
+}
+
+fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g as f64 - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}: value {i} is {g}, expected {w}"
+        );
+    }
+}
+
+/// The blocked storage holds every value where its index formula says, and zero past the last
+/// channel; back to `[N, C, H, W]` it is the input.
+#[test]
+fn maps_convert_both_ways_with_zero_padding_lanes() {
+    let dims = [2, 37, 3, 5];
+    let x = values(&mut Rng8::seed_from_u64(1), dims.iter().product());
+    let map = BlockedMap::from_nchw(&x, dims);
+    assert_eq!(map.data.len(), 2 * 3 * 3 * 5 * 16);
+    for ni in 0..2 {
+        for ch in 0..48 {
+            for p in 0..15 {
+                let at = ((ni * 3 + ch / 16) * 15 + p) * 16 + ch % 16;
+                let want = if ch < 37 {
+                    x[(ni * 37 + ch) * 15 + p]
+                } else {
+                    0.0
+                };
+                assert_eq!(map.data[at], want, "image {ni}, channel {ch}, position {p}");
+            }
+        }
+    }
+    assert_eq!(map.to_nchw(), x);
+    let padded = map.padded(1);
+    assert_eq!(padded.len(), 2 * 3 * 5 * 7 * 16);
+    // Image 1, block 0, position (2, 3) (padded (3, 4)), lane 4.
+    let interior = (((3 * 5) + 3) * 7 + 4) * 16 + 4;
+    assert_eq!(padded[interior], x[(37 + 4) * 15 + 2 * 5 + 3]);
+    assert_eq!(
+        padded[(5 * 7 + 6) * 16],
+        0.0,
+        "the last padded position of image 0"
+    );
+}
+
+/// `act(conv(x) * scale + shift + residual)` by direct summation, `[N, O, H, W]`.
+#[allow(clippy::too_many_arguments)]
+fn naive_folded(
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    weight: &[f32],
+    (o, k): (usize, usize),
+    scale: &[f32],
+    shift: &[f32],
+    residual: Option<&[f32]>,
+    slope: Option<f32>,
+) -> Vec<f64> {
+    let p = (k / 2) as isize;
+    let mut y = vec![0.0f64; n * o * h * w];
+    for ni in 0..n {
+        for oi in 0..o {
+            for yy in 0..h {
+                for xx in 0..w {
+                    let mut sum = 0.0f64;
+                    for ci in 0..c {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = yy as isize + ky as isize - p;
+                                let ix = xx as isize + kx as isize - p;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let xi = ((ni * c + ci) * h + iy as usize) * w + ix as usize;
+                                let wi = ((oi * c + ci) * k + ky) * k + kx;
+                                sum += x[xi] as f64 * weight[wi] as f64;
+                            }
+                        }
+                    }
+                    let at = ((ni * o + oi) * h + yy) * w + xx;
+                    let mut v = sum * scale[oi] as f64 + shift[oi] as f64;
+                    v += residual.map_or(0.0, |r| r[at] as f64);
+                    if let Some(s) = slope {
+                        if v < 0.0 {
+                            v *= s as f64;
+                        }
+                    }
+                    y[at] = v;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// The folded convolution, 1x1 and 3x3, with and without residual and activation, on channels
+/// that fill one, two or three blocks partly, rows shorter and longer than a register tile.
+#[test]
+fn folded_convolution_matches_direct_summation() {
+    if !available::<Flex>() {
+        return;
+    }
+    let mut rng = Rng8::seed_from_u64(3);
+    let cases = [
+        // (n, c, o, h, w, k, residual, slope)
+        (2, 37, 20, 5, 9, 3, false, Some(0.01)),
+        (1, 16, 48, 15, 4, 3, true, Some(0.0)),
+        (2, 40, 33, 7, 3, 1, true, None),
+        (3, 5, 17, 2, 17, 1, false, Some(0.5)),
+        (1, 33, 16, 1, 1, 3, false, None),
+    ];
+    for (n, c, o, h, w, k, with_residual, slope) in cases {
+        let what =
+            format!("n {n}, c {c}, o {o}, {h}x{w}, k {k}, residual {with_residual}, {slope:?}");
+        let x = values(&mut rng, n * c * h * w);
+        let weight = values(&mut rng, o * c * k * k);
+        let scale = values(&mut rng, o);
+        let shift = values(&mut rng, o);
+        let residual = with_residual.then(|| values(&mut rng, n * o * h * w));
+        let want = naive_folded(
+            &x,
+            [n, c, h, w],
+            &weight,
+            (o, k),
+            &scale,
+            &shift,
+            residual.as_deref(),
+            slope,
+        );
+        let conv = FoldedConv::new(&weight, [o, c, k, k], &scale, &shift);
+        let res = residual.map(|r| BlockedMap::from_nchw(&r, [n, o, h, w]));
+        let y = conv.forward(
+            &BlockedMap::from_nchw(&x, [n, c, h, w]),
+            res.as_ref(),
+            slope,
+        );
+        assert_eq!((y.n, y.c, y.h, y.w), (n, o, h, w), "{what}: shape");
+        assert_close(&y.to_nchw(), &want, 1e-5, &what);
+        assert_padding_is_zero(&y, &what);
+    }
+}
+
+/// Every lane past the last channel holds zero.
+fn assert_padding_is_zero(map: &BlockedMap, what: &str) {
+    let (blocks, positions) = (map.blocks(), map.h * map.w);
+    for ni in 0..map.n {
+        let last = &map.data[((ni * blocks + blocks - 1) * positions) * 16..][..positions * 16];
+        for (i, &v) in last.iter().enumerate() {
+            if (blocks - 1) * 16 + i % 16 >= map.c {
+                assert_eq!(v, 0.0, "{what}: image {ni}, padding lane {}", i % 16);
+            }
+        }
+    }
+}
+
+/// The blur pool and the shortcut's average pool against Burn's operations on the same maps
+/// (as the model runs them), and the channel means against a sum: even and odd sides, 1 to 3
+/// blocks of channels.
+#[test]
+fn pools_match_burn() {
+    let mut rng = Rng8::seed_from_u64(4);
+    for dims in [[2, 37, 6, 8], [1, 16, 7, 5], [3, 3, 2, 3], [1, 40, 9, 9]] {
+        let what = format!("{dims:?}");
+        let x = values(&mut rng, dims.iter().product());
+        let map = BlockedMap::from_nchw(&x, dims);
+
+        let blurred = blur_pool(&map);
+        let want = blur_pool2d(tensor(&x, dims));
+        assert_eq!(
+            [blurred.n, blurred.c, blurred.h, blurred.w],
+            want.dims(),
+            "{what}"
+        );
+        let want: Vec<f64> = want.into_data().iter::<f64>().collect();
+        assert_close(
+            &blurred.to_nchw(),
+            &want,
+            1e-6,
+            &format!("blur pool {what}"),
+        );
+        assert_padding_is_zero(&blurred, &what);
+
+        let pooled = avg_pool_2x2(&map);
+        let want = avg_pool2d(tensor(&x, dims), [2, 2], [2, 2], [0, 0], false, true);
+        assert_eq!(
+            [pooled.n, pooled.c, pooled.h, pooled.w],
+            want.dims(),
+            "{what}"
+        );
+        let want: Vec<f64> = want.into_data().iter::<f64>().collect();
+        assert_close(
+            &pooled.to_nchw(),
+            &want,
+            1e-6,
+            &format!("average pool {what}"),
+        );
+        assert_padding_is_zero(&pooled, &what);
+
+        let [n, c, h, w] = dims;
+        let want: Vec<f64> = x
+            .chunks(h * w)
+            .map(|plane| plane.iter().map(|&v| v as f64).sum::<f64>() / (h * w) as f64)
+            .collect();
+        assert_eq!(want.len(), n * c);
+        assert_close(&channel_means(&map), &want, 1e-6, &format!("means {what}"));
+    }
+}
+
+/// The squeeze-and-excitation scaling and the residual add with ReLU, value by value.
+#[test]
+fn channel_scaling_and_residual_add() {
+    let mut rng = Rng8::seed_from_u64(5);
+    let dims @ [n, c, h, w] = [2, 21, 3, 2];
+    let x = values(&mut rng, n * c * h * w);
+    let s = values(&mut rng, n * c * h * w);
+    let gate = values(&mut rng, n * c);
+    let mut map = BlockedMap::from_nchw(&x, dims);
+    scale_channels(&mut map, &gate);
+    add_relu(&mut map, &BlockedMap::from_nchw(&s, dims));
+    let want: Vec<f64> = (0..x.len())
+        .map(|i| (x[i] as f64 * gate[i / (h * w)] as f64 + s[i] as f64).max(0.0))
+        .collect();
+    assert_close(&map.to_nchw(), &want, 1e-6, "scaled, added, rectified");
+    assert_padding_is_zero(&map, "scaled, added, rectified");
+}
