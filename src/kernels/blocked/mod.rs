@@ -37,8 +37,7 @@ use burn::tensor::backend::Backend;
 
 use crate::kernels::loss::CpuPath;
 
-/// Channels per block: the `f32` lanes of an AVX-512 vector.
-pub(crate) const LANES: usize = 16;
+pub(crate) use crate::kernels::conv::direct::LANES;
 
 /// Whether backend `B` runs inference on blocked maps: it is `Flex`, on a CPU whose kernel path
 /// (capped by [`CPU_PATH_ENV`](crate::kernels::CPU_PATH_ENV)) is AVX-512.

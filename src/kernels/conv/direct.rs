@@ -1,16 +1,21 @@
-//! The forward convolution as a direct AVX-512 kernel on the blocked channel layout.
+//! The convolution as a direct AVX-512 kernel on the blocked channel layout: the forward, and
+//! the input gradient as the forward of the transposed convolution.
 //!
 //! Channels go in blocks of 16, one vector: the input to `[N][C/16][Hp][Wp][16]` on the
 //! zero-padded grid, the weights to `[O/16][C/16][kh][kw][16 in][16 out]`, the output comes out
 //! of `[N][O/16][Ho][Wo][16]`. A register tile holds 14 output positions of a row for two blocks of
 //! 16 output channels (28 accumulators); for each input channel it loads two weight vectors and
-//! broadcasts each position's input value into two FMAs. Tiles of consecutive rows share their
-//! weights, which stay in L2. No unfolded copy of the input is made, and the arithmetic runs at
-//! 230-340 GFLOP/s on 2 cores against 150-240 for the GEMM path on TResNet's 3x3 layers.
+//! broadcasts each position's input value into two FMAs. Tasks go image by image, so that an
+//! image's input stays in L2 while its rows are computed. No unfolded copy of the input is made,
+//! and the arithmetic runs at 210-300 GFLOP/s on 2 cores on TResNet-M's layers at batch 8,
+//! against 120-220 for the GEMM path on its 3x3 layers.
 //!
-//! The layout conversions cost a pass over the input and the output each call, as much as the
-//! kernel gains on large maps with few channels: it is used where it wins with them, the 3x3
-//! layers with at least 128 input channels on maps up to 28x28 ([`applies`]).
+//! [`run`] works on blocked buffers, with an [`Epilogue`] (bias, residual add, leaky ReLU): the
+//! blocked inference of `kernels::blocked` calls it directly. [`forward`] and
+//! [`backward_input`] convert `[N, C, H, W]` slices around it, a pass over the input and the
+//! output each call that costs about what the kernel gains on large maps with few channels: the
+//! GEMM path uses them for 3x3 layers with at least 64 input channels on maps up to 56x56
+//! ([`applies`]).
 
 use std::arch::x86_64::*;
 
@@ -22,19 +27,19 @@ use crate::kernels::loss::CpuPath;
 use super::geometry::Grid;
 
 /// Channels per block: the `f32` lanes of a vector.
-const L: usize = 16;
+pub(crate) const LANES: usize = 16;
+const L: usize = LANES;
 /// Output positions per register tile.
 const TILE: usize = 14;
 
-/// Whether [`forward`] runs this convolution: on the AVX-512 path (which
-/// [`CPU_PATH_ENV`](crate::kernels::CPU_PATH_ENV) can cap), for 3x3 kernels with at least 128
-/// input channels on maps up to 28x28, where it was measured faster than the GEMM path with the
-/// layout conversions included (1.1-1.2x on TResNet-M's layers; slower on its 64-channel 56x56
-/// ones, where the conversions weigh more).
+/// Whether [`forward`] runs this convolution in place of the GEMM path: on the AVX-512 path
+/// (which [`CPU_PATH_ENV`](crate::kernels::CPU_PATH_ENV) can cap), for 3x3 kernels with at least
+/// 64 input channels on maps up to 56x56, where it measured faster with the layout conversions
+/// included (1.05x on TResNet-M's 64-channel 56x56 layers, 2x on its 28x28 and 14x14 ones).
 pub(super) fn applies(grid: &Grid) -> bool {
     (grid.kh, grid.kw) == (3, 3)
-        && grid.c >= 128
-        && grid.ho() * grid.wo() <= 28 * 28
+        && grid.c >= 64
+        && grid.ho() * grid.wo() <= 56 * 56
         && CpuPath::best() >= CpuPath::Avx512
 }
 
@@ -59,6 +64,51 @@ pub(crate) fn forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) ->
     let wb = blocked_weights(grid, w, None);
     let yb = run(grid, &xb, &wb, Epilogue::default());
     unblocked_output(grid, &yb, bias)
+}
+
+/// Whether [`backward_input`] computes this convolution's input gradient: where [`applies`]
+/// runs its forward, with padding that leaves the transposed convolution a padding of its own.
+pub(super) fn applies_backward(grid: &Grid) -> bool {
+    applies(grid) && grid.ph < grid.kh && grid.pw < grid.kw
+}
+
+/// The input gradient `dx` (`[N, C, H, W]`) of `y = conv2d(x, w)` (stride 1) from the output
+/// gradient `g` (`[N, O, Ho, Wo]`): the convolution of `g` with the kernel turned half a turn
+/// and its channels swapped, padded by `k - 1 - p`.
+///
+/// # Panics
+///
+/// As [`forward`]; also if a padding is not below its kernel size.
+pub(crate) fn backward_input(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
+    assert!(
+        grid.ph < grid.kh && grid.pw < grid.kw,
+        "padding below the kernel"
+    );
+    let (kh, kw, taps) = (grid.kh, grid.kw, grid.kh * grid.kw);
+    let transposed = Grid {
+        n: grid.n,
+        c: grid.o,
+        o: grid.c,
+        h: grid.ho(),
+        w: grid.wo(),
+        kh,
+        kw,
+        ph: kh - 1 - grid.ph,
+        pw: kw - 1 - grid.pw,
+    };
+    let mut turned = vec![0.0f32; w.len()];
+    turned
+        .par_chunks_mut(grid.o * taps)
+        .enumerate()
+        .for_each(|(ci, dst)| {
+            for oi in 0..grid.o {
+                let src = &w[(oi * grid.c + ci) * taps..][..taps];
+                for (t, &v) in src.iter().rev().enumerate() {
+                    dst[oi * taps + t] = v;
+                }
+            }
+        });
+    forward(transposed, g, &turned, None)
 }
 
 /// Blocks of input and output channels.
@@ -160,8 +210,8 @@ pub(crate) struct Epilogue<'a> {
     pub(crate) slope: Option<f32>,
 }
 
-/// The blocked output of the blocked input and weights, one task per output row and pair of
-/// output-channel blocks, ordered so that a thread's consecutive rows share their weights.
+/// The blocked output of the blocked input and weights, then the epilogue: one task per output
+/// row and group of output-channel blocks, image by image.
 ///
 /// # Panics
 ///
@@ -191,24 +241,33 @@ pub(crate) fn run(grid: Grid, xb: &[f32], wb: &[f32], epilogue: Epilogue) -> Scr
     // Every value is written by the tiles below.
     let mut yb = Scratch::uninit(out_len);
     let out = Rows(yb.as_mut_ptr());
-    let pairs = obn.div_ceil(2);
-    (0..pairs * grid.n * ho).into_par_iter().for_each(|task| {
-        let (pair, ni, oh) = (task / (grid.n * ho), task / ho % grid.n, task % ho);
-        let ob = pair * 2;
-        let two = ob + 1 < obn;
-        let row = |b: usize| ((ni * obn + b) * ho + oh) * wo * L;
-        // SAFETY: the CPU has AVX-512F (checked in `forward`); the input image, the weight
-        // blocks and the output rows are inside their buffers for this grid (their lengths
-        // follow from it), and no other task writes rows `(ni, ob, oh)` and `(ni, ob+1, oh)`.
+    // Rows of 14 positions and more take tiles of 14 positions by 2 output blocks. A 1x1 kernel
+    // on shorter rows (the 49 positions of a 7x7 map) takes tiles of 7 by 4, which load fewer
+    // input values per FMA: 1.4x faster on TResNet-M's 7x7 layers. A 3x3 kernel's 4 blocks of
+    // weights outgrow the cache, and there 7 by 2 measured faster.
+    let group = if wo < TILE && grid.kh * grid.kw == 1 {
+        4
+    } else {
+        2
+    };
+    let groups = obn.div_ceil(group);
+    (0..groups * grid.n * ho).into_par_iter().for_each(|task| {
+        let (ni, gi, oh) = (task / (groups * ho), task / ho % groups, task % ho);
+        let ob = gi * group;
+        let nb = group.min(obn - ob);
+        let row = ((ni * obn + ob) * ho + oh) * wo * L;
+        // SAFETY: the CPU has AVX-512F (checked above); the input image, the weight blocks and
+        // the output rows are inside their buffers for this grid (their lengths follow from it,
+        // checked above), and no other task writes rows `oh` of blocks `ob..ob + nb` of image `ni`.
         unsafe {
             let args = Args {
                 x: xb.as_ptr().add(ni * x_image),
                 w: wb.as_ptr().add(ob * w_block),
                 w_next: w_block,
-                y: out.at(row(ob)),
-                y_next: if two { row(ob + 1) - row(ob) } else { 0 },
+                y: out.at(row),
+                y_next: ho * wo * L,
                 bias: epilogue.bias.map(|b| b.as_ptr().add(ob * L)),
-                residual: epilogue.residual.map(|r| r.as_ptr().add(row(ob))),
+                residual: epilogue.residual.map(|r| r.as_ptr().add(row)),
                 slope: epilogue.slope,
                 cbn,
                 hp: grid.hp(),
@@ -219,26 +278,40 @@ pub(crate) fn run(grid: Grid, xb: &[f32], wb: &[f32], epilogue: Epilogue) -> Scr
             };
             let mut ow = 0;
             while ow < wo {
-                let left = wo - ow;
-                match (two, left) {
-                    (true, TILE..) => tile::<TILE, 2>(&args, ow),
-                    (true, 7..) => tile::<7, 2>(&args, ow),
-                    (true, _) => tile::<1, 2>(&args, ow),
-                    (false, TILE..) => tile::<TILE, 1>(&args, ow),
-                    (false, 7..) => tile::<7, 1>(&args, ow),
-                    (false, _) => tile::<1, 1>(&args, ow),
-                }
-                ow += if left >= TILE {
-                    TILE
-                } else if left >= 7 {
-                    7
-                } else {
-                    1
-                };
+                let width = [TILE, 7, 1]
+                    .into_iter()
+                    .find(|&u| u <= wo - ow)
+                    .unwrap_or(1);
+                tile_of(&args, ow, width, nb);
+                ow += width;
             }
         }
     });
     yb
+}
+
+/// [`tile`] for `width` positions (14, 7 or 1) and `blocks` output blocks (1 or 2 for width
+/// 14, up to 4 otherwise).
+///
+/// # Safety
+///
+/// As [`tile`].
+unsafe fn tile_of(a: &Args, ow: usize, width: usize, blocks: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match (width, blocks) {
+            (TILE, 2) => tile::<TILE, 2>(a, ow),
+            (TILE, _) => tile::<TILE, 1>(a, ow),
+            (7, 4) => tile::<7, 4>(a, ow),
+            (7, 3) => tile::<7, 3>(a, ow),
+            (7, 2) => tile::<7, 2>(a, ow),
+            (7, _) => tile::<7, 1>(a, ow),
+            (_, 4) => tile::<1, 4>(a, ow),
+            (_, 3) => tile::<1, 3>(a, ow),
+            (_, 2) => tile::<1, 2>(a, ow),
+            _ => tile::<1, 1>(a, ow),
+        }
+    }
 }
 
 /// Where a row task reads and writes.

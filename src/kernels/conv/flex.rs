@@ -119,12 +119,21 @@ impl Backward<Flex, 2> for Conv2dBackward {
         let grid = state.grid;
         let x = state.x.map(|t| t.to_contiguous());
         let w = state.weight.map(|t| t.to_contiguous());
-        let (dx, dw) = gemm_backward(
-            grid,
+        let (x, w, g) = (
             node_w.as_ref().and(x.as_ref()).map(host_slice),
             node_x.as_ref().and(w.as_ref()).map(host_slice),
             host_slice(&g),
         );
+        #[cfg(target_arch = "x86_64")]
+        let (dx, dw) = match w {
+            Some(w) if super::direct::applies_backward(&grid) => (
+                Some(super::direct::backward_input(grid, w, g)),
+                gemm_backward(grid, x, None, g).1,
+            ),
+            _ => gemm_backward(grid, x, w, g),
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (dx, dw) = gemm_backward(grid, x, w, g);
         let tensor =
             |v: Vec<f32>, shape: [usize; 4]| FlexTensor::from_data(TensorData::new(v, shape));
         if let (Some(node), Some(dx)) = (node_x, dx) {
