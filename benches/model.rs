@@ -1,8 +1,11 @@
-//! TResNet-M throughput on the crate's default backend (flex on the CPU): inference and one
-//! training step (forward, backward, Adam) at 224x224, batch 8. Compare with
-//! `scripts/model_bench_torch.py`, which times timm's tresnet_m the same way with PyTorch.
+//! TResNet-M throughput on the crate's default backend (flex on the CPU): inference at 224x224
+//! batch 8, 448x448 batch 2 and 448x448 batch 1 (the latency of annotating one photo), and one
+//! training step (forward, backward, Adam) at 224x224 batch 8 and 448x448 batch 2. Compare with
+//! `scripts/model_bench_torch.py --batch B --size S`, which times timm's tresnet_m the same way
+//! with PyTorch.
 //!
-//! `cargo bench --bench model` (about two minutes on 2 cores).
+//! `cargo bench --bench model` (about four minutes on 2 cores); `-- inference` or `-- train` for
+//! one half. `AIA_CPU_PATH=avx2` times the AVX2 path on an AVX-512 CPU.
 
 use std::time::Duration;
 
@@ -13,32 +16,46 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::{Distribution, Int, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-const BATCH: usize = 8;
-const SIZE: usize = 224;
 const LABELS: usize = 1000;
+
+/// (side, batch) of the inference benches.
+const INFERENCE: [(usize, usize); 3] = [(224, 8), (448, 2), (448, 1)];
+/// (side, batch) of the training benches.
+const TRAINING: [(usize, usize); 2] = [(224, 8), (448, 2)];
 
 fn inference(c: &mut Criterion) {
     let device = Default::default();
     let model = TResNetConfig::m().init::<DefaultBackend>(&device);
-    let x =
-        Tensor::<DefaultBackend, 4>::random([BATCH, 3, SIZE, SIZE], Distribution::Default, &device);
     let mut group = c.benchmark_group("tresnet_m");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(3))
-        .measurement_time(Duration::from_secs(20))
-        .throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("inference_224_b8", |b| {
-        b.iter(|| {
-            let logits = model.forward(x.clone());
-            // Reading the result back forces the whole computation on lazy backends.
-            logits.into_data()
-        })
-    });
+        .measurement_time(Duration::from_secs(15));
+    for (size, batch) in INFERENCE {
+        let x = Tensor::<DefaultBackend, 4>::random(
+            [batch, 3, size, size],
+            Distribution::Default,
+            &device,
+        );
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(format!("inference_{size}_b{batch}"), |b| {
+            b.iter(|| {
+                let logits = model.forward(x.clone());
+                // Reading the result back forces the whole computation on lazy backends.
+                logits.into_data()
+            })
+        });
+    }
     group.finish();
 }
 
 fn train_step(c: &mut Criterion) {
+    for (size, batch) in TRAINING {
+        train_step_at(c, size, batch);
+    }
+}
+
+fn train_step_at(c: &mut Criterion, size: usize, batch: usize) {
     let device = Default::default();
     let mut model = Some(TResNetConfig::m().init::<TrainBackend>(&device));
     let mut optim = AdamConfig::new().init();
@@ -46,9 +63,9 @@ fn train_step(c: &mut Criterion) {
         .with_logits(true)
         .init(&device);
     let x =
-        Tensor::<TrainBackend, 4>::random([BATCH, 3, SIZE, SIZE], Distribution::Default, &device);
+        Tensor::<TrainBackend, 4>::random([batch, 3, size, size], Distribution::Default, &device);
     let targets =
-        Tensor::<TrainBackend, 2>::random([BATCH, LABELS], Distribution::Default, &device)
+        Tensor::<TrainBackend, 2>::random([batch, LABELS], Distribution::Default, &device)
             .lower_elem(0.01)
             .int();
     let targets: Tensor<TrainBackend, 2, Int> = targets;
@@ -57,8 +74,8 @@ fn train_step(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(5))
         .measurement_time(Duration::from_secs(40))
-        .throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("train_step_224_b8", |b| {
+        .throughput(Throughput::Elements(batch as u64));
+    group.bench_function(format!("train_step_{size}_b{batch}"), |b| {
         b.iter(|| {
             let m = model.take().expect("model");
             let loss = loss_fn.forward(m.forward(x.clone()), targets.clone());
