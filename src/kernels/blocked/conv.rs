@@ -3,7 +3,7 @@
 use super::map::BlockedMap;
 use super::LANES as L;
 use crate::kernels::buffer::Scratch;
-use crate::kernels::conv::direct::{blocked_weights, run, Epilogue};
+use crate::kernels::conv::direct::{blocked_weights, run, Epilogue, Isa};
 use crate::kernels::conv::geometry::Grid;
 
 /// A convolution of odd square kernel, stride 1 and "same" padding (`k / 2`), followed by an
@@ -42,8 +42,24 @@ impl FoldedConv {
     }
 
     /// `act(conv(x) + residual)`, where `act` is a leaky ReLU of this slope (0: a ReLU) or none.
+    ///
+    /// # Panics
+    ///
+    /// If the kernel path has no tiles of the direct convolution ([`Isa::best`]).
     pub(crate) fn forward(
         &self,
+        x: &BlockedMap,
+        residual: Option<&BlockedMap>,
+        slope: Option<f32>,
+    ) -> BlockedMap {
+        let isa = Isa::best().expect("the direct convolution needs AVX2 and FMA");
+        self.forward_on(isa, x, residual, slope)
+    }
+
+    /// [`forward`](Self::forward) with the tiles of `isa`, which the CPU must run.
+    pub(crate) fn forward_on(
+        &self,
+        isa: Isa,
         x: &BlockedMap,
         residual: Option<&BlockedMap>,
         slope: Option<f32>,
@@ -63,10 +79,10 @@ impl FoldedConv {
             // A 1x1 kernel sees each position alone: the map is one long row, which the kernel
             // tiles without a remainder at every row end.
             let grid = Self::grid(o, x.c, 1, x.n, 1, x.h * x.w);
-            run(grid, &x.data, &self.weights, epilogue)
+            run(isa, grid, &x.data, &self.weights, epilogue)
         } else {
             let grid = Self::grid(o, x.c, k, x.n, x.h, x.w);
-            run(grid, &x.padded(k / 2), &self.weights, epilogue)
+            run(isa, grid, &x.padded(k / 2), &self.weights, epilogue)
         };
         BlockedMap {
             data,

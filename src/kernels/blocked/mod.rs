@@ -35,12 +35,12 @@ use std::any::TypeId;
 use burn::backend::Flex;
 use burn::tensor::backend::Backend;
 
-use crate::kernels::loss::CpuPath;
+use crate::kernels::conv::direct::Isa;
 
 pub(crate) use crate::kernels::conv::direct::LANES;
 
 /// Whether backend `B` runs inference on blocked maps: it is `Flex`, on a CPU whose kernel path
-/// (capped by [`CPU_PATH_ENV`](crate::kernels::CPU_PATH_ENV)) is AVX-512.
+/// (capped by [`CPU_PATH_ENV`](crate::kernels::CPU_PATH_ENV)) is AVX2 or AVX-512.
 pub(crate) fn available<B: Backend>() -> bool {
-    TypeId::of::<B>() == TypeId::of::<Flex>() && CpuPath::best() >= CpuPath::Avx512
+    TypeId::of::<B>() == TypeId::of::<Flex>() && Isa::best().is_some()
 }

@@ -1,6 +1,8 @@
 use rand::{Rng, SeedableRng};
 
 use super::backward::gemm_backward;
+#[cfg(target_arch = "x86_64")]
+use super::direct::{backward_input_on, forward_on, Isa};
 use super::gemm::gemm_forward;
 use super::geometry::Grid;
 
@@ -146,18 +148,17 @@ fn gemm_forward_matches_direct_summation() {
     assert_eq!(paths, [3, 3], "cases per path (unfolded, grid)");
 }
 
-/// The direct AVX-512 kernel (on CPUs that have it) against direct summation in f64: channels
+/// The direct kernel, with the tiles of every instruction set the CPU runs (none on CPUs without
+/// AVX2), against direct summation in f64: channels
 /// that are and are not multiples of 16, one, three and five blocks of output channels (the
 /// last alone in its pair or four), rows shorter and longer than a tile, 3x3, 1x1 and non-square
 /// kernels, with and without padding and bias, a single image.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn direct_forward_matches_direct_summation() {
-    if !is_x86_feature_detected!("avx512f") {
-        println!("skipped: no AVX-512 on this CPU");
-        return;
-    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let isas = Isa::supported();
+    println!("tiles tested: {isas:?}");
     for geometry in [
         (2, 16, 16, 5, 6, 3, 3, 1, 1),
         (1, 37, 40, 9, 23, 3, 3, 1, 1),
@@ -166,21 +167,23 @@ fn direct_forward_matches_direct_summation() {
         (2, 18, 17, 6, 8, 3, 1, 1, 0),
         (1, 130, 48, 4, 4, 3, 3, 1, 1),
         (2, 18, 70, 1, 12, 1, 1, 0, 0),
+        (1, 16, 16, 2, 11, 3, 3, 1, 1),
     ] {
-        check_forward(&mut rng, geometry, super::direct::forward);
+        for &isa in &isas {
+            check_forward(&mut rng, geometry, |grid, x, w, b| {
+                forward_on(isa, grid, x, w, b)
+            });
+        }
     }
 }
 
-/// The direct kernel's input gradient (on CPUs with AVX-512) against direct summation in f64:
+/// The direct kernel's input gradient, with every instruction set's tiles the CPU runs,
+/// against direct summation in f64:
 /// channels that are and are not multiples of 16, padding of 0 and 1 (0, 1, 2 for the turned
 /// kernel), a non-square kernel and map, a single image.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn direct_backward_input_matches_direct_summation() {
-    if !is_x86_feature_detected!("avx512f") {
-        println!("skipped: no AVX-512 on this CPU");
-        return;
-    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
     for geometry in [
         (2, 16, 16, 5, 6, 3, 3, 1, 1),
@@ -193,13 +196,15 @@ fn direct_backward_input_matches_direct_summation() {
         let w = random(grid.o * grid.c * grid.kh * grid.kw);
         let g = random(grid.n * grid.o * grid.ho() * grid.wo());
         let (want, _) = naive(grid, &vec![0.0; grid.n * grid.c * grid.h * grid.w], &w, &g);
-        let got = super::direct::backward_input(grid, &w, &g);
-        assert_eq!(got.len(), want.len(), "dx length for {grid:?}");
-        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (*a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                "dx[{i}] = {a}, want {b}, for {grid:?}"
-            );
+        for isa in Isa::supported() {
+            let got = backward_input_on(isa, grid, &w, &g);
+            assert_eq!(got.len(), want.len(), "dx length for {grid:?}");
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (*a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "dx[{i}] = {a}, want {b}, for {grid:?} on {isa:?}"
+                );
+            }
         }
     }
 }

@@ -1,14 +1,15 @@
-//! The convolution as a direct AVX-512 kernel on the blocked channel layout: the forward, and
-//! the input gradient as the forward of the transposed convolution.
+//! The convolution as a direct kernel on the blocked channel layout, with tiles for AVX-512 and
+//! for AVX2: the forward, and the input gradient as the forward of the transposed convolution.
 //!
-//! Channels go in blocks of 16, one vector: the input to `[N][C/16][Hp][Wp][16]` on the
-//! zero-padded grid, the weights to `[O/16][C/16][kh][kw][16 in][16 out]`, the output comes out
-//! of `[N][O/16][Ho][Wo][16]`. A register tile holds 14 output positions of a row for two blocks of
-//! 16 output channels (28 accumulators); for each input channel it loads two weight vectors and
-//! broadcasts each position's input value into two FMAs. Tasks go image by image, so that an
-//! image's input stays in L2 while its rows are computed. No unfolded copy of the input is made,
-//! and the arithmetic runs at 210-300 GFLOP/s on 2 cores on TResNet-M's layers at batch 8,
-//! against 120-220 for the GEMM path on its 3x3 layers.
+//! Channels go in blocks of 16: the input to `[N][C/16][Hp][Wp][16]` on the zero-padded grid,
+//! the weights to `[O/16][C/16][kh][kw][16 in][16 out]`, the output comes out of
+//! `[N][O/16][Ho][Wo][16]`. On AVX-512 a block is one vector, and a register tile holds 14 output
+//! positions of a row for two blocks of output channels (28 accumulators): for each input channel
+//! it loads two weight vectors and broadcasts each position's input value into two FMAs
+//! (`avx512`). On AVX2 a block is two vectors, and a tile 6 positions of one block (`avx2`).
+//! Tasks go image by image, so that an image's input stays in L2 while its rows are computed. No
+//! unfolded copy of the input is made: on AVX-512 the arithmetic runs at 210-300 GFLOP/s on 2
+//! cores on TResNet-M's layers at batch 8, against 120-220 for the GEMM path on its 3x3 layers.
 //!
 //! [`run`] works on blocked buffers, with an [`Epilogue`] (bias, residual add, leaky ReLU): the
 //! blocked inference of `kernels::blocked` calls it directly. [`forward`] and
@@ -17,8 +18,6 @@
 //! GEMM path uses them for 3x3 layers with at least 64 input channels on maps up to 56x56
 //! ([`applies`]).
 
-use std::arch::x86_64::*;
-
 use rayon::prelude::*;
 
 use crate::kernels::buffer::Scratch;
@@ -26,11 +25,44 @@ use crate::kernels::loss::CpuPath;
 
 use super::geometry::Grid;
 
+mod avx2;
+mod avx512;
+
 /// Channels per block: the `f32` lanes of a vector.
 pub(crate) const LANES: usize = 16;
 const L: usize = LANES;
-/// Output positions per register tile.
-const TILE: usize = 14;
+/// The instruction sets the kernel has tiles for, fastest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// 32 vector registers of 16 lanes: one block per vector.
+    Avx512,
+    /// 16 vector registers of 8 lanes, and FMA: one block per two vectors.
+    Avx2,
+}
+
+impl Isa {
+    /// The tiles the kernel path runs ([`CpuPath::best`]), if any.
+    pub(crate) fn best() -> Option<Self> {
+        match CpuPath::best() {
+            p if p >= CpuPath::Avx512 => Some(Self::Avx512),
+            p if p >= CpuPath::Avx2 => Some(Self::Avx2),
+            _ => None,
+        }
+    }
+
+    /// Every instruction set this CPU runs tiles for, fastest first.
+    pub(crate) fn supported() -> Vec<Self> {
+        let paths = CpuPath::supported();
+        let mut isas = Vec::new();
+        if paths.contains(&CpuPath::Avx512) {
+            isas.push(Self::Avx512);
+        }
+        if paths.contains(&CpuPath::Avx2) {
+            isas.push(Self::Avx2);
+        }
+        isas
+    }
+}
 
 /// Whether [`forward`] runs this convolution in place of the GEMM path: on the AVX-512 path
 /// (which [`CPU_PATH_ENV`](crate::kernels::CPU_PATH_ENV) can cap), for 3x3 kernels with at least
@@ -48,12 +80,20 @@ pub(super) fn applies(grid: &Grid) -> bool {
 ///
 /// # Panics
 ///
-/// If the CPU lacks AVX-512F, or the slices do not hold the grid's shapes.
+/// If the kernel path has no tiles ([`Isa::best`]), or the slices do not hold the grid's shapes.
 pub(crate) fn forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    assert!(
-        is_x86_feature_detected!("avx512f"),
-        "the direct convolution needs AVX-512"
-    );
+    let isa = Isa::best().expect("the direct convolution needs AVX2 and FMA");
+    forward_on(isa, grid, x, w, bias)
+}
+
+/// [`forward`] with the tiles of `isa`, which the CPU must run.
+pub(crate) fn forward_on(
+    isa: Isa,
+    grid: Grid,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     assert_eq!(x.len(), grid.n * grid.c * grid.h * grid.w, "input length");
     assert_eq!(
         w.len(),
@@ -62,7 +102,7 @@ pub(crate) fn forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) ->
     );
     let xb = blocked_input(grid, x);
     let wb = blocked_weights(grid, w, None);
-    let yb = run(grid, &xb, &wb, Epilogue::default());
+    let yb = run(isa, grid, &xb, &wb, Epilogue::default());
     unblocked_output(grid, &yb, bias)
 }
 
@@ -80,6 +120,12 @@ pub(super) fn applies_backward(grid: &Grid) -> bool {
 ///
 /// As [`forward`]; also if a padding is not below its kernel size.
 pub(crate) fn backward_input(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
+    let isa = Isa::best().expect("the direct convolution needs AVX2 and FMA");
+    backward_input_on(isa, grid, w, g)
+}
+
+/// [`backward_input`] with the tiles of `isa`, which the CPU must run.
+pub(crate) fn backward_input_on(isa: Isa, grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
     assert!(
         grid.ph < grid.kh && grid.pw < grid.kw,
         "padding below the kernel"
@@ -108,7 +154,7 @@ pub(crate) fn backward_input(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
                 }
             }
         });
-    forward(transposed, g, &turned, None)
+    forward_on(isa, transposed, g, &turned, None)
 }
 
 /// Blocks of input and output channels.
@@ -210,22 +256,19 @@ pub(crate) struct Epilogue<'a> {
     pub(crate) slope: Option<f32>,
 }
 
-/// The blocked output of the blocked input and weights, then the epilogue: one task per output
-/// row and group of output-channel blocks, image by image.
+/// The blocked output of the blocked input and weights, then the epilogue, with the tiles of
+/// `isa`: one task per output row and group of output-channel blocks, image by image.
 ///
 /// # Panics
 ///
-/// If the CPU lacks AVX-512F, or a buffer is shorter than the grid needs.
-pub(crate) fn run(grid: Grid, xb: &[f32], wb: &[f32], epilogue: Epilogue) -> Scratch {
+/// If the CPU does not run `isa`, or a buffer is shorter than the grid needs.
+pub(crate) fn run(isa: Isa, grid: Grid, xb: &[f32], wb: &[f32], epilogue: Epilogue) -> Scratch {
+    assert!(Isa::supported().contains(&isa), "the CPU runs {isa:?}");
     let (cbn, obn) = blocks(&grid);
     let (ho, wo) = (grid.ho(), grid.wo());
     let (x_image, w_block) = (
         cbn * grid.hp() * grid.wp() * L,
         cbn * grid.kh * grid.kw * L * L,
-    );
-    assert!(
-        is_x86_feature_detected!("avx512f"),
-        "the direct convolution needs AVX-512"
     );
     let out_len = grid.n * obn * ho * wo * L;
     assert!(xb.len() >= grid.n * x_image, "blocked input length");
@@ -241,14 +284,9 @@ pub(crate) fn run(grid: Grid, xb: &[f32], wb: &[f32], epilogue: Epilogue) -> Scr
     // Every value is written by the tiles below.
     let mut yb = Scratch::uninit(out_len);
     let out = Rows(yb.as_mut_ptr());
-    // Rows of 14 positions and more take tiles of 14 positions by 2 output blocks. A 1x1 kernel
-    // on shorter rows (the 49 positions of a 7x7 map) takes tiles of 7 by 4, which load fewer
-    // input values per FMA: 1.4x faster on TResNet-M's 7x7 layers. A 3x3 kernel's 4 blocks of
-    // weights outgrow the cache, and there 7 by 2 measured faster.
-    let group = if wo < TILE && grid.kh * grid.kw == 1 {
-        4
-    } else {
-        2
+    let group = match isa {
+        Isa::Avx512 => avx512::group(&grid),
+        Isa::Avx2 => avx2::GROUP,
     };
     let groups = obn.div_ceil(group);
     (0..groups * grid.n * ho).into_par_iter().for_each(|task| {
@@ -256,7 +294,7 @@ pub(crate) fn run(grid: Grid, xb: &[f32], wb: &[f32], epilogue: Epilogue) -> Scr
         let ob = gi * group;
         let nb = group.min(obn - ob);
         let row = ((ni * obn + ob) * ho + oh) * wo * L;
-        // SAFETY: the CPU has AVX-512F (checked above); the input image, the weight blocks and
+        // SAFETY: the CPU runs `isa` (checked above); the input image, the weight blocks and
         // the output rows are inside their buffers for this grid (their lengths follow from it,
         // checked above), and no other task writes rows `oh` of blocks `ob..ob + nb` of image `ni`.
         unsafe {
@@ -276,141 +314,34 @@ pub(crate) fn run(grid: Grid, xb: &[f32], wb: &[f32], epilogue: Epilogue) -> Scr
                 kw: grid.kw,
                 oh,
             };
-            let mut ow = 0;
-            while ow < wo {
-                let width = [TILE, 7, 1]
-                    .into_iter()
-                    .find(|&u| u <= wo - ow)
-                    .unwrap_or(1);
-                tile_of(&args, ow, width, nb);
-                ow += width;
+            match isa {
+                Isa::Avx512 => avx512::row(&args, wo, nb),
+                Isa::Avx2 => avx2::row(&args, wo, nb),
             }
         }
     });
     yb
 }
 
-/// [`tile`] for `width` positions (14, 7 or 1) and `blocks` output blocks (1 or 2 for width
-/// 14, up to 4 otherwise).
-///
-/// # Safety
-///
-/// As [`tile`].
-unsafe fn tile_of(a: &Args, ow: usize, width: usize, blocks: usize) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match (width, blocks) {
-            (TILE, 2) => tile::<TILE, 2>(a, ow),
-            (TILE, _) => tile::<TILE, 1>(a, ow),
-            (7, 4) => tile::<7, 4>(a, ow),
-            (7, 3) => tile::<7, 3>(a, ow),
-            (7, 2) => tile::<7, 2>(a, ow),
-            (7, _) => tile::<7, 1>(a, ow),
-            (_, 4) => tile::<1, 4>(a, ow),
-            (_, 3) => tile::<1, 3>(a, ow),
-            (_, 2) => tile::<1, 2>(a, ow),
-            _ => tile::<1, 1>(a, ow),
-        }
-    }
-}
-
 /// Where a row task reads and writes.
-struct Args {
+pub(super) struct Args {
     /// The image's blocked input, and the first block's weights.
-    x: *const f32,
-    w: *const f32,
+    pub(super) x: *const f32,
+    pub(super) w: *const f32,
     /// Elements from one output-channel block's weights to the next.
-    w_next: usize,
+    pub(super) w_next: usize,
     /// The first block's output row, and the elements to the next block's.
-    y: *mut f32,
-    y_next: usize,
+    pub(super) y: *mut f32,
+    pub(super) y_next: usize,
     /// The first block's bias, the first block's residual row (`y_next` on to the next's), and
     /// the activation's slope: as [`Epilogue`] says.
-    bias: Option<*const f32>,
-    residual: Option<*const f32>,
-    slope: Option<f32>,
-    cbn: usize,
-    hp: usize,
-    wp: usize,
-    kh: usize,
-    kw: usize,
-    oh: usize,
-}
-
-/// `U` output positions from `ow` of row `oh`, for `B` (1 or 2) output-channel blocks.
-///
-/// # Safety
-///
-/// The CPU has AVX-512F; `a` addresses buffers as [`run`] lays them out, with `ow + U` at most
-/// the row's width.
-#[target_feature(enable = "avx512f")]
-unsafe fn tile<const U: usize, const B: usize>(a: &Args, ow: usize) {
-    // acc[u][b]: position u of the tile, output-channel block b.
-    let mut acc = [[_mm512_setzero_ps(); B]; U];
-    let plane = a.hp * a.wp * L;
-    for cb in 0..a.cbn {
-        for ky in 0..a.kh {
-            for kx in 0..a.kw {
-                // SAFETY (all reads): inside the blocked input and weights, as the caller says.
-                let xk = unsafe { a.x.add(cb * plane + ((a.oh + ky) * a.wp + ow + kx) * L) };
-                let wk = unsafe { a.w.add(((cb * a.kh + ky) * a.kw + kx) * L * L) };
-                for ic in 0..L {
-                    let mut wv = [_mm512_setzero_ps(); B];
-                    for (b, v) in wv.iter_mut().enumerate() {
-                        *v = unsafe { _mm512_loadu_ps(wk.add(b * a.w_next + ic * L)) };
-                    }
-                    for (u, acc) in acc.iter_mut().enumerate() {
-                        let xv = _mm512_set1_ps(unsafe { *xk.add(u * L + ic) });
-                        for (a, &w) in acc.iter_mut().zip(&wv) {
-                            *a = _mm512_fmadd_ps(xv, w, *a);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    for (u, acc) in acc.iter().enumerate() {
-        for (b, &v) in acc.iter().enumerate() {
-            // SAFETY: inside the output rows, as the caller says.
-            unsafe { _mm512_storeu_ps(a.y.add(b * a.y_next + (ow + u) * L), v) };
-        }
-    }
-    // The epilogue reads the sums back from L1 rather than finishing them in registers: with
-    // the epilogue's vectors live beside the 28 accumulators, the compiler spilled every
-    // accumulator to the stack after each FMA of the loop above, which halved its speed.
-    if a.bias.is_some() || a.residual.is_some() || a.slope.is_some() {
-        for u in 0..U {
-            for b in 0..B {
-                let at = b * a.y_next + (ow + u) * L;
-                // SAFETY: inside the output rows and the epilogue's buffers, as the caller says.
-                unsafe {
-                    let v = _mm512_loadu_ps(a.y.add(at));
-                    _mm512_storeu_ps(a.y.add(at), finish(a, b, at, v));
-                }
-            }
-        }
-    }
-}
-
-/// The epilogue on the sums `v` of output block `b` stored at `at` from the first block's row.
-///
-/// # Safety
-///
-/// As [`tile`].
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn finish(a: &Args, b: usize, at: usize, mut v: __m512) -> __m512 {
-    if let Some(bias) = a.bias {
-        // SAFETY: the bias holds whole blocks, as the caller says.
-        v = _mm512_add_ps(v, unsafe { _mm512_loadu_ps(bias.add(b * L)) });
-    }
-    if let Some(residual) = a.residual {
-        // SAFETY: the residual has the output's layout, as the caller says.
-        v = _mm512_add_ps(v, unsafe { _mm512_loadu_ps(residual.add(at)) });
-    }
-    if let Some(slope) = a.slope {
-        let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, _mm512_setzero_ps());
-        v = _mm512_mask_mul_ps(v, negative, v, _mm512_set1_ps(slope));
-    }
-    v
+    pub(super) bias: Option<*const f32>,
+    pub(super) residual: Option<*const f32>,
+    pub(super) slope: Option<f32>,
+    pub(super) cbn: usize,
+    pub(super) hp: usize,
+    pub(super) wp: usize,
+    pub(super) kh: usize,
+    pub(super) kw: usize,
+    pub(super) oh: usize,
 }
