@@ -5,9 +5,10 @@
 //! inference. [`folded_conv`] does it once per set of tensors and keeps the result, keyed by the
 //! tensors' storage. Flex tensors are immutable while shared (a write to a shared one copies it
 //! first), and the cache holds a clone of each source, so the same storage means the same values.
-//! An entry goes when the cache holds the last clone of one of its sources: the model it came
-//! from was dropped or given new weights (a training step, a loaded checkpoint).
+//! An entry goes when the cache's own clones are all that is left of one of its sources: the
+//! model it came from was dropped or given new weights (a training step, a loaded checkpoint).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use burn::backend::flex::FlexTensor;
@@ -58,28 +59,60 @@ pub(crate) fn folded_conv<B: Backend>(layer: ConvNorm<B>) -> Arc<FoldedConv> {
         flex(layer.mean),
         flex(layer.var),
     ];
-    let found = {
-        let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-        cache.retain(|e| e.sources.iter().all(|s| !s.is_unique()));
+    let find = |cache: &[Entry], sources: &[FlexTensor; 5]| {
         cache
             .iter()
-            .find(|e| e.epsilon == layer.epsilon && e.sources.iter().zip(&sources).all(same))
+            .find(|e| e.epsilon == layer.epsilon && e.sources.iter().zip(sources).all(same))
             .map(|e| e.conv.clone())
     };
-    if let Some(conv) = found {
+    {
+        let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        evict(&mut cache);
+        if let Some(conv) = find(&cache, &sources) {
+            return conv;
+        }
+    }
+    // Packed without the lock, so that other layers and models are not held up; another thread
+    // may have packed the same layer meanwhile, and then its entry is the one kept.
+    let conv = Arc::new(pack(&sources, layer.epsilon));
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(conv) = find(&cache, &sources) {
         return conv;
     }
-    let conv = Arc::new(pack(&sources, layer.epsilon));
-    let entry = Entry {
+    cache.push(Entry {
         sources,
         epsilon: layer.epsilon,
         conv: conv.clone(),
-    };
-    CACHE
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(entry);
+    });
     conv
+}
+
+/// Drops the entries one of whose sources nothing but the cache holds, until none is left.
+fn evict(cache: &mut Vec<Entry>) {
+    loop {
+        let storage = |t: &FlexTensor| {
+            let data = t.data_arc();
+            // Less the clone just made.
+            (
+                Arc::as_ptr(&data).cast::<()>(),
+                Arc::strong_count(&data) - 1,
+            )
+        };
+        let mut in_cache: HashMap<*const (), usize> = HashMap::new();
+        for source in cache.iter().flat_map(|e| &e.sources) {
+            *in_cache.entry(storage(source).0).or_default() += 1;
+        }
+        let before = cache.len();
+        cache.retain(|e| {
+            e.sources.iter().all(|s| {
+                let (at, count) = storage(s);
+                count > in_cache[&at]
+            })
+        });
+        if cache.len() == before {
+            return;
+        }
+    }
 }
 
 /// Whether two tensors are views of the same storage with the same layout.
@@ -113,4 +146,54 @@ fn pack(sources: &[FlexTensor; 5], epsilon: f64) -> FoldedConv {
         .map(|o| beta[o] - mean[o] * scale[o])
         .collect();
     FoldedConv::new(host_slice(&weight), dims, &scale, &shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::TensorData;
+
+    use super::*;
+
+    fn layer(seed: f32) -> ConvNorm<Flex> {
+        let device = Default::default();
+        let vector =
+            |v: f32| Tensor::<Flex, 1>::from_data(TensorData::new(vec![v; 16], [16]), &device);
+        let weight: Vec<f32> = (0..16 * 16 * 9).map(|i| seed + i as f32 * 1e-3).collect();
+        ConvNorm {
+            weight: Tensor::from_data(TensorData::new(weight, [16, 16, 3, 3]), &device),
+            gamma: vector(1.5),
+            beta: vector(0.1),
+            mean: vector(0.2),
+            var: vector(2.0),
+            epsilon: 1e-5,
+        }
+    }
+
+    /// The same tensors give the same packed convolution; once the caller has dropped them, the
+    /// next lookup lets go of the cache's clones, and their storage is freed.
+    #[test]
+    fn entries_follow_their_tensors() {
+        let kept = layer(1.0);
+        let clone = || ConvNorm {
+            weight: kept.weight.clone(),
+            gamma: kept.gamma.clone(),
+            beta: kept.beta.clone(),
+            mean: kept.mean.clone(),
+            var: kept.var.clone(),
+            epsilon: kept.epsilon,
+        };
+        let first = folded_conv(clone());
+        assert!(Arc::ptr_eq(&first, &folded_conv(clone())), "packed twice");
+        let other = ConvNorm {
+            epsilon: 1e-3,
+            ..clone()
+        };
+        assert!(!Arc::ptr_eq(&first, &folded_conv(other)), "another epsilon");
+
+        let storage = Arc::downgrade(&flex(kept.weight.clone()).data_arc());
+        drop(kept);
+        assert!(storage.upgrade().is_some(), "the cache holds a clone");
+        folded_conv(layer(2.0));
+        assert!(storage.upgrade().is_none(), "the entry outlived its model");
+    }
 }
