@@ -7,18 +7,20 @@
 //!
 //! | operation | kernel | where |
 //! |---|---|---|
-//! | [`conv2d`] | GEMM convolution, analytic backward | `Flex`, `Autodiff<Flex>` |
+//! | [`conv2d`] | GEMM convolution (direct for some 3x3 layers), analytic backward | `Flex`, `Autodiff<Flex>` |
+//! | TResNet's inference ([`TResNet::forward`](crate::model::TResNet::forward) and the other `forward*`) | blocked channel layout, direct convolutions with folded BatchNorms and fused epilogues | `Flex` on x86-64 with AVX2 or AVX-512 |
 //! | [`batch_norm_act`] | two-pass BatchNorm + leaky ReLU | `Autodiff<Flex>` |
 //! | [`AsymmetricLoss::forward`](crate::loss::AsymmetricLoss::forward) | fused loss and gradient | `Flex`, `NdArray`, CUDA and wgpu without fusion, and their `Autodiff` |
 //!
 //! On Burn's fusion backends (`burn::backend::Cuda` and `Wgpu` with Burn's default features)
 //! the composed operations run, and Burn fuses them.
 //!
-//! The CPU loss kernel picks its code path at run time (AVX-512, AVX2 or portable code on
-//! x86-64); the environment variable [`CPU_PATH_ENV`] (`AIA_CPU_PATH=portable|avx2|avx512|avx512-binary`)
-//! caps it, so that a machine can run its tests on each lower path. The convolution kernels
-//! have no such switch: their GEMM is the `gemm` crate's, which picks its own SIMD code at run
-//! time.
+//! The CPU kernels pick their code path at run time (AVX-512, AVX2 or portable code on x86-64);
+//! the environment variable [`CPU_PATH_ENV`] (`AIA_CPU_PATH=portable|avx2|avx512|avx512-binary`)
+//! caps it, so that a machine can run its tests on each lower path: the loss kernel's loops, and
+//! the direct convolution's tiles (AVX-512 or AVX2; none on the portable path, where inference
+//! runs the modules' own operations). The GEMM of the convolutions is the `gemm` crate's, which picks its
+//! own SIMD code at run time.
 //!
 //! The host kernels on plain slices, [`asymmetric_loss_cpu`] and
 //! [`asymmetric_loss_cpu_in_place`] (and [`asymmetric_loss_cpu_elementwise`]), are public for benchmarks and for callers with their own

@@ -110,10 +110,10 @@ pub(crate) enum CpuPath {
     /// Plain Rust, no FMA.
     Portable,
     /// The general loop compiled for AVX2 and FMA, and the AVX2 intrinsics loop for smoothed
-    /// targets.
+    /// targets; the direct convolution's AVX2 tiles in TResNet's inference.
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// The general loop compiled for AVX-512, and the direct convolution.
+    /// The general loop compiled for AVX-512, and the direct convolution's AVX-512 tiles.
     #[cfg(target_arch = "x86_64")]
     Avx512,
     /// The intrinsics loop for binary targets and integer exponents, the general AVX-512 loop
@@ -124,8 +124,11 @@ pub(crate) enum CpuPath {
 
 /// The environment variable that caps the CPU kernels' path: `portable`, `avx2`, `avx512` (the
 /// loss's autovectorised loop compiled for AVX-512, and the direct AVX-512 convolution) or
-/// `avx512-binary` (the loss's intrinsics loops too, the default where the CPU has it). Below
-/// `avx512` the convolutions run as GEMMs only. Read once, at the first call of a kernel.
+/// `avx512-binary` (the loss's intrinsics loops too, the default where the CPU has it). At `avx2`
+/// TResNet's inference runs the direct convolution's AVX2 tiles and training's convolutions run
+/// as GEMMs only; at `portable` inference runs the modules' own operations on `[N, C, H, W]`
+/// tensors. Read once, at the first call of
+/// a kernel.
 pub const CPU_PATH_ENV: &str = "AIA_CPU_PATH";
 
 impl CpuPath {
