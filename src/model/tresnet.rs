@@ -308,7 +308,7 @@ impl<B: Backend> TResNet<B> {
             panic!("{e}");
         }
         #[cfg(all(feature = "flex", target_arch = "x86_64"))]
-        if crate::kernels::blocked::available::<B>() {
+        if crate::kernels::blocked::available::<B>() && images.dtype() == burn::tensor::DType::F32 {
             return self.forward_feature_map_blocked(images);
         }
         let mut x = self.conv1.forward(space_to_depth(images));

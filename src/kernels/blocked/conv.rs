@@ -2,15 +2,15 @@
 
 use super::map::BlockedMap;
 use super::LANES as L;
-use crate::kernels::buffer::Scratch;
-use crate::kernels::conv::direct::{blocked_weights, run, Epilogue, Isa};
+use crate::kernels::conv::direct::{pack_weights, packed_weights_len, run, Epilogue, Isa};
 use crate::kernels::conv::geometry::Grid;
 
 /// A convolution of odd square kernel, stride 1 and "same" padding (`k / 2`), followed by an
 /// inference BatchNorm, as packed weights for the direct kernel: `y = conv(x, w * s) + t` per
 /// output channel, with `s = gamma / sqrt(var + eps)` and `t = beta - mean * s`.
 pub(crate) struct FoldedConv {
-    weights: Scratch,
+    /// Packed for the direct kernel. Not from the scratch pool: the cache keeps it.
+    weights: Vec<f32>,
     /// `t`, zero-padded to whole blocks.
     bias: Vec<f32>,
     out_channels: usize,
@@ -32,8 +32,10 @@ impl FoldedConv {
         let grid = Self::grid(o, c, kh, 1, 1, 1);
         let mut bias = vec![0.0; o.div_ceil(L) * L];
         bias[..o].copy_from_slice(shift);
+        let mut weights = vec![0.0; packed_weights_len(&grid)];
+        pack_weights(grid, weight, Some(scale), &mut weights);
         FoldedConv {
-            weights: blocked_weights(grid, weight, Some(scale)),
+            weights,
             bias,
             out_channels: o,
             in_channels: c,

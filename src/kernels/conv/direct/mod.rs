@@ -103,7 +103,8 @@ pub(crate) fn forward_on(
         "weight length"
     );
     let xb = blocked_input(grid, x);
-    let wb = blocked_weights(grid, w, None);
+    let mut wb = Scratch::zeroed(packed_weights_len(&grid));
+    pack_weights(grid, w, None, &mut wb);
     let yb = run(isa, grid, &xb, &wb, Epilogue::default());
     unblocked_output(grid, &yb, bias)
 }
@@ -159,6 +160,12 @@ pub(crate) fn backward_input_on(isa: Isa, grid: Grid, w: &[f32], g: &[f32]) -> V
     forward_on(isa, transposed, g, &turned, None)
 }
 
+/// The length of a convolution's packed weights.
+pub(crate) fn packed_weights_len(grid: &Grid) -> usize {
+    let (cb, ob) = blocks(grid);
+    ob * cb * grid.kh * grid.kw * L * L
+}
+
 /// Blocks of input and output channels.
 pub(crate) fn blocks(grid: &Grid) -> (usize, usize) {
     (grid.c.div_ceil(L), grid.o.div_ceil(L))
@@ -186,12 +193,12 @@ fn blocked_input(grid: Grid, x: &[f32]) -> Scratch {
     xb
 }
 
-/// `w` as `[O/16][C/16][kh][kw][16 in][16 out]`, zero past the last channels, each output
-/// channel's weights times `scale[o]` when given (a BatchNorm folded in).
-pub(crate) fn blocked_weights(grid: Grid, w: &[f32], scale: Option<&[f32]>) -> Scratch {
-    let (cb, _) = blocks(&grid);
-    let taps = grid.kh * grid.kw;
-    let mut wb = Scratch::zeroed(grid.o.div_ceil(L) * cb * taps * L * L);
+/// `w` as `[O/16][C/16][kh][kw][16 in][16 out]` in `wb` (zeroed, [`packed_weights_len`]
+/// long), zero past the last channels, each output channel's weights times `scale[o]` when
+/// given (a BatchNorm folded in).
+pub(crate) fn pack_weights(grid: Grid, w: &[f32], scale: Option<&[f32]>, wb: &mut [f32]) {
+    assert_eq!(wb.len(), packed_weights_len(&grid), "packed weight length");
+    let (cb, taps) = (grid.c.div_ceil(L), grid.kh * grid.kw);
     // One task per pair of blocks (output, input): its `[kh][kw][16 in][16 out]` weights, which
     // it reads as runs of `kh * kw` taps.
     wb.par_chunks_mut(taps * L * L)
@@ -208,7 +215,6 @@ pub(crate) fn blocked_weights(grid: Grid, w: &[f32], scale: Option<&[f32]>) -> S
                 }
             }
         });
-    wb
 }
 
 /// The blocked output `[N][O/16][Ho][Wo][16]` as `[N, O, Ho, Wo]`, plus the bias.
