@@ -11,7 +11,9 @@ use crate::kernels::buffer::Scratch;
 /// `ch` at `(y, x)` of image `i` is at `(((i * C/16 + ch / 16) * h + y) * w + x) * 16 + ch % 16`.
 /// Lanes past the last channel hold zero.
 pub(crate) struct BlockedMap {
+    /// The values, laid out as above.
     pub(crate) data: Scratch,
+    /// Images, channels, rows and columns.
     pub(crate) n: usize,
     pub(crate) c: usize,
     pub(crate) h: usize,
