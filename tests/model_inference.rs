@@ -1,7 +1,8 @@
-//! TResNet inference on `Flex`: on AVX-512 CPUs `forward_feature_map` runs on the blocked channel
-//! layout (folded BatchNorms, fused epilogues, packed weights kept between calls). Its maps must
-//! match the modules' own `forward`, composed by hand here, which runs Burn's operations on
-//! `[N, C, H, W]` tensors. Elsewhere both sides are the same path and agree trivially.
+//! TResNet inference on `Flex`: on x86-64 CPUs with AVX2 or AVX-512 `forward_feature_map` runs on
+//! the blocked channel layout (folded BatchNorms, fused epilogues, packed weights kept between
+//! calls). Its maps must match the modules' own `forward`, composed by hand here, which runs on
+//! `[N, C, H, W]` tensors. Elsewhere (or with `AIA_CPU_PATH=portable`) both sides are the same
+//! path and agree trivially.
 
 use aia::model::conv_norm::ConvNormAct;
 use aia::model::space_to_depth::space_to_depth;
