@@ -152,14 +152,14 @@ fn folded_convolution_matches_direct_summation() {
         );
         let conv = FoldedConv::new(&weight, [o, c, k, k], &scale, &shift);
         let res = residual.map(|r| BlockedMap::from_nchw(&r, [n, o, h, w]));
-        let y = conv.forward(
-            &BlockedMap::from_nchw(&x, [n, c, h, w]),
-            res.as_ref(),
-            slope,
-        );
-        assert_eq!((y.n, y.c, y.h, y.w), (n, o, h, w), "{what}: shape");
-        assert_close(&y.to_nchw(), &want, 1e-5, &what);
-        assert_padding_is_zero(&y, &what);
+        let x = BlockedMap::from_nchw(&x, [n, c, h, w]);
+        for &isa in &isas {
+            let what = format!("{what}, {isa:?}");
+            let y = conv.forward_on(isa, &x, res.as_ref(), slope);
+            assert_eq!((y.n, y.c, y.h, y.w), (n, o, h, w), "{what}: shape");
+            assert_close(&y.to_nchw(), &want, 1e-5, &what);
+            assert_padding_is_zero(&y, &what);
+        }
     }
 }
 
