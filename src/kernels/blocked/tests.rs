@@ -128,7 +128,7 @@ fn folded_convolution_matches_direct_summation() {
         (2, 40, 33, 7, 3, 1, true, None),
         (3, 5, 17, 2, 17, 1, false, Some(0.5)),
         (1, 33, 16, 1, 1, 3, false, None),
-        // 1x1 on fewer than 14 positions: tiles of 7 and 1 by 4 blocks, then 1 or 3.
+        // 1x1 on fewer than 14 positions (tiles of 7 and 1), 5 and 3 output blocks.
         (2, 20, 80, 3, 3, 1, true, Some(0.01)),
         (1, 16, 48, 2, 5, 1, false, None),
     ];

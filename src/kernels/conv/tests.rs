@@ -151,7 +151,7 @@ fn gemm_forward_matches_direct_summation() {
 /// The direct kernel, with the tiles of every instruction set the CPU runs (none on CPUs without
 /// AVX2), against direct summation in f64: channels
 /// that are and are not multiples of 16, one, three and five blocks of output channels (the
-/// last alone in its pair or four), rows shorter and longer than a tile, 3x3, 1x1 and non-square
+/// last alone in its pair), rows shorter and longer than a tile, 3x3, 1x1 and non-square
 /// kernels, with and without padding and bias, a single image.
 #[cfg(target_arch = "x86_64")]
 #[test]

@@ -2,24 +2,15 @@
 
 use std::arch::x86_64::*;
 
-use super::{Args, Grid, L};
+use super::{Args, L};
 
 /// Output positions per register tile.
 const TILE: usize = 14;
 
-/// Output-channel blocks per task. Rows of 14 positions and more take tiles of 14 positions by
-/// 2 blocks. A 1x1 kernel on shorter rows (the 49 positions of a 7x7 map) takes tiles of 7 by
-/// 4, which load fewer input values per FMA: 1.4x faster on TResNet-M's 7x7 layers. A 3x3
-/// kernel's 4 blocks of weights outgrow the cache, and there 7 by 2 measured faster.
-pub(super) fn group(grid: &Grid) -> usize {
-    if grid.wo() < TILE && grid.kh * grid.kw == 1 {
-        4
-    } else {
-        2
-    }
-}
+/// Output-channel blocks per task: two, 28 accumulators with a tile of 14 positions.
+pub(super) const GROUP: usize = 2;
 
-/// Row `a.oh`, all `wo` positions, for `blocks` output blocks (at most [`group`]).
+/// Row `a.oh`, all `wo` positions, for `blocks` output blocks (at most [`GROUP`]).
 ///
 /// # Safety
 ///
@@ -37,8 +28,7 @@ pub(super) unsafe fn row(a: &Args, wo: usize, blocks: usize) {
     }
 }
 
-/// [`tile`] for `width` positions (14, 7 or 1) and `blocks` output blocks (1 or 2 for width
-/// 14, up to 4 otherwise).
+/// [`tile`] for `width` positions (14, 7 or 1) and `blocks` output blocks (1 or 2).
 ///
 /// # Safety
 ///
@@ -49,12 +39,8 @@ unsafe fn tile_of(a: &Args, ow: usize, width: usize, blocks: usize) {
         match (width, blocks) {
             (TILE, 2) => tile::<TILE, 2>(a, ow),
             (TILE, _) => tile::<TILE, 1>(a, ow),
-            (7, 4) => tile::<7, 4>(a, ow),
-            (7, 3) => tile::<7, 3>(a, ow),
             (7, 2) => tile::<7, 2>(a, ow),
             (7, _) => tile::<7, 1>(a, ow),
-            (_, 4) => tile::<1, 4>(a, ow),
-            (_, 3) => tile::<1, 3>(a, ow),
             (_, 2) => tile::<1, 2>(a, ow),
             _ => tile::<1, 1>(a, ow),
         }

@@ -294,7 +294,7 @@ pub(crate) fn run(isa: Isa, grid: Grid, xb: &[f32], wb: &[f32], epilogue: Epilog
     let mut yb = Scratch::uninit(out_len);
     let out = Rows(yb.as_mut_ptr());
     let group = match isa {
-        Isa::Avx512 => avx512::group(&grid),
+        Isa::Avx512 => avx512::GROUP,
         Isa::Avx2 => avx2::GROUP,
     };
     let groups = obn.div_ceil(group);
