@@ -176,6 +176,14 @@ fn assert_padding_is_zero(map: &BlockedMap, what: &str) {
     }
 }
 
+/// A blocked map of the same shape and values (within 1e-6) as a Burn tensor, padding lanes zero.
+fn assert_matches(got: &BlockedMap, want: Tensor<Flex, 4>, what: &str) {
+    assert_eq!([got.n, got.c, got.h, got.w], want.dims(), "{what}: shape");
+    let want: Vec<f64> = want.into_data().iter::<f64>().collect();
+    assert_close(&got.to_nchw(), &want, 1e-6, what);
+    assert_padding_is_zero(got, what);
+}
+
 /// The blur pool and the shortcut's average pool against Burn's operations on the same maps
 /// (as the model runs them), and the channel means against a sum: even and odd sides, 1 to 3
 /// blocks of channels.
@@ -188,36 +196,14 @@ fn pools_match_burn() {
         let map = BlockedMap::from_nchw(&x, dims);
 
         let blurred = blur_pool(&map);
-        let want = blur_pool2d(tensor(&x, dims));
-        assert_eq!(
-            [blurred.n, blurred.c, blurred.h, blurred.w],
-            want.dims(),
-            "{what}"
-        );
-        let want: Vec<f64> = want.into_data().iter::<f64>().collect();
-        assert_close(
-            &blurred.to_nchw(),
-            &want,
-            1e-6,
+        assert_matches(
+            &blurred,
+            blur_pool2d(tensor(&x, dims)),
             &format!("blur pool {what}"),
         );
-        assert_padding_is_zero(&blurred, &what);
-
         let pooled = avg_pool_2x2(&map);
         let want = avg_pool2d(tensor(&x, dims), [2, 2], [2, 2], [0, 0], false, true);
-        assert_eq!(
-            [pooled.n, pooled.c, pooled.h, pooled.w],
-            want.dims(),
-            "{what}"
-        );
-        let want: Vec<f64> = want.into_data().iter::<f64>().collect();
-        assert_close(
-            &pooled.to_nchw(),
-            &want,
-            1e-6,
-            &format!("average pool {what}"),
-        );
-        assert_padding_is_zero(&pooled, &what);
+        assert_matches(&pooled, want, &format!("average pool {what}"));
 
         let [n, c, h, w] = dims;
         let want: Vec<f64> = x

@@ -199,7 +199,7 @@ fn blocked_input(grid: Grid, x: &[f32]) -> Scratch {
 /// given (a BatchNorm folded in).
 pub(crate) fn pack_weights(grid: Grid, w: &[f32], scale: Option<&[f32]>, wb: &mut [f32]) {
     assert_eq!(wb.len(), packed_weights_len(&grid), "packed weight length");
-    let (cb, taps) = (grid.c.div_ceil(L), grid.kh * grid.kw);
+    let (cb, taps) = (blocks(&grid).0, grid.kh * grid.kw);
     // One task per pair of blocks (output, input): its `[kh][kw][16 in][16 out]` weights, which
     // it reads as runs of `kh * kw` taps.
     wb.par_chunks_mut(taps * L * L)
