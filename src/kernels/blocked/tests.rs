@@ -131,6 +131,12 @@ fn folded_convolution_matches_direct_summation() {
         // 1x1 on fewer than 14 positions (tiles of 7 and 1), 5 and 3 output blocks.
         (2, 20, 80, 3, 3, 1, true, Some(0.01)),
         (1, 16, 48, 2, 5, 1, false, None),
+        // Input channels in several chunks on every instruction set (two or three, the last
+        // one shorter), so that chunks add to the sums before them and only the last finishes.
+        (1, 600, 24, 4, 5, 1, true, Some(0.1)),
+        (1, 90, 20, 3, 4, 3, true, Some(0.01)),
+        // Two bands of rows, the second shorter, on 9-wide rows (tiles of 5 and 4 on AVX2).
+        (1, 18, 20, 37, 9, 3, false, Some(0.01)),
     ];
     for (n, c, o, h, w, k, with_residual, slope) in cases {
         let what =

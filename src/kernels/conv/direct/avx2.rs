@@ -21,20 +21,29 @@ pub(super) unsafe fn row(a: &Args, wo: usize, blocks: usize) {
     debug_assert_eq!(blocks, GROUP);
     let mut ow = 0;
     while ow < wo {
-        let width = [TILE, 4, 2, 1]
-            .into_iter()
-            .find(|&u| u <= wo - ow)
-            .unwrap_or(1);
+        let width = width(wo - ow);
         // SAFETY: forwarded from the caller; `ow + width <= wo`.
         unsafe {
             match width {
                 TILE => tile::<TILE>(a, ow),
+                5 => tile::<5>(a, ow),
                 4 => tile::<4>(a, ow),
+                3 => tile::<3>(a, ow),
                 2 => tile::<2>(a, ow),
                 _ => tile::<1>(a, ow),
             }
         }
         ow += width;
+    }
+}
+
+/// The width of the next tile with `left` positions left in the row: full tiles, but the last
+/// two of a row share what is left when full tiles would leave fewer than 4 positions, since a
+/// tile of fewer than 4 positions has too few accumulators to keep both FMA units busy.
+fn width(left: usize) -> usize {
+    match left {
+        7..=9 => left / 2 + left % 2,
+        _ => left.min(TILE),
     }
 }
 
@@ -48,6 +57,14 @@ pub(super) unsafe fn row(a: &Args, wo: usize, blocks: usize) {
 unsafe fn tile<const U: usize>(a: &Args, ow: usize) {
     // acc[u][h]: position u of the tile, half h of the block's channels.
     let mut acc = [[_mm256_setzero_ps(); 2]; U];
+    if a.accumulate {
+        for (u, acc) in acc.iter_mut().enumerate() {
+            for (h, v) in acc.iter_mut().enumerate() {
+                // SAFETY: inside the output row, as the caller says.
+                *v = unsafe { _mm256_loadu_ps(a.y.add((ow + u) * L + h * HALF)) };
+            }
+        }
+    }
     let plane = a.hp * a.wp * L;
     for cb in 0..a.cbn {
         for ky in 0..a.kh {

@@ -57,6 +57,14 @@ unsafe fn tile_of(a: &Args, ow: usize, width: usize, blocks: usize) {
 unsafe fn tile<const U: usize, const B: usize>(a: &Args, ow: usize) {
     // acc[u][b]: position u of the tile, output-channel block b.
     let mut acc = [[_mm512_setzero_ps(); B]; U];
+    if a.accumulate {
+        for (u, acc) in acc.iter_mut().enumerate() {
+            for (b, v) in acc.iter_mut().enumerate() {
+                // SAFETY: inside the output rows, as the caller says.
+                *v = unsafe { _mm512_loadu_ps(a.y.add(b * a.y_next + (ow + u) * L)) };
+            }
+        }
+    }
     let plane = a.hp * a.wp * L;
     for cb in 0..a.cbn {
         for ky in 0..a.kh {
