@@ -1,16 +1,39 @@
 //! [`FoldedConv`]: a stride-1 convolution with its BatchNorm folded in, on blocked maps.
 
 use super::map::BlockedMap;
+use super::winograd;
 use super::LANES as L;
 use crate::kernels::conv::direct::{pack_weights, packed_weights_len, run, Epilogue, Isa};
 use crate::kernels::conv::geometry::Grid;
 
+/// How a [`FoldedConv`] computes its convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Algorithm {
+    /// The direct kernel.
+    Direct,
+    /// Winograd's F(2x2, 3x3) around the direct kernel's 1x1 products: 3x3 kernels only.
+    Winograd,
+}
+
+impl Algorithm {
+    /// The faster of the two for a `k x k` kernel on TResNet's layers: Winograd's for 3x3.
+    pub(crate) fn for_kernel(k: usize) -> Self {
+        if k == 3 {
+            Self::Winograd
+        } else {
+            Self::Direct
+        }
+    }
+}
+
 /// A convolution of odd square kernel, stride 1 and "same" padding (`k / 2`), followed by an
-/// inference BatchNorm, as packed weights for the direct kernel: `y = conv(x, w * s) + t` per
-/// output channel, with `s = gamma / sqrt(var + eps)` and `t = beta - mean * s`.
+/// inference BatchNorm, as packed weights: `y = conv(x, w * s) + t` per output channel, with
+/// `s = gamma / sqrt(var + eps)` and `t = beta - mean * s`.
 pub(crate) struct FoldedConv {
-    /// Packed for the direct kernel. Not from the scratch pool: the cache keeps it.
+    /// Packed for the direct kernel, or transformed for Winograd's. Not from the scratch pool:
+    /// the cache keeps it.
     weights: Vec<f32>,
+    algorithm: Algorithm,
     /// `t`, zero-padded to whole blocks.
     bias: Vec<f32>,
     out_channels: usize,
@@ -20,8 +43,25 @@ pub(crate) struct FoldedConv {
 
 impl FoldedConv {
     /// The convolution of `weight` (`[O, C, k, k]`, row-major), with output channel `o` scaled by
-    /// `scale[o]` and shifted by `shift[o]`.
+    /// `scale[o]` and shifted by `shift[o]`, computed the faster way
+    /// ([`Algorithm::for_kernel`]).
     pub(crate) fn new(weight: &[f32], dims: [usize; 4], scale: &[f32], shift: &[f32]) -> Self {
+        Self::with_algorithm(weight, dims, scale, shift, Algorithm::for_kernel(dims[2]))
+    }
+
+    /// [`new`](Self::new), computed by `algorithm`.
+    ///
+    /// # Panics
+    ///
+    /// If the kernel is not odd and square, Winograd's is asked for another than 3x3, or the
+    /// slices' lengths do not follow from `dims`.
+    pub(crate) fn with_algorithm(
+        weight: &[f32],
+        dims: [usize; 4],
+        scale: &[f32],
+        shift: &[f32],
+        algorithm: Algorithm,
+    ) -> Self {
         let [o, c, kh, kw] = dims;
         assert!(kh == kw && kh % 2 == 1, "odd square kernel");
         assert_eq!(weight.len(), o * c * kh * kw, "weight length");
@@ -32,10 +72,20 @@ impl FoldedConv {
         let grid = Self::grid(o, c, kh, 1, 1, 1);
         let mut bias = vec![0.0; o.div_ceil(L) * L];
         bias[..o].copy_from_slice(shift);
-        let mut weights = vec![0.0; packed_weights_len(&grid)];
-        pack_weights(grid, weight, Some(scale), &mut weights);
+        let weights = match algorithm {
+            Algorithm::Direct => {
+                let mut weights = vec![0.0; packed_weights_len(&grid)];
+                pack_weights(grid, weight, Some(scale), &mut weights);
+                weights
+            }
+            Algorithm::Winograd => {
+                assert_eq!(kh, 3, "Winograd's F(2x2, 3x3) takes 3x3 kernels");
+                winograd::pack(weight, [o, c], scale)
+            }
+        };
         FoldedConv {
             weights,
+            algorithm,
             bias,
             out_channels: o,
             in_channels: c,
@@ -77,6 +127,9 @@ impl FoldedConv {
             residual,
             slope,
         };
+        if self.algorithm == Algorithm::Winograd {
+            return winograd::forward(isa, &self.weights, o, x, epilogue);
+        }
         let data = if k == 1 {
             // A 1x1 kernel sees each position alone: the map is one long row, which the kernel
             // tiles without a remainder at every row end.

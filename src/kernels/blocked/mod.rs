@@ -6,15 +6,16 @@
 //! network converts its input once and its last map back once, instead of converting around each
 //! convolution:
 //!
-//! - [`FoldedConv`]: the direct convolution with the BatchNorm folded into its weights and bias,
-//!   the residual add and the (leaky) ReLU in the kernel's epilogue, packed once per model and
-//!   kept ([`folded_conv`]);
+//! - [`FoldedConv`]: a convolution with the BatchNorm folded into its weights and bias, the
+//!   residual add and the (leaky) ReLU in its epilogue, packed once per model and kept
+//!   ([`folded_conv`]): 3x3 kernels by Winograd's F(2x2, 3x3) (`winograd`), whose 16 products
+//!   per tile are 1x1 convolutions of the direct kernel, 1x1 kernels by the direct kernel;
 //! - [`blur_pool`], [`avg_pool_2x2`], [`channel_means`]: the anti-aliased downsampling, the
 //!   shortcut's pooling, and the global (and squeeze-and-excitation) average;
 //! - [`scale_channels`], [`add_relu`]: the squeeze-and-excitation gate, and the residual add.
 //!
 //! Channels past a multiple of 16 are zero in every map, and every operation keeps them zero.
-//! Only on `Flex` and where the CPU runs AVX-512 ([`available`]).
+//! Only on `Flex` and where the CPU runs AVX2 or AVX-512 ([`available`]).
 
 mod cache;
 mod conv;
@@ -23,6 +24,7 @@ mod pointwise;
 mod pool;
 #[cfg(test)]
 mod tests;
+mod winograd;
 
 pub(crate) use cache::{folded_conv, ConvNorm};
 pub(crate) use conv::FoldedConv;

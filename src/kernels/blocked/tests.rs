@@ -6,6 +6,7 @@ use burn::tensor::module::avg_pool2d;
 use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 
+use super::conv::Algorithm;
 use super::*;
 use crate::kernels::conv::direct::Isa;
 use crate::model::blur_pool::blur_pool2d;
@@ -156,15 +157,21 @@ fn folded_convolution_matches_direct_summation() {
             residual.as_deref(),
             slope,
         );
-        let conv = FoldedConv::new(&weight, [o, c, k, k], &scale, &shift);
         let res = residual.map(|r| BlockedMap::from_nchw(&r, [n, o, h, w]));
         let x = BlockedMap::from_nchw(&x, [n, c, h, w]);
-        for &isa in &isas {
-            let what = format!("{what}, {isa:?}");
-            let y = conv.forward_on(isa, &x, res.as_ref(), slope);
-            assert_eq!((y.n, y.c, y.h, y.w), (n, o, h, w), "{what}: shape");
-            assert_close(&y.to_nchw(), &want, 1e-5, &what);
-            assert_padding_is_zero(&y, &what);
+        let algorithms = match k {
+            3 => &[Algorithm::Direct, Algorithm::Winograd][..],
+            _ => &[Algorithm::Direct],
+        };
+        for &algorithm in algorithms {
+            let conv = FoldedConv::with_algorithm(&weight, [o, c, k, k], &scale, &shift, algorithm);
+            for &isa in &isas {
+                let what = format!("{what}, {algorithm:?}, {isa:?}");
+                let y = conv.forward_on(isa, &x, res.as_ref(), slope);
+                assert_eq!((y.n, y.c, y.h, y.w), (n, o, h, w), "{what}: shape");
+                assert_close(&y.to_nchw(), &want, 1e-5, &what);
+                assert_padding_is_zero(&y, &what);
+            }
         }
     }
 }

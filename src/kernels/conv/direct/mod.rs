@@ -276,87 +276,175 @@ pub(crate) struct Epilogue<'a> {
 ///
 /// If the CPU does not run `isa`, or a buffer is shorter than the grid needs.
 pub(crate) fn run(isa: Isa, grid: Grid, xb: &[f32], wb: &[f32], epilogue: Epilogue) -> Scratch {
-    assert!(Isa::supported().contains(&isa), "the CPU runs {isa:?}");
-    let (cbn, obn) = blocks(&grid);
-    let (ho, wo) = (grid.ho(), grid.wo());
-    let (x_image, w_block) = (
-        cbn * grid.hp() * grid.wp() * L,
-        cbn * grid.kh * grid.kw * L * L,
-    );
-    let out_len = grid.n * obn * ho * wo * L;
-    assert!(xb.len() >= grid.n * x_image, "blocked input length");
-    assert!(wb.len() >= obn * w_block, "blocked weight length");
-    assert!(
-        epilogue.bias.is_none_or(|b| b.len() >= obn * L),
-        "bias length"
-    );
-    assert!(
-        epilogue.residual.is_none_or(|r| r.len() >= out_len),
-        "residual length"
-    );
+    let (_, obn) = blocks(&grid);
     // Every value is written by the tiles below.
-    let mut yb = Scratch::uninit(out_len);
+    let mut yb = Scratch::uninit(grid.n * obn * grid.ho() * grid.wo() * L);
+    let sweep = Sweep::new(isa, grid, xb, wb, &yb, epilogue);
     let out = Rows(yb.as_mut_ptr());
-    let group = match isa {
-        Isa::Avx512 => avx512::GROUP,
-        Isa::Avx2 => avx2::GROUP,
-    };
-    let groups = obn.div_ceil(group);
-    let taps = grid.kh * grid.kw;
-    let chunk = chunk_blocks(group, taps, cbn);
-    let (bands, band) = bands(ho, wo);
+    let groups = obn.div_ceil(sweep.group);
+    let (bands, band) = bands(grid.ho(), grid.wo());
     (0..grid.n * groups * bands)
         .into_par_iter()
         .for_each(|task| {
             let (ni, gi, bi) = (task / (groups * bands), task / bands % groups, task % bands);
-            let ob = gi * group;
-            let nb = group.min(obn - ob);
-            let rows = bi * band..ho.min(bi * band + band);
-            // Chunk by chunk of input blocks, the chunk's weights stay in L1 while the band's
-            // rows sweep over them; each chunk adds to the sums the ones before it stored.
-            for cb in (0..cbn).step_by(chunk) {
-                let last = cb + chunk >= cbn;
-                for oh in rows.clone() {
-                    let row = ((ni * obn + ob) * ho + oh) * wo * L;
-                    // SAFETY: the CPU runs `isa` (checked above); the input image, the weight
-                    // blocks and the output rows are inside their buffers for this grid (their
-                    // lengths follow from it, checked above), and no other task writes rows
-                    // `oh` of blocks `ob..ob + nb` of image `ni`.
-                    unsafe {
-                        let args = Args {
-                            x: xb
-                                .as_ptr()
-                                .add(ni * x_image + cb * grid.hp() * grid.wp() * L),
-                            w: wb.as_ptr().add(ob * w_block + cb * taps * L * L),
-                            w_next: w_block,
-                            y: out.at(row),
-                            y_next: ho * wo * L,
-                            accumulate: cb > 0,
-                            bias: epilogue
-                                .bias
-                                .filter(|_| last)
-                                .map(|b| b.as_ptr().add(ob * L)),
-                            residual: epilogue
-                                .residual
-                                .filter(|_| last)
-                                .map(|r| r.as_ptr().add(row)),
-                            slope: epilogue.slope.filter(|_| last),
-                            cbn: chunk.min(cbn - cb),
-                            hp: grid.hp(),
-                            wp: grid.wp(),
-                            kh: grid.kh,
-                            kw: grid.kw,
-                            oh,
-                        };
-                        match isa {
-                            Isa::Avx512 => avx512::row(&args, wo, nb),
-                            Isa::Avx2 => avx2::row(&args, wo, nb),
-                        }
+            let rows = bi * band..grid.ho().min(bi * band + band);
+            // SAFETY: `out` points into `yb`, which `sweep` was made for, and no other task
+            // writes these rows of this group of this image.
+            unsafe { sweep.rows(out, ni, gi * sweep.group, rows) };
+        });
+    yb
+}
+
+/// `y = x · w` on this thread for a 1x1 kernel on one row of `positions` positions: `x` as
+/// `[C/16][positions][16]`, `w` packed for `c` input and `o` output channels, `y` as
+/// `[O/16][positions][16]`. The products of Winograd's convolution, each in a task of its own.
+///
+/// # Panics
+///
+/// If the CPU does not run `isa`, or a buffer is shorter than its layout.
+pub(crate) fn product(
+    isa: Isa,
+    [c, o, positions]: [usize; 3],
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+) {
+    let grid = Grid {
+        n: 1,
+        c,
+        o,
+        h: 1,
+        w: positions,
+        kh: 1,
+        kw: 1,
+        ph: 0,
+        pw: 0,
+    };
+    let sweep = Sweep::new(isa, grid, x, w, y, Epilogue::default());
+    let out = Rows(y.as_mut_ptr());
+    for ob in (0..o.div_ceil(L)).step_by(sweep.group) {
+        // SAFETY: `out` points into `y`, which `sweep` was made for, and this thread alone
+        // writes it.
+        unsafe { sweep.rows(out, 0, ob, 0..1) };
+    }
+}
+
+/// One call's buffers and blocking, checked against its grid: what a task needs to compute
+/// some rows of some output blocks.
+struct Sweep<'a> {
+    isa: Isa,
+    grid: Grid,
+    xb: &'a [f32],
+    wb: &'a [f32],
+    epilogue: Epilogue<'a>,
+    /// Output blocks per task ([`avx512::GROUP`], [`avx2::GROUP`]), and input blocks per
+    /// chunk ([`chunk_blocks`]).
+    group: usize,
+    chunk: usize,
+}
+
+impl<'a> Sweep<'a> {
+    /// # Panics
+    ///
+    /// If the CPU does not run `isa`, or a buffer (`y` the output) is shorter than the grid
+    /// needs.
+    fn new(
+        isa: Isa,
+        grid: Grid,
+        xb: &'a [f32],
+        wb: &'a [f32],
+        y: &[f32],
+        epilogue: Epilogue<'a>,
+    ) -> Self {
+        assert!(Isa::supported().contains(&isa), "the CPU runs {isa:?}");
+        let (cbn, obn) = blocks(&grid);
+        let out_len = grid.n * obn * grid.ho() * grid.wo() * L;
+        assert!(
+            xb.len() >= grid.n * cbn * grid.hp() * grid.wp() * L,
+            "blocked input length"
+        );
+        assert!(
+            wb.len() >= packed_weights_len(&grid),
+            "blocked weight length"
+        );
+        assert!(y.len() >= out_len, "blocked output length");
+        assert!(
+            epilogue.bias.is_none_or(|b| b.len() >= obn * L),
+            "bias length"
+        );
+        assert!(
+            epilogue.residual.is_none_or(|r| r.len() >= out_len),
+            "residual length"
+        );
+        let group = match isa {
+            Isa::Avx512 => avx512::GROUP,
+            Isa::Avx2 => avx2::GROUP,
+        };
+        let chunk = chunk_blocks(group, grid.kh * grid.kw, cbn);
+        Sweep {
+            isa,
+            grid,
+            xb,
+            wb,
+            epilogue,
+            group,
+            chunk,
+        }
+    }
+
+    /// Output rows `rows` of image `ni`, for the group of output blocks from `ob`, into `out`.
+    ///
+    /// # Safety
+    ///
+    /// `out` points to the output buffer `self` was made for, and no other thread writes these
+    /// rows of these blocks of this image meanwhile.
+    unsafe fn rows(&self, out: Rows, ni: usize, ob: usize, rows: std::ops::Range<usize>) {
+        let (grid, epilogue) = (&self.grid, &self.epilogue);
+        let (cbn, obn) = blocks(grid);
+        let (ho, wo, taps) = (grid.ho(), grid.wo(), grid.kh * grid.kw);
+        let plane = grid.hp() * grid.wp() * L;
+        let nb = self.group.min(obn - ob);
+        // Chunk by chunk of input blocks, the chunk's weights stay in L1 while the rows sweep
+        // over them; each chunk adds to the sums the ones before it stored.
+        for cb in (0..cbn).step_by(self.chunk) {
+            let last = cb + self.chunk >= cbn;
+            for oh in rows.clone() {
+                let row = ((ni * obn + ob) * ho + oh) * wo * L;
+                // SAFETY: the CPU runs `isa`, and the input image, the weight blocks and the
+                // output rows are inside their buffers for this grid (checked by `new`); the
+                // caller says no other thread writes these rows.
+                unsafe {
+                    let args = Args {
+                        x: self.xb.as_ptr().add((ni * cbn + cb) * plane),
+                        w: self.wb.as_ptr().add((ob * cbn + cb) * taps * L * L),
+                        w_next: cbn * taps * L * L,
+                        y: out.at(row),
+                        y_next: ho * wo * L,
+                        accumulate: cb > 0,
+                        bias: epilogue
+                            .bias
+                            .filter(|_| last)
+                            .map(|b| b.as_ptr().add(ob * L)),
+                        residual: epilogue
+                            .residual
+                            .filter(|_| last)
+                            .map(|r| r.as_ptr().add(row)),
+                        slope: epilogue.slope.filter(|_| last),
+                        cbn: self.chunk.min(cbn - cb),
+                        hp: grid.hp(),
+                        wp: grid.wp(),
+                        kh: grid.kh,
+                        kw: grid.kw,
+                        oh,
+                    };
+                    match self.isa {
+                        Isa::Avx512 => avx512::row(&args, wo, nb),
+                        Isa::Avx2 => avx2::row(&args, wo, nb),
                     }
                 }
             }
-        });
-    yb
+        }
+    }
 }
 
 /// Bytes of weights a task keeps in L1 (48 KiB on the machines measured) while its rows sweep
