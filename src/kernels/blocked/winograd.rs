@@ -33,7 +33,7 @@ const G: [[f64; 3]; 4] = [
 ];
 
 /// The transformed kernels `U_ξ` of `weight` (`[O, C, 3, 3]`), output channel `o` scaled by
-/// `scale[o]`: 16 sets of packed 1x1 weights for [`run`], one after the other.
+/// `scale[o]`: 16 sets of packed 1x1 weights for [`product`], one after the other.
 pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: &[f32]) -> Vec<f32> {
     assert_eq!(weight.len(), o * c * 9, "weight length");
     // u[ξ][o][c]: each kernel transformed in f64, so that the transform adds no rounding of its
