@@ -298,6 +298,23 @@ fn patch(src: &[f32], h: usize, w: usize, y: usize, x: usize) -> [[Lanes; 4]; 4]
     d
 }
 
+/// The 16 lanes of `v` from `at`.
+#[inline(always)]
+fn lanes(v: &[f32], at: usize) -> &Lanes {
+    v[at..at + L].try_into().expect("16 lanes")
+}
+
+/// `Aᵀ m` for the column of 4 vectors of `m` from `at`, `step` apart.
+#[inline(always)]
+fn column(m: &[f32], at: usize, step: usize) -> [Lanes; 2] {
+    a_transposed([
+        lanes(m, at),
+        lanes(m, at + step),
+        lanes(m, at + 2 * step),
+        lanes(m, at + 3 * step),
+    ])
+}
+
 /// `Bᵀ v` for 4 vectors, with `Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`.
 #[inline(always)]
 fn b_transposed([v0, v1, v2, v3]: [&Lanes; 4]) -> [Lanes; 4] {
@@ -389,16 +406,18 @@ unsafe fn output_band(
         let bias = epilogue.bias.map(|b| &b[ob * L..][..L]);
         for i in 0..band.len {
             let (ni, ty, tx) = band.at(i);
-            let lanes = |xi: usize| &m[xi * plane + (ob * band.len + i) * L..][..L];
-            // Aᵀ M down each column, then (Aᵀ M) A along each of its two rows.
-            let cols = [0, 1, 2, 3].map(|c| {
-                a_transposed(
-                    [0, 1, 2, 3].map(|r| <&Lanes>::try_from(lanes(r * 4 + c)).expect("16 lanes")),
-                )
-            });
-            let t = [0, 1].map(|r| cols.map(|col| col[r]));
-            for (r, [t0, t1, t2, t3]) in t.iter().enumerate() {
-                for (c, mut v) in a_transposed([t0, t1, t2, t3]).into_iter().enumerate() {
+            let at = (ob * band.len + i) * L;
+            // Aᵀ M down each column, then (Aᵀ M) A along each of its two rows. Plain loops:
+            // `array::map` is not inlined, and its closures would run without the target's
+            // instructions.
+            let col = |c| column(m, at + c * plane, 4 * plane);
+            let [c0, c1, c2, c3] = [col(0), col(1), col(2), col(3)];
+            let rows = [
+                [&c0[0], &c1[0], &c2[0], &c3[0]],
+                [&c0[1], &c1[1], &c2[1], &c3[1]],
+            ];
+            for (r, row) in rows.into_iter().enumerate() {
+                for (c, mut v) in a_transposed(row).into_iter().enumerate() {
                     let (yy, xx) = (2 * ty + r, 2 * tx + c);
                     if yy >= x.h || xx >= x.w {
                         continue;
