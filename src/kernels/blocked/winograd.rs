@@ -149,21 +149,25 @@ fn product_grid(o: usize, c: usize) -> Grid {
 }
 
 /// Bytes of transformed inputs and products of a band, which it keeps in L2 (2 MiB per core on
-/// the machines measured) where the weights are small enough to stay there too.
+/// the machines measured).
 const BAND_BYTES: usize = 1 << 20;
 
-/// Tiles a band takes at least: each band reads every transformed weight once, from L3 on the
-/// layers of many channels, and this many tiles make that read small beside the products.
-const MIN_BAND: usize = 56;
+/// Tiles a band takes at least: each band reads every transformed weight once, and this many
+/// tiles make that read small beside the products: few where the weights stay in L2 (up to
+/// [`BAND_BYTES`]), more where they come from L3.
+const MIN_BAND: [usize; 2] = [56, 168];
 
 /// Tiles per band, of `count`, for `cbn` input and `obn` output blocks: as many as fit
-/// [`BAND_BYTES`] but at least [`MIN_BAND`], and few enough that every thread has two bands,
-/// in multiples of the AVX-512 tile's 14 positions.
+/// [`BAND_BYTES`] but at least [`MIN_BAND`], then evened out so that every thread has as many
+/// bands, in multiples of the AVX-512 tile's 14 positions.
 fn band_tiles(cbn: usize, obn: usize, count: usize) -> usize {
     let per_tile = XI * (cbn + obn) * L * size_of::<f32>();
-    let fit = (BAND_BYTES / per_tile).max(MIN_BAND);
-    let spread = count.div_ceil(2 * rayon::current_num_threads());
-    (fit.min(spread) / 14 * 14).max(14)
+    let weights = XI * cbn * obn * L * L * size_of::<f32>();
+    let least = MIN_BAND[usize::from(weights > BAND_BYTES)];
+    let bands = count.div_ceil((BAND_BYTES / per_tile).max(least)).max(1);
+    let threads = rayon::current_num_threads();
+    let even = count.div_ceil(bands.div_ceil(threads) * threads);
+    even.max(1).next_multiple_of(14)
 }
 
 /// The tiles over a map: `rows x cols` tiles of 2x2 outputs per image, the last row and column
