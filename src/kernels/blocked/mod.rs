@@ -24,7 +24,7 @@ mod pointwise;
 mod pool;
 #[cfg(test)]
 mod tests;
-mod winograd;
+pub(crate) mod winograd;
 
 pub(crate) use cache::{folded_conv, ConvNorm};
 pub(crate) use conv::FoldedConv;

@@ -24,26 +24,28 @@ use crate::kernels::conv::geometry::Grid;
 /// Elements of a transformed tile: 4x4.
 const XI: usize = 16;
 
-/// `G` of F(2x2, 3x3), which transforms a 3-tap kernel into 4 values.
-const G: [[f64; 3]; 4] = [
-    [1.0, 0.0, 0.0],
-    [0.5, 0.5, 0.5],
-    [0.5, -0.5, 0.5],
-    [0.0, 0.0, 1.0],
-];
-
 /// The transformed kernels `U_ξ` of `weight` (`[O, C, 3, 3]`), output channel `o` scaled by
 /// `scale[o]`: 16 sets of packed 1x1 weights for [`product`], one after the other.
 pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: &[f32]) -> Vec<f32> {
     assert_eq!(weight.len(), o * c * 9, "weight length");
-    // u[ξ][o][c]: each kernel transformed in f64, so that the transform adds no rounding of its
-    // own beyond the final one.
+    // u[ξ][o][c], written a row of `c` kernels at a time: training transforms its kernels at
+    // every step.
     let mut u = vec![0.0f32; XI * o * c];
-    for (oc, g) in weight.chunks_exact(9).enumerate() {
-        for (xi, v) in kernel_transform(g).into_iter().enumerate() {
-            u[xi * o * c + oc] = v as f32;
+    let mut rows: Vec<Vec<&mut [f32]>> = (0..o).map(|_| Vec::with_capacity(XI)).collect();
+    for plane in u.chunks_mut(o * c) {
+        for (row, out) in plane.chunks_mut(c).zip(&mut rows) {
+            out.push(row);
         }
     }
+    rows.into_par_iter()
+        .zip(weight.par_chunks(c * 9))
+        .for_each(|(mut rows, kernels)| {
+            for (ci, g) in kernels.chunks_exact(9).enumerate() {
+                for (row, v) in rows.iter_mut().zip(kernel_transform(g)) {
+                    row[ci] = v as f32;
+                }
+            }
+        });
     let grid = product_grid(o, c);
     let len = packed_weights_len(&grid);
     let mut packed = vec![0.0f32; XI * len];
@@ -54,21 +56,55 @@ pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: &[f32]) -> Vec<f32
     packed
 }
 
-/// `G g Gᵀ` for the 3x3 kernel `g` (row-major), as a row-major 4x4.
+/// `G g Gᵀ` for the 3x3 kernel `g` (row-major), as a row-major 4x4, with
+/// `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`; in f64, so that the transform adds no
+/// rounding of its own beyond the final one.
 fn kernel_transform(g: &[f32]) -> [f64; XI] {
-    let mut t = [[0.0f64; 3]; 4];
-    for (i, row) in t.iter_mut().enumerate() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = (0..3).map(|k| G[i][k] * g[k * 3 + j] as f64).sum();
-        }
-    }
+    // `G v` for a column (or, transposed, a row) of 3.
+    let apply = |[a, b, d]: [f64; 3]| [a, (a + b + d) / 2.0, (a - b + d) / 2.0, d];
+    let g = |r: usize, c: usize| g[r * 3 + c] as f64;
+    let cols = [0, 1, 2].map(|c| apply([g(0, c), g(1, c), g(2, c)]));
     let mut u = [0.0f64; XI];
-    for i in 0..4 {
-        for j in 0..4 {
-            u[i * 4 + j] = (0..3).map(|k| t[i][k] * G[j][k]).sum();
-        }
+    for r in 0..4 {
+        let row = apply([cols[0][r], cols[1][r], cols[2][r]]);
+        u[r * 4..r * 4 + 4].copy_from_slice(&row);
     }
     u
+}
+
+/// Whether [`forward_nchw`] computes a convolution of this geometry: a 3x3 kernel padded by 1.
+pub(crate) fn applies(grid: &Grid) -> bool {
+    (grid.kh, grid.kw, grid.ph, grid.pw) == (3, 3, 1, 1)
+}
+
+/// `conv2d(x, w) + bias` (stride 1) for `[N, C, H, W]` and `[O, C, 3, 3]` slices, `[N, O, H, W]`
+/// out, with the products on the tiles of `isa`: the training's forward and input gradient,
+/// which convert their maps around it.
+///
+/// # Panics
+///
+/// If the geometry is not one that [`applies`], the CPU does not run `isa`, or a slice's length
+/// does not follow from the grid.
+pub(crate) fn forward_nchw(
+    isa: Isa,
+    grid: Grid,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    assert!(applies(&grid), "a 3x3 kernel padded by 1");
+    let o = grid.o;
+    let packed = pack(w, [o, grid.c], &vec![1.0; o]);
+    let mut padded_bias = vec![0.0; y_blocks(o) * L];
+    if let Some(bias) = bias {
+        padded_bias[..o].copy_from_slice(bias);
+    }
+    let epilogue = Epilogue {
+        bias: bias.is_some().then_some(&padded_bias[..]),
+        ..Epilogue::default()
+    };
+    let x = BlockedMap::from_nchw(x, [grid.n, grid.c, grid.h, grid.w]);
+    forward(isa, &packed, o, &x, epilogue).to_nchw()
 }
 
 /// `act(conv3x3(x) + bias + residual)` with the transformed kernels `packed` (from [`pack`],

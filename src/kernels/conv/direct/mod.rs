@@ -15,11 +15,11 @@
 //! for the GEMM path on its 3x3 layers; on AVX2 at 145-200.
 //!
 //! [`run`] works on blocked buffers, with an [`Epilogue`] (bias, residual add, leaky ReLU): the
-//! blocked inference of `kernels::blocked` calls it directly. [`forward`] and
-//! [`backward_input`] convert `[N, C, H, W]` slices around it, a pass over the input and the
-//! output each call that costs about what the kernel gains on large maps with few channels: the
-//! GEMM path uses them for 3x3 layers with at least 64 input channels on maps up to 56x56
-//! ([`applies`]).
+//! blocked inference of `kernels::blocked` calls it directly. [`forward`] converts
+//! `[N, C, H, W]` slices around it, a pass over the input and the output each call; the input
+//! gradient is the forward of the [`transposed`] convolution. The GEMM path of training uses them
+//! where [`applies`] says (Winograd's F(2x2, 3x3) in `kernels::blocked` for 3x3 kernels padded
+//! by 1, the others here).
 
 use rayon::prelude::*;
 
@@ -68,7 +68,7 @@ impl Isa {
     }
 }
 
-/// Whether [`forward`] and [`backward_input`] run this convolution in place of the GEMM path: on
+/// Whether the blocked layout's kernels run this convolution's forward in place of the GEMM path: on
 /// the AVX-512 path (which [`CPU_PATH_ENV`](crate::kernels::CPU_PATH_ENV) can cap), for 3x3
 /// kernels with at least 64 input channels on maps up to 56x56. With the layout conversions
 /// included, TResNet-M's layers at batch 8 measured 1.0-1.13x faster there (forward, and forward
@@ -113,26 +113,22 @@ pub(crate) fn forward_on(
     unblocked_output(grid, &yb, bias)
 }
 
-/// Whether [`backward_input`] computes this convolution's input gradient: where [`applies`]
+/// Whether the blocked layout's kernels compute this convolution's input gradient, as the forward
+/// of the [`transposed`] convolution: where [`applies`]
 /// runs its forward, with padding that leaves the transposed convolution a padding of its own.
 pub(super) fn applies_backward(grid: &Grid) -> bool {
     applies(grid) && grid.ph < grid.kh && grid.pw < grid.kw
 }
 
-/// The input gradient `dx` (`[N, C, H, W]`) of `y = conv2d(x, w)` (stride 1) from the output
-/// gradient `g` (`[N, O, Ho, Wo]`): the convolution of `g` with the kernel turned half a turn
-/// and its channels swapped, padded by `k - 1 - p`.
+/// The transposed convolution of `w` (`[O, C, kh, kw]`) on `grid`, whose forward from the
+/// output gradient `g` (`[N, O, Ho, Wo]`) is the input gradient `dx` (`[N, C, H, W]`) of
+/// `y = conv2d(x, w)` (stride 1): its grid (channels swapped, padding `k - 1 - p`), and
+/// the kernel turned half a turn with its channels swapped (`[C, O, kh, kw]`).
 ///
 /// # Panics
 ///
-/// As [`forward`]; also if a padding is not below its kernel size.
-pub(crate) fn backward_input(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
-    let isa = Isa::best().expect("the direct convolution needs AVX2 and FMA");
-    backward_input_on(isa, grid, w, g)
-}
-
-/// [`backward_input`] with the tiles of `isa`, which the CPU must run.
-pub(crate) fn backward_input_on(isa: Isa, grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
+/// If a padding is not below its kernel size.
+pub(crate) fn transposed(grid: Grid, w: &[f32]) -> (Grid, Vec<f32>) {
     assert!(
         grid.ph < grid.kh && grid.pw < grid.kw,
         "padding below the kernel"
@@ -161,7 +157,7 @@ pub(crate) fn backward_input_on(isa: Isa, grid: Grid, w: &[f32], g: &[f32]) -> V
                 }
             }
         });
-    forward_on(isa, transposed, g, &turned, None)
+    (transposed, turned)
 }
 
 /// The length of a convolution's packed weights.
