@@ -10,10 +10,11 @@
 //! the padded input laid out channel-last (1x1 kernels keep Flex's own, already one GEMM), and
 //! under autodiff gets an analytic backward with both gradients as one GEMM per kernel tap. On
 //! CPUs with AVX-512, the forward and the input gradient of 3x3 kernels over at least 64
-//! channels on maps up to 56x56 run a direct kernel on the blocked channel layout instead
-//! (`direct`), 1.0-1.13x faster there with the layout conversions. TResNet's inference calls the
-//! same kernel on maps kept in that layout (`kernels::blocked`). Every other backend, and every
-//! other convolution, goes through Burn's own `conv2d` unchanged.
+//! channels on maps up to 56x56 run on the blocked channel layout instead, with the layout
+//! conversions: Winograd's F(2x2, 3x3) (`kernels::blocked::winograd`) on maps of 4096 positions
+//! or more over the batch, a direct kernel (`direct`) on the others. TResNet's inference calls
+//! the same kernels on maps kept in that layout (`kernels::blocked`). Every other backend, and
+//! every other convolution, goes through Burn's own `conv2d` unchanged.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::module;
@@ -23,9 +24,9 @@ use burn::tensor::Tensor;
 /// `burn::tensor::module::conv2d`, faster on `Flex` and `Autodiff<Flex>` for convolutions of
 /// stride 1, dilation 1 and one group (all of TResNet's trainable ones): the forward as one GEMM
 /// per kernel row on the padded input laid out channel-last (or, on AVX-512 CPUs for 3x3 kernels
-/// over 64 channels or more, a direct kernel), and under autodiff an analytic backward with the
-/// weight gradient as GEMMs and the input gradient as GEMMs or the direct kernel. Every other
-/// backend runs Burn's own `conv2d`.
+/// over 64 channels or more, Winograd's F(2x2, 3x3) or a direct kernel on the blocked layout),
+/// and under autodiff an analytic backward with the weight gradient as GEMMs and the input
+/// gradient as GEMMs or the same blocked kernels. Every other backend runs Burn's own `conv2d`.
 ///
 /// ```
 /// use aia::kernels::conv2d;
