@@ -9,7 +9,7 @@
 //! ([`product`]). That is 16 multiplications per tile, input and output channel, against 36 for
 //! the direct 3x3 convolution, plus the transforms. The tiles go in bands, one task each, so that
 //! a band's transformed inputs and products stay in L2 from one step to the next: at batch 8 on
-//! TResNet-M's 3x3 layers, 1.2-1.65x the direct kernel's speed on AVX-512, 1.2-1.75x on AVX2.
+//! TResNet-M's 3x3 layers, 1.35-1.75x the direct kernel's speed on AVX-512, 1.5-2.0x on AVX2.
 //!
 //! The transformed kernels hold 16/9 as many values as the kernels.
 
