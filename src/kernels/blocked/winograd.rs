@@ -15,10 +15,13 @@
 
 use rayon::prelude::*;
 
+use super::conv::{Algorithm, FoldedConv};
 use super::map::BlockedMap;
 use super::LANES as L;
 use crate::kernels::buffer::Scratch;
-use crate::kernels::conv::direct::{pack_weights, packed_weights_len, product, Epilogue, Isa};
+use crate::kernels::conv::direct::{
+    pack_weights, packed_weights_len, pointwise, product, Epilogue, Isa,
+};
 use crate::kernels::conv::geometry::Grid;
 
 /// Elements of a transformed tile: 4x4.
@@ -46,7 +49,8 @@ pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: &[f32]) -> Vec<f32
                 }
             }
         });
-    let grid = product_grid(o, c);
+    // A product's weights are those of a 1x1 kernel, whatever the row it runs on.
+    let grid = pointwise(c, o, 1);
     let len = packed_weights_len(&grid);
     let mut packed = vec![0.0f32; XI * len];
     packed
@@ -94,17 +98,12 @@ pub(crate) fn forward_nchw(
 ) -> Vec<f32> {
     assert!(applies(&grid), "a 3x3 kernel padded by 1");
     let o = grid.o;
-    let packed = pack(w, [o, grid.c], &vec![1.0; o]);
-    let mut padded_bias = vec![0.0; y_blocks(o) * L];
-    if let Some(bias) = bias {
-        padded_bias[..o].copy_from_slice(bias);
-    }
-    let epilogue = Epilogue {
-        bias: bias.is_some().then_some(&padded_bias[..]),
-        ..Epilogue::default()
-    };
+    // A folded convolution of unit scale, shifted by the bias (by zero without one).
+    let shift = bias.map_or_else(|| vec![0.0; o], <[f32]>::to_vec);
+    let dims = [o, grid.c, 3, 3];
+    let conv = FoldedConv::with_algorithm(w, dims, &vec![1.0; o], &shift, Algorithm::Winograd);
     let x = BlockedMap::from_nchw(x, [grid.n, grid.c, grid.h, grid.w]);
-    forward(isa, &packed, o, &x, epilogue).to_nchw()
+    conv.forward_on(isa, &x, None, None).to_nchw()
 }
 
 /// `act(conv3x3(x) + bias + residual)` with the transformed kernels `packed` (from [`pack`],
@@ -141,7 +140,7 @@ pub(super) fn forward(
         };
         let v = input_transform(isa, x, band);
         let mut m = Scratch::uninit(XI * y_blocks(o) * band.len * L);
-        let len = packed_weights_len_1x1(o, x.c);
+        let len = packed_weights_len(&pointwise(x.c, o, 1));
         let (v_plane, m_plane) = (x.blocks() * band.len * L, y_blocks(o) * band.len * L);
         for xi in 0..XI {
             product(
@@ -162,26 +161,6 @@ pub(super) fn forward(
 /// Blocks of `o` channels.
 fn y_blocks(o: usize) -> usize {
     o.div_ceil(L)
-}
-
-/// The length of the packed weights of one product (a 1x1 kernel).
-fn packed_weights_len_1x1(o: usize, c: usize) -> usize {
-    packed_weights_len(&product_grid(o, c))
-}
-
-/// The geometry of a product's weights: a 1x1 kernel, `c` channels in, `o` out.
-fn product_grid(o: usize, c: usize) -> Grid {
-    Grid {
-        n: 1,
-        c,
-        o,
-        h: 1,
-        w: 1,
-        kh: 1,
-        kw: 1,
-        ph: 0,
-        pw: 0,
-    }
 }
 
 /// Bytes of transformed inputs and products of a band, which it keeps in L2 (2 MiB per core on

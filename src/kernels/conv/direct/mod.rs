@@ -305,7 +305,26 @@ pub(crate) fn product(
     w: &[f32],
     y: &mut [f32],
 ) {
-    let grid = Grid {
+    let sweep = Sweep::new(
+        isa,
+        pointwise(c, o, positions),
+        x,
+        w,
+        y,
+        Epilogue::default(),
+    );
+    let out = Rows(y.as_mut_ptr());
+    for ob in (0..o.div_ceil(L)).step_by(sweep.group) {
+        // SAFETY: `out` points into `y`, which `sweep` was made for, and this thread alone
+        // writes it.
+        unsafe { sweep.rows(out, 0, ob, 0..1) };
+    }
+}
+
+/// The geometry of a 1x1 convolution of `c` channels in and `o` out on one row of `positions`
+/// positions: what [`product`] computes, and its weights' packing.
+pub(crate) fn pointwise(c: usize, o: usize, positions: usize) -> Grid {
+    Grid {
         n: 1,
         c,
         o,
@@ -315,13 +334,6 @@ pub(crate) fn product(
         kw: 1,
         ph: 0,
         pw: 0,
-    };
-    let sweep = Sweep::new(isa, grid, x, w, y, Epilogue::default());
-    let out = Rows(y.as_mut_ptr());
-    for ob in (0..o.div_ceil(L)).step_by(sweep.group) {
-        // SAFETY: `out` points into `y`, which `sweep` was made for, and this thread alone
-        // writes it.
-        unsafe { sweep.rows(out, 0, ob, 0..1) };
     }
 }
 
