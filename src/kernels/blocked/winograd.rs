@@ -19,9 +19,7 @@ use super::conv::{Algorithm, FoldedConv};
 use super::map::BlockedMap;
 use super::LANES as L;
 use crate::kernels::buffer::Scratch;
-use crate::kernels::conv::direct::{
-    pack_weights, packed_weights_len, pointwise, product, Epilogue, Isa,
-};
+use crate::kernels::conv::direct::{packed_weights_len, pointwise, product, Epilogue, Isa};
 use crate::kernels::conv::geometry::Grid;
 
 /// Elements of a transformed tile: 4x4.
@@ -31,47 +29,62 @@ const XI: usize = 16;
 /// `scale[o]`: 16 sets of packed 1x1 weights for [`product`], one after the other.
 pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: &[f32]) -> Vec<f32> {
     assert_eq!(weight.len(), o * c * 9, "weight length");
-    // u[ξ][o][c], written a row of `c` kernels at a time: training transforms its kernels at
-    // every step.
-    let mut u = vec![0.0f32; XI * o * c];
-    let mut rows: Vec<Vec<&mut [f32]>> = (0..o).map(|_| Vec::with_capacity(XI)).collect();
-    for plane in u.chunks_mut(o * c) {
-        for (row, out) in plane.chunks_mut(c).zip(&mut rows) {
-            out.push(row);
+    assert_eq!(scale.len(), o, "one scale per output channel");
+    // A product's weights are those of a 1x1 kernel, whatever the row it runs on: per `ξ`,
+    // `[O/16][C/16][16 in][16 out]`, zero past the last channels. Training transforms its
+    // kernels at every call, so each block of output channels is transformed straight into
+    // its place in all 16 sets, an input channel (16 kernels, a line of each set) at a time.
+    let len = packed_weights_len(&pointwise(c, o, 1));
+    let block = len / o.div_ceil(L);
+    let mut packed = vec![0.0f32; XI * len];
+    let mut blocks: Vec<Vec<&mut [f32]>> = (0..o.div_ceil(L)).map(|_| Vec::new()).collect();
+    for set in packed.chunks_mut(len) {
+        for (dst, out) in set.chunks_mut(block).zip(&mut blocks) {
+            out.push(dst);
         }
     }
-    rows.into_par_iter()
-        .zip(weight.par_chunks(c * 9))
-        .for_each(|(mut rows, kernels)| {
-            for (ci, g) in kernels.chunks_exact(9).enumerate() {
-                for (row, v) in rows.iter_mut().zip(kernel_transform(g)) {
-                    row[ci] = v as f32;
+    blocks
+        .into_par_iter()
+        .zip(weight.par_chunks(L * c * 9))
+        .zip(scale.par_chunks(L))
+        .for_each(|((mut sets, kernels), scale)| {
+            for ci in 0..c {
+                let mut g = [[0.0f32; L]; 9];
+                for (oi, &s) in scale.iter().enumerate() {
+                    let taps = &kernels[(oi * c + ci) * 9..][..9];
+                    for (g, &v) in g.iter_mut().zip(taps) {
+                        g[oi] = v * s;
+                    }
+                }
+                for (set, u) in sets.iter_mut().zip(kernel_transform(&g)) {
+                    set[ci * L..][..L].copy_from_slice(&u);
                 }
             }
         });
-    // A product's weights are those of a 1x1 kernel, whatever the row it runs on.
-    let grid = pointwise(c, o, 1);
-    let len = packed_weights_len(&grid);
-    let mut packed = vec![0.0f32; XI * len];
-    packed
-        .par_chunks_mut(len)
-        .zip(u.par_chunks(o * c))
-        .for_each(|(dst, u)| pack_weights(grid, u, Some(scale), dst));
     packed
 }
 
-/// `G g Gᵀ` for the 3x3 kernel `g` (row-major), as a row-major 4x4, with
-/// `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`; in f64, so that the transform adds no
-/// rounding of its own beyond the final one.
-fn kernel_transform(g: &[f32]) -> [f64; XI] {
-    // `G v` for a column (or, transposed, a row) of 3.
-    let apply = |[a, b, d]: [f64; 3]| [a, (a + b + d) / 2.0, (a - b + d) / 2.0, d];
-    let g = |r: usize, c: usize| g[r * 3 + c] as f64;
-    let cols = [0, 1, 2].map(|c| apply([g(0, c), g(1, c), g(2, c)]));
-    let mut u = [0.0f64; XI];
-    for r in 0..4 {
-        let row = apply([cols[0][r], cols[1][r], cols[2][r]]);
-        u[r * 4..r * 4 + 4].copy_from_slice(&row);
+/// `G g Gᵀ` for 16 3x3 kernels at once (`g[tap][lane]`, taps row-major), as 16 row-major
+/// 4x4s (`[ξ][lane]`), with `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`. In f32, lane by
+/// lane, so that it vectorizes: each value is a sum of at most 9 taps halved or quartered, a few
+/// roundings, far below those of the products' sums over the input channels.
+fn kernel_transform(g: &[[f32; L]; 9]) -> [[f32; L]; XI] {
+    // `G v` for a column (or, transposed, a row) of 3, lane by lane.
+    fn apply(a: &[f32; L], b: &[f32; L], d: &[f32; L]) -> [[f32; L]; 4] {
+        let mut out = [*a, [0.0; L], [0.0; L], *d];
+        for l in 0..L {
+            out[1][l] = (a[l] + b[l] + d[l]) * 0.5;
+            out[2][l] = (a[l] - b[l] + d[l]) * 0.5;
+        }
+        out
+    }
+    let mut cols = [[[0.0f32; L]; 4]; 3];
+    for (c, col) in cols.iter_mut().enumerate() {
+        *col = apply(&g[c], &g[3 + c], &g[6 + c]);
+    }
+    let mut u = [[0.0f32; L]; XI];
+    for (r, row) in u.chunks_exact_mut(4).enumerate() {
+        row.copy_from_slice(&apply(&cols[0][r], &cols[1][r], &cols[2][r]));
     }
     u
 }

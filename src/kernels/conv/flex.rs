@@ -98,9 +98,11 @@ fn forward(
 }
 
 /// Positions over the batch from which Winograd's convolution beats the direct kernel in
-/// training, where the kernels are transformed at each call: TResNet-M's 3x3 layers at batch 8
-/// on 56x56 and 28x28 maps ran 1.2-1.6x faster, and 2.3x slower on 7x7 maps of 512 channels.
-const WINOGRAD_POSITIONS: usize = 4096;
+/// training, where the kernels are transformed at each call. The transform costs the same for
+/// any map, so the break-even is a count of positions: on TResNet-M's 3x3 layers at batch 8,
+/// Winograd ran 1.4-1.5x faster on 56x56 to 14x14 maps and 1.25x on 7x7 maps of 512 channels
+/// (392 positions, of which the kernel transform takes about 40%).
+const WINOGRAD_POSITIONS: usize = 256;
 
 /// `conv2d(x, w) + bias` on `[N, C, H, W]` slices by the blocked layout's kernels: Winograd's
 /// F(2x2, 3x3) for 3x3 kernels padded by 1 on maps of at least [`WINOGRAD_POSITIONS`]

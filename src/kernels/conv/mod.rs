@@ -11,7 +11,7 @@
 //! under autodiff gets an analytic backward with both gradients as one GEMM per kernel tap. On
 //! CPUs with AVX-512, the forward and the input gradient of 3x3 kernels over at least 64
 //! channels on maps up to 56x56 run on the blocked channel layout instead, with the layout
-//! conversions: Winograd's F(2x2, 3x3) (`kernels::blocked::winograd`) on maps of 4096 positions
+//! conversions: Winograd's F(2x2, 3x3) (`kernels::blocked::winograd`) on maps of 256 positions
 //! or more over the batch, a direct kernel (`direct`) on the others. TResNet's inference calls
 //! the same kernels on maps kept in that layout (`kernels::blocked`). Every other backend, and
 //! every other convolution, goes through Burn's own `conv2d` unchanged.
