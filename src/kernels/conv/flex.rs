@@ -20,6 +20,7 @@ use crate::kernels::host::host_slice;
 use super::backward::gemm_backward;
 use super::gemm::gemm_forward;
 use super::geometry::{gemm_applies, Grid};
+use super::winograd_dw;
 use burn::tensor::Tensor;
 
 /// The inputs of a convolution on backend `B`.
@@ -148,19 +149,26 @@ impl Backward<Flex, 2> for Conv2dBackward {
             node_x.as_ref().and(w.as_ref()).map(host_slice),
             host_slice(&g),
         );
+        // Each gradient by the fastest kernel that computes it, the GEMMs for the others.
         #[cfg(target_arch = "x86_64")]
-        let (dx, dw) = match w {
-            Some(w) if super::direct::applies_backward(&grid) => (
-                Some({
-                    let (transposed, turned) = super::direct::transposed(grid, w);
-                    blocked_forward(transposed, g, &turned, None)
-                }),
-                gemm_backward(grid, x, None, g).1,
-            ),
-            _ => gemm_backward(grid, x, w, g),
-        };
+        let blocked_dx = w.filter(|_| super::direct::applies_backward(&grid));
         #[cfg(not(target_arch = "x86_64"))]
-        let (dx, dw) = gemm_backward(grid, x, w, g);
+        let blocked_dx: Option<&[f32]> = None;
+        let winograd_dw = x.filter(|_| winograd_dw::applies(&grid));
+        let (dx, dw) = gemm_backward(
+            grid,
+            x.filter(|_| winograd_dw.is_none()),
+            w.filter(|_| blocked_dx.is_none()),
+            g,
+        );
+        #[cfg(target_arch = "x86_64")]
+        let dx = dx.or_else(|| {
+            blocked_dx.map(|w| {
+                let (transposed, turned) = super::direct::transposed(grid, w);
+                blocked_forward(transposed, g, &turned, None)
+            })
+        });
+        let dw = dw.or_else(|| winograd_dw.map(|x| winograd_dw::weight_gradient(grid, x, g)));
         let tensor =
             |v: Vec<f32>, shape: [usize; 4]| FlexTensor::from_data(TensorData::new(v, shape));
         if let (Some(node), Some(dx)) = (node_x, dx) {

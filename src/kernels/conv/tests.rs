@@ -282,3 +282,34 @@ fn winograd_forward_and_input_gradient_match_direct_summation() {
         }
     }
 }
+
+/// Winograd's F(2x2, 3x3) weight gradient against direct summation in f64, with the tile rows
+/// split as the threads would take them and as one share, in chunks of one, two and every tile
+/// row: odd and even sides (tiles past the map's last row and column), channels that are and
+/// are not multiples of 16, one image, a single pixel, more shares than tile rows.
+#[test]
+fn winograd_weight_gradient_matches_direct_summation() {
+    use super::winograd_dw::{weight_gradient, weight_gradient_with, Plan};
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    for geometry in [
+        (2, 16, 16, 5, 6, 3, 3, 1, 1),
+        (1, 37, 40, 9, 23, 3, 3, 1, 1),
+        (3, 20, 33, 7, 4, 3, 3, 1, 1),
+        (2, 70, 20, 8, 7, 3, 3, 1, 1),
+        (1, 5, 3, 1, 1, 3, 3, 1, 1),
+    ] {
+        let (grid, mut random) = case(&mut rng, geometry);
+        let x = random(grid.n * grid.c * grid.h * grid.w);
+        let g = random(grid.n * grid.o * grid.h * grid.w);
+        let w = vec![0.0; grid.o * grid.c * 9];
+        let (_, want) = naive(grid, &x, &w, &g);
+        assert_gradient("dw", &weight_gradient(grid, &x, &g), &want, grid);
+        for parts in [1, 2, 3] {
+            for chunk_rows in [1, 2, 100] {
+                let got = weight_gradient_with(grid, &x, &g, Plan { parts, chunk_rows });
+                assert_gradient(&format!("dw in {parts} x {chunk_rows}"), &got, &want, grid);
+            }
+        }
+    }
+}
