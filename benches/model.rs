@@ -1,6 +1,7 @@
 //! TResNet-M throughput on the crate's default backend (flex on the CPU): inference at 224x224
 //! batch 8, 448x448 batch 2 and 448x448 batch 1 (the latency of annotating one photo), and one
-//! training step (forward, backward, Adam) at 224x224 batch 8 and 448x448 batch 2. Compare with
+//! training step (forward, backward, and the trainer's Adam, `ScheduledAdam`, which is
+//! `torch.optim.Adam`) at 224x224 batch 8 and 448x448 batch 2. Compare with
 //! `scripts/model_bench_torch.py --batch B --size S`, which times timm's tresnet_m the same way
 //! with PyTorch.
 //!
@@ -11,8 +12,9 @@ use std::time::Duration;
 
 use aia::backend::{DefaultBackend, TrainBackend};
 use aia::model::TResNetConfig;
+use aia::train::ScheduledAdamConfig;
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Distribution, Int, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -58,7 +60,7 @@ fn train_step(c: &mut Criterion) {
 fn train_step_at(c: &mut Criterion, size: usize, batch: usize) {
     let device = Default::default();
     let mut model = Some(TResNetConfig::m().init::<TrainBackend>(&device));
-    let mut optim = AdamConfig::new().init();
+    let mut optim = ScheduledAdamConfig::new().init();
     let loss_fn = BinaryCrossEntropyLossConfig::new()
         .with_logits(true)
         .init(&device);

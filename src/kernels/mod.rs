@@ -10,6 +10,7 @@
 //! | [`conv2d`] | GEMM convolution (Winograd or direct on the blocked layout for some 3x3 layers), analytic backward | `Flex`, `Autodiff<Flex>` |
 //! | TResNet's inference ([`TResNet::forward`](crate::model::TResNet::forward) and the other `forward*`) | blocked channel layout, Winograd (3x3) and direct (1x1) convolutions with folded BatchNorms and fused epilogues | `Flex` on x86-64 with AVX2 or AVX-512 |
 //! | [`batch_norm_act`] | two-pass BatchNorm + leaky ReLU | `Autodiff<Flex>` |
+//! | [`adam_update`] | one in-place pass over a parameter, its gradient and moments | `Flex` |
 //! | [`AsymmetricLoss::forward`](crate::loss::AsymmetricLoss::forward) | fused loss and gradient | `Flex`, `NdArray`, CUDA and wgpu without fusion, and their `Autodiff` |
 //!
 //! On Burn's fusion backends (`burn::backend::Cuda` and `Wgpu` with Burn's default features)
@@ -26,6 +27,7 @@
 //! [`asymmetric_loss_cpu_in_place`] (and [`asymmetric_loss_cpu_elementwise`]), are public for benchmarks and for callers with their own
 //! buffers.
 
+mod adam;
 mod batch_norm;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
 pub(crate) mod blocked;
@@ -39,6 +41,7 @@ pub(crate) mod loss;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
 pub(crate) use blocked::map::host_values;
 
+pub use adam::{adam_update, adam_update_composed, AdamOutput, AdamUpdate};
 pub use batch_norm::{batch_norm_act, batch_norm_act_composed, BatchNormOutput};
 pub use buffer::zeroed_f32;
 pub use conv::conv2d;

@@ -11,6 +11,8 @@ use burn::record::Record;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
+use crate::kernels::{adam_update, AdamUpdate};
+
 /// Configuration of [`ScheduledAdam`]; the defaults are `torch.optim.Adam`'s.
 #[derive(Config, Debug, PartialEq)]
 pub struct ScheduledAdamConfig {
@@ -71,39 +73,23 @@ impl<B: Backend> SimpleOptimizer<B> for AdamStep {
         grad: Tensor<B, D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<B, D>, Option<Self::State<D>>) {
-        let grad = if self.weight_decay != 0.0 {
-            grad + tensor.clone().mul_scalar(self.weight_decay)
-        } else {
-            grad
+        let time = state.as_ref().map_or(0, |s| s.time) + 1;
+        let update = AdamUpdate {
+            lr,
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+            weight_decay: self.weight_decay,
+            time,
         };
-        let (time, moment_1, moment_2) = match state {
-            Some(state) => (state.time, state.moment_1, state.moment_2),
-            None => (0, grad.zeros_like(), grad.zeros_like()),
-        };
-        let time = time + 1;
-        // exp_avg.lerp_(grad, 1 - beta1)
-        let moment_1 = moment_1.clone() + (grad.clone() - moment_1).mul_scalar(1.0 - self.beta_1);
-        // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        let moment_2 =
-            moment_2.mul_scalar(self.beta_2) + grad.square().mul_scalar(1.0 - self.beta_2);
-        let steps = i32::try_from(time).unwrap_or(i32::MAX);
-        let bias_correction_1 = 1.0 - self.beta_1.powi(steps);
-        let bias_correction_2_sqrt = (1.0 - self.beta_2.powi(steps)).sqrt();
-        let denominator = moment_2
-            .clone()
-            .sqrt()
-            .div_scalar(bias_correction_2_sqrt)
-            .add_scalar(self.epsilon);
-        let update = moment_1
-            .clone()
-            .div(denominator)
-            .mul_scalar(lr / bias_correction_1);
+        let moments = state.map(|s| (s.moment_1, s.moment_2));
+        let out = adam_update(tensor, grad, moments, update);
         (
-            tensor - update,
+            out.param,
             Some(ScheduledAdamState {
                 time,
-                moment_1,
-                moment_2,
+                moment_1: out.moment_1,
+                moment_2: out.moment_2,
             }),
         )
     }
