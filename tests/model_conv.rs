@@ -76,15 +76,19 @@ type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
 /// forward unfolds the input) and on larger ones (the forward runs on the padded grid: at most
 /// 6 grid positions per 5 outputs), a non-square map and kernel, and a strided one (which takes
 /// Burn's own path).
-const CASES: [Case; 11] = [
+const CASES: [Case; 12] = [
     (2, 8, 16, 9, 7, 1, 0, 1),
     // At least 128 channels on a small map with a 3x3 kernel: the direct kernel's forward on
     // CPUs with AVX-512 (130 channels: not a multiple of its blocks of 16).
     (1, 130, 20, 6, 9, 3, 1, 1),
     (2, 128, 33, 5, 5, 3, 0, 1),
     // 64 channels on 4608 positions over the batch (2 maps of 48x48), a 3x3 kernel padded by 1:
-    // Winograd's F(2x2, 3x3) for the forward and the input gradient on CPUs with AVX-512.
+    // Winograd's F(2x2, 3x3) for the forward and the input gradient on CPUs with AVX2 or
+    // AVX-512 (every 3x3 kernel padded by 1 takes Winograd's weight gradient, on any CPU).
     (2, 64, 20, 48, 48, 3, 1, 1),
+    // 20 channels in and 17 out on 391 positions, odd sides: Winograd's forward and input
+    // gradient again, each on channels that are not a multiple of 16.
+    (1, 20, 17, 17, 23, 3, 1, 1),
     (2, 6, 5, 8, 8, 3, 1, 1),
     (1, 3, 4, 7, 9, 3, 0, 1),
     (3, 4, 6, 5, 11, 5, 2, 1),

@@ -11,7 +11,7 @@ use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
 use burn::tensor::{DType, TensorData, TensorPrimitive};
 
 #[cfg(target_arch = "x86_64")]
-use super::direct::Isa;
+use super::direct::{Isa, LANES};
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::blocked::winograd;
 use crate::kernels::dispatch::{on_backend, Ad};
@@ -69,7 +69,7 @@ pub(super) fn try_conv2d<B: Backend>(
 
 /// The forward convolution on Flex: Flex's own convolution (already one GEMM per image) for a
 /// 1x1 kernel; for larger ones the blocked layout's kernels where they are faster
-/// ([`super::direct::applies`]), else the GEMM kernels.
+/// ([`Blocked::for_grid`]), else the GEMM kernels.
 fn forward(
     x: FlexTensor,
     w: FlexTensor,
@@ -87,14 +87,10 @@ fn forward(
         host_slice(&w),
         bias.as_ref().map(host_slice),
     );
-    #[cfg(target_arch = "x86_64")]
-    let y = if super::direct::applies(&grid) {
-        blocked_forward(grid, xs, ws, bs)
-    } else {
-        gemm_forward(grid, xs, ws, bs)
+    let y = match Blocked::for_grid(&grid) {
+        Some(blocked) => blocked.forward(grid, xs, ws, bs),
+        None => gemm_forward(grid, xs, ws, bs),
     };
-    #[cfg(not(target_arch = "x86_64"))]
-    let y = gemm_forward(grid, xs, ws, bs);
     FlexTensor::from_data(TensorData::new(y, [grid.n, grid.o, grid.ho(), grid.wo()]))
 }
 
@@ -103,18 +99,76 @@ fn forward(
 /// any map, so the break-even is a count of positions: on TResNet-M's 3x3 layers at batch 8,
 /// Winograd ran 1.4-1.5x faster on 56x56 to 14x14 maps and 1.25x on 7x7 maps of 512 channels
 /// (392 positions, of which the kernel transform takes about 40%).
+#[cfg(target_arch = "x86_64")]
 const WINOGRAD_POSITIONS: usize = 256;
 
-/// `conv2d(x, w) + bias` on `[N, C, H, W]` slices by the blocked layout's kernels: Winograd's
-/// F(2x2, 3x3) for 3x3 kernels padded by 1 on maps of at least [`WINOGRAD_POSITIONS`]
-/// positions, the direct kernel for the others.
-#[cfg(target_arch = "x86_64")]
-fn blocked_forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    if winograd::applies(&grid) && grid.n * grid.h * grid.w >= WINOGRAD_POSITIONS {
-        let isa = Isa::best().expect("applies only where the CPU runs the direct tiles");
-        winograd::forward_nchw(isa, grid, x, w, bias)
-    } else {
-        super::direct::forward(grid, x, w, bias)
+/// A kernel of the blocked layout that computes a stride-1 convolution on `[N, C, H, W]`
+/// slices, converting them around it.
+#[derive(Debug, Clone, Copy)]
+enum Blocked {
+    /// Winograd's F(2x2, 3x3), with the tiles of this instruction set.
+    #[cfg(target_arch = "x86_64")]
+    Winograd(Isa),
+    /// The direct kernel.
+    #[cfg(target_arch = "x86_64")]
+    Direct,
+}
+
+impl Blocked {
+    /// The blocked kernel that runs this convolution faster than the GEMMs, if any: Winograd's
+    /// for 3x3 kernels padded by 1 over at least 16 input channels (a whole block), on maps of
+    /// at least [`WINOGRAD_POSITIONS`] positions, with the tiles of the kernel path (AVX-512 or
+    /// AVX2); the direct kernel where [`super::direct::applies`] (AVX-512 only: its AVX2 tiles
+    /// lose to the GEMMs). At batch 8 Winograd ran 1.35x faster than the GEMMs on the stem's
+    /// 48 channels at 56x56, 1.6x on 64 channels at 112x112 (TResNet-M at 448), 1.1-2.2x on
+    /// 16 and 32 channels; with 8 or 3 channels, 1.3-1.5x slower.
+    fn for_grid(grid: &Grid) -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let winograd = winograd::applies(grid)
+                && grid.c >= LANES
+                && grid.n * grid.h * grid.w >= WINOGRAD_POSITIONS;
+            match Isa::best() {
+                Some(isa) if winograd => Some(Self::Winograd(isa)),
+                _ if super::direct::applies(grid) => Some(Self::Direct),
+                _ => None,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = grid;
+            None
+        }
+    }
+
+    /// `conv2d(x, w) + bias`, `[N, O, Ho, Wo]`.
+    fn forward(self, grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Winograd(isa) => winograd::forward_nchw(isa, grid, x, w, bias),
+            #[cfg(target_arch = "x86_64")]
+            Self::Direct => super::direct::forward(grid, x, w, bias),
+        }
+    }
+
+    /// The input gradient of `conv2d(x, w)` on `grid` from the output gradient `g`: the forward
+    /// of the transposed convolution, by the blocked kernel that runs that one, if any.
+    fn input_gradient(grid: &Grid, w: &[f32], g: &[f32]) -> Option<Vec<f32>> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if grid.ph >= grid.kh || grid.pw >= grid.kw {
+                return None;
+            }
+            let turned_grid = super::direct::transposed_grid(grid);
+            let blocked = Self::for_grid(&turned_grid)?;
+            let (_, turned) = super::direct::transposed(*grid, w);
+            Some(blocked.forward(turned_grid, g, &turned, None))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (grid, w, g);
+            None
+        }
     }
 }
 
@@ -150,10 +204,7 @@ impl Backward<Flex, 2> for Conv2dBackward {
             host_slice(&g),
         );
         // Each gradient by the fastest kernel that computes it, the GEMMs for the others.
-        #[cfg(target_arch = "x86_64")]
-        let blocked_dx = w.filter(|_| super::direct::applies_backward(&grid));
-        #[cfg(not(target_arch = "x86_64"))]
-        let blocked_dx: Option<&[f32]> = None;
+        let blocked_dx = w.and_then(|w| Blocked::input_gradient(&grid, w, g));
         let winograd_dw = x.filter(|_| winograd_dw::applies(&grid));
         let (dx, dw) = gemm_backward(
             grid,
@@ -161,13 +212,7 @@ impl Backward<Flex, 2> for Conv2dBackward {
             w.filter(|_| blocked_dx.is_none()),
             g,
         );
-        #[cfg(target_arch = "x86_64")]
-        let dx = dx.or_else(|| {
-            blocked_dx.map(|w| {
-                let (transposed, turned) = super::direct::transposed(grid, w);
-                blocked_forward(transposed, g, &turned, None)
-            })
-        });
+        let dx = dx.or(blocked_dx);
         let dw = dw.or_else(|| winograd_dw.map(|x| winograd_dw::weight_gradient(grid, x, g)));
         let tensor =
             |v: Vec<f32>, shape: [usize; 4]| FlexTensor::from_data(TensorData::new(v, shape));

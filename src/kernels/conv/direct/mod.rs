@@ -113,13 +113,6 @@ pub(crate) fn forward_on(
     unblocked_output(grid, &yb, bias)
 }
 
-/// Whether the blocked layout's kernels compute this convolution's input gradient, as the forward
-/// of the [`transposed`] convolution: where [`applies`]
-/// runs its forward, with padding that leaves the transposed convolution a padding of its own.
-pub(super) fn applies_backward(grid: &Grid) -> bool {
-    applies(grid) && grid.ph < grid.kh && grid.pw < grid.kw
-}
-
 /// The transposed convolution of `w` (`[O, C, kh, kw]`) on `grid`, whose forward from the
 /// output gradient `g` (`[N, O, Ho, Wo]`) is the input gradient `dx` (`[N, C, H, W]`) of
 /// `y = conv2d(x, w)` (stride 1): its grid (channels swapped, padding `k - 1 - p`), and
@@ -133,18 +126,7 @@ pub(crate) fn transposed(grid: Grid, w: &[f32]) -> (Grid, Vec<f32>) {
         grid.ph < grid.kh && grid.pw < grid.kw,
         "padding below the kernel"
     );
-    let (kh, kw, taps) = (grid.kh, grid.kw, grid.kh * grid.kw);
-    let transposed = Grid {
-        n: grid.n,
-        c: grid.o,
-        o: grid.c,
-        h: grid.ho(),
-        w: grid.wo(),
-        kh,
-        kw,
-        ph: kh - 1 - grid.ph,
-        pw: kw - 1 - grid.pw,
-    };
+    let taps = grid.kh * grid.kw;
     let mut turned = vec![0.0f32; w.len()];
     turned
         .par_chunks_mut(grid.o * taps)
@@ -157,7 +139,22 @@ pub(crate) fn transposed(grid: Grid, w: &[f32]) -> (Grid, Vec<f32>) {
                 }
             }
         });
-    (transposed, turned)
+    (transposed_grid(&grid), turned)
+}
+
+/// The grid of the [`transposed`] convolution (padding `k - 1 - p`, which must not underflow).
+pub(crate) fn transposed_grid(grid: &Grid) -> Grid {
+    Grid {
+        n: grid.n,
+        c: grid.o,
+        o: grid.c,
+        h: grid.ho(),
+        w: grid.wo(),
+        kh: grid.kh,
+        kw: grid.kw,
+        ph: grid.kh - 1 - grid.ph,
+        pw: grid.kw - 1 - grid.pw,
+    }
 }
 
 /// The length of a convolution's packed weights.
