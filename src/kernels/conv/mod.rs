@@ -9,10 +9,11 @@
 //! stride-1 convolution runs its forward as one GEMM per kernel row over the whole batch, on
 //! the padded input laid out channel-last (1x1 kernels keep Flex's own, already one GEMM), and
 //! under autodiff gets an analytic backward with both gradients as one GEMM per kernel tap. On
-//! CPUs with AVX-512, the forward and the input gradient of 3x3 kernels over at least 64
-//! channels on maps up to 56x56 run on the blocked channel layout instead, with the layout
-//! conversions: Winograd's F(2x2, 3x3) (`kernels::blocked::winograd`) on maps of 256 positions
-//! or more over the batch, a direct kernel (`direct`) on the others. The weight gradient of
+//! CPUs with AVX2 or AVX-512, the forward and the input gradient of 3x3 kernels padded by 1
+//! over at least 16 channels, on maps of 256 positions or more over the batch, run on the
+//! blocked channel layout instead, with the layout conversions, as Winograd's F(2x2, 3x3)
+//! (`kernels::blocked::winograd`); on AVX-512, the other 3x3 ones over at least 64 channels on
+//! maps up to 56x56 run there as a direct kernel (`direct`). The weight gradient of
 //! every 3x3 kernel padded by 1, on any CPU, is Winograd's too (`winograd_dw`): 16 GEMMs over
 //! the 2x2 tiles instead of 9 over the positions. TResNet's inference calls the same kernels on
 //! maps kept in that layout (`kernels::blocked`). Every other backend, and every other
@@ -25,8 +26,8 @@ use burn::tensor::Tensor;
 
 /// `burn::tensor::module::conv2d`, faster on `Flex` and `Autodiff<Flex>` for convolutions of
 /// stride 1, dilation 1 and one group (all of TResNet's trainable ones): the forward as one GEMM
-/// per kernel row on the padded input laid out channel-last (or, on AVX-512 CPUs for 3x3 kernels
-/// over 64 channels or more, Winograd's F(2x2, 3x3) or a direct kernel on the blocked layout),
+/// per kernel row on the padded input laid out channel-last (or, on CPUs with AVX2 or AVX-512
+/// for most 3x3 kernels, Winograd's F(2x2, 3x3) or a direct kernel on the blocked layout),
 /// and under autodiff an analytic backward: the weight gradient as GEMMs (by Winograd's
 /// F(2x2, 3x3) for 3x3 kernels padded by 1), the input gradient as GEMMs or the same blocked
 /// kernels. Every other backend runs Burn's own `conv2d`.

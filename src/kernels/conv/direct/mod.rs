@@ -17,9 +17,8 @@
 //! [`run`] works on blocked buffers, with an [`Epilogue`] (bias, residual add, leaky ReLU): the
 //! blocked inference of `kernels::blocked` calls it directly. [`forward`] converts
 //! `[N, C, H, W]` slices around it, a pass over the input and the output each call; the input
-//! gradient is the forward of the [`transposed`] convolution. The GEMM path of training uses them
-//! where [`applies`] says (Winograd's F(2x2, 3x3) in `kernels::blocked` for 3x3 kernels padded
-//! by 1, the others here).
+//! gradient is the forward of the [`transposed`] convolution. Training uses [`forward`] where
+//! [`applies`] says and Winograd's F(2x2, 3x3) (in `kernels::blocked`, on these tiles) does not.
 
 use rayon::prelude::*;
 
@@ -68,7 +67,7 @@ impl Isa {
     }
 }
 
-/// Whether the blocked layout's kernels run this convolution's forward in place of the GEMM path: on
+/// Whether the direct kernel runs this convolution's forward in place of the GEMM path: on
 /// the AVX-512 path (which [`CPU_PATH_ENV`](crate::kernels::CPU_PATH_ENV) can cap), for 3x3
 /// kernels with at least 64 input channels on maps up to 56x56. With the layout conversions
 /// included, TResNet-M's layers at batch 8 measured 1.0-1.13x faster there (forward, and forward
