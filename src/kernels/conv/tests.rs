@@ -313,3 +313,14 @@ fn winograd_weight_gradient_matches_direct_summation() {
         }
     }
 }
+
+/// The tiles' own feature checks agree with the list of kernel paths the CPU supports.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_tiles_run_where_their_kernel_paths_do() {
+    use crate::kernels::loss::CpuPath;
+
+    let paths = CpuPath::supported();
+    assert_eq!(Isa::Avx512.runs(), paths.contains(&CpuPath::Avx512));
+    assert_eq!(Isa::Avx2.runs(), paths.contains(&CpuPath::Avx2));
+}
