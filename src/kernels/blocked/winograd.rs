@@ -91,7 +91,7 @@ fn kernel_transform(g: &[[f32; L]; 9]) -> [[f32; L]; XI] {
 
 /// Whether [`forward_nchw`] computes a convolution of this geometry: a 3x3 kernel padded by 1.
 pub(crate) fn applies(grid: &Grid) -> bool {
-    (grid.kh, grid.kw, grid.ph, grid.pw) == (3, 3, 1, 1)
+    grid.is_3x3_padded_by_1()
 }
 
 /// `conv2d(x, w) + bias` (stride 1) for `[N, C, H, W]` and `[O, C, 3, 3]` slices, `[N, O, H, W]`

@@ -57,6 +57,12 @@ impl Grid {
         5 * self.hp() * self.wp() <= 6 * self.ho() * self.wo()
     }
 
+    /// Whether the kernel is 3x3 and padded by 1: the geometry of Winograd's F(2x2, 3x3), whose
+    /// 2x2 output tiles then sit on the input's own 2x2 grid.
+    pub(crate) fn is_3x3_padded_by_1(&self) -> bool {
+        (self.kh, self.kw, self.ph, self.pw) == (3, 3, 1, 1)
+    }
+
     pub(crate) fn hp(&self) -> usize {
         self.h + 2 * self.ph
     }

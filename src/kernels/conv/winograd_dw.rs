@@ -85,7 +85,7 @@ impl Tiles {
 
 /// Whether [`weight_gradient`] computes this geometry: a 3x3 kernel padded by 1.
 pub(super) fn applies(grid: &Grid) -> bool {
-    (grid.kh, grid.kw, grid.ph, grid.pw) == (3, 3, 1, 1)
+    grid.is_3x3_padded_by_1()
 }
 
 /// dW (`[O, C, 3, 3]`) of `y = conv2d(x, w)` (3x3, stride 1, padding 1) from `x`
