@@ -9,7 +9,10 @@
 //! [`MAX_KEPT_BYTES`]: at 448x448 and batch 32, each temporary of TResNet-M's first stage is
 //! about 100 MB, next to several GB of activations.
 
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
+
+use rayon::prelude::*;
 use std::sync::Mutex;
 
 /// At most this many buffers are kept...
@@ -32,19 +35,15 @@ struct Pool {
 }
 
 impl Pool {
-    /// A buffer of `len` values: the smallest free one large enough, else a new one. Its values
-    /// are what they were (zero where it had to grow).
-    fn take(&mut self, len: usize) -> Vec<f32> {
+    /// The smallest free buffer of at least `len` values' capacity, cut to `len` values if it
+    /// holds more: what they were.
+    fn take(&mut self, len: usize) -> Option<Vec<f32>> {
         let best = (0..self.free.len())
             .filter(|&i| self.free[i].capacity() >= len)
-            .min_by_key(|&i| self.free[i].capacity());
-        let mut buf = best.map(|i| self.free.remove(i)).unwrap_or_default();
-        if buf.len() >= len {
-            buf.truncate(len);
-        } else {
-            buf.resize(len, 0.0);
-        }
-        buf
+            .min_by_key(|&i| self.free[i].capacity())?;
+        let mut buf = self.free.remove(best);
+        buf.truncate(len);
+        Some(buf)
     }
 
     /// Keeps `buf` for later, within the limits: the largest buffers that fit them (the ones
@@ -74,14 +73,19 @@ impl Scratch {
     /// `len` values, all zero.
     pub(crate) fn zeroed(len: usize) -> Self {
         let mut buf = Self::uninit(len);
-        buf.fill(0.0);
+        buf.par_chunks_mut(ZERO_CHUNK)
+            .for_each(|chunk| chunk.fill(0.0));
         buf
     }
 
     /// `len` values left as a previous user wrote them (any `f32`): for buffers the caller
     /// overwrites entirely.
     pub(crate) fn uninit(len: usize) -> Self {
-        Scratch(pool().take(len))
+        // Grown (or made) after the pool's lock is released, since growing runs on all threads:
+        // a thread waiting on rayon may run another task that takes a buffer.
+        let mut buf = pool().take(len).unwrap_or_default();
+        grow_zeroed(&mut buf, len);
+        Scratch(buf)
     }
 }
 
@@ -107,12 +111,18 @@ impl Drop for Scratch {
 
 /// A zeroed `f32` buffer of `n` elements for a kernel's output.
 ///
-/// Large buffers come from the kernel as fresh pages, and faulting in thousands of 4 KiB pages
-/// costs as much as the loss itself; on Linux the buffer is advised onto transparent huge pages
-/// before its first touch, which removes most of that cost. (An output outlives the call, so it
-/// cannot come from the `Scratch` pool.)
+/// Two costs of `vec![0.0; n]` are avoided:
+/// - a large buffer comes from the kernel as fresh pages, and faulting in thousands of 4 KiB
+///   pages costs as much as a loss kernel itself: on Linux the buffer is advised onto
+///   transparent huge pages before its first touch, which removes most of that cost;
+/// - freed memory is reused with one `memset` on the calling thread, which the other threads
+///   wait for: in a training step these serial passes took longer than several of the kernels
+///   that filled the buffers. The zeroing (and the first touch of fresh pages) runs in parallel
+///   chunks instead.
+///
+/// (An output outlives the call, so it cannot come from the `Scratch` pool.)
 pub fn zeroed_f32(n: usize) -> Vec<f32> {
-    let v = vec![0.0f32; n];
+    let mut v = Vec::with_capacity(n);
     #[cfg(target_os = "linux")]
     if n * 4 >= 4 << 20 {
         let start = v.as_ptr() as usize;
@@ -124,32 +134,58 @@ pub fn zeroed_f32(n: usize) -> Vec<f32> {
             libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
         }
     }
+    grow_zeroed(&mut v, n);
     v
+}
+
+/// Values zeroed per task: large enough to amortise the task, small enough to share.
+const ZERO_CHUNK: usize = 1 << 16;
+
+/// Zeros appended to `v` up to `len` values (none if it holds as many), written in parallel
+/// chunks.
+fn grow_zeroed(v: &mut Vec<f32>, len: usize) {
+    let more = len.saturating_sub(v.len());
+    v.reserve_exact(more);
+    v.spare_capacity_mut()[..more]
+        .par_chunks_mut(ZERO_CHUNK)
+        .for_each(|chunk| chunk.fill(MaybeUninit::new(0.0)));
+    // SAFETY: the loop above initialised the `more` values past the length, within the
+    // capacity that `reserve_exact` ensured.
+    unsafe { v.set_len(v.len() + more) };
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Pool, Scratch, MAX_KEPT, MAX_KEPT_BYTES};
+    use super::{grow_zeroed, zeroed_f32, Pool, Scratch, MAX_KEPT, MAX_KEPT_BYTES};
 
     #[test]
     fn the_pool_reuses_the_best_fit_and_stays_bounded() {
         let mut pool = Pool { free: Vec::new() };
-        let mut a = pool.take(1000);
+        assert!(pool.take(1).is_none());
+        let mut a = vec![0.0; 1000];
         a.fill(7.0);
-        let (a_ptr, b) = (a.as_ptr(), pool.take(4000));
+        let (a_ptr, b) = (a.as_ptr(), vec![9.0; 4000]);
         let b_ptr = b.as_ptr();
         pool.give(a);
         pool.give(b);
         // The smallest free buffer that fits comes back, with its values...
-        let c = pool.take(800);
+        let c = pool.take(800).expect("a fits");
         assert_eq!((c.as_ptr(), c.len()), (a_ptr, 800));
         assert!(c.iter().all(|&v| v == 7.0));
-        // ... and a larger request takes the larger one, zero where it grows.
-        let d = pool.take(3000);
+        // ... a larger request takes the larger one...
+        let d = pool.take(3000).expect("b fits");
         assert_eq!(d.as_ptr(), b_ptr);
-        let e = pool.take(5000);
-        assert_eq!(e.len(), 5000);
-        assert!(e[4000..].iter().all(|&v| v == 0.0));
+        // ... as long as it was, when shorter than asked (the caller grows it)...
+        pool.give(d);
+        let mut e = pool.take(3500).expect("b fits");
+        assert_eq!((e.as_ptr(), e.len()), (b_ptr, 3000));
+        // ... zero where it grows again within its capacity...
+        grow_zeroed(&mut e, 3500);
+        assert_eq!((e.as_ptr(), e.len()), (b_ptr, 3500));
+        assert!(e[..3000].iter().all(|&v| v == 9.0));
+        assert!(e[3000..].iter().all(|&v| v == 0.0));
+        // ... and none past every capacity.
+        assert!(pool.take(5000).is_none());
         // At most MAX_KEPT buffers, the largest ones, and never more than MAX_KEPT_BYTES.
         for len in 1..=MAX_KEPT + 3 {
             pool.give(vec![0.0; len * 100]);
@@ -167,6 +203,17 @@ mod tests {
         assert!(kept <= MAX_KEPT_BYTES, "{kept} bytes kept");
         assert_eq!(pool.free[0].capacity(), MAX_KEPT_BYTES / 16 * 3);
         assert_ne!(pool.free[1].capacity(), MAX_KEPT_BYTES / 16 * 3);
+    }
+
+    #[test]
+    fn zeroed_outputs_are_zero_whatever_memory_they_reuse() {
+        // Around the huge-page threshold (4 MiB) and the chunks (2^16 values), on either side.
+        for n in [1, 70_000, (1 << 20) - 3, (1 << 20) + 65_537] {
+            drop(vec![f32::NAN; n]);
+            let v = zeroed_f32(n);
+            assert_eq!(v.len(), n);
+            assert!(v.iter().all(|&x| x == 0.0), "{n} values");
+        }
     }
 
     #[test]

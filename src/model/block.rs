@@ -4,11 +4,11 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::avg_pool2d;
 use burn::tensor::Tensor;
 
 use super::conv_norm::{ConvNormAct, ConvNormActConfig};
 use super::squeeze_excite::{SqueezeExcite, SqueezeExciteConfig};
+use crate::kernels::avg_pool_2x2;
 
 /// Slope of the leaky ReLUs inside the blocks.
 pub const BLOCK_LEAKY_SLOPE: f64 = 1e-3;
@@ -48,11 +48,7 @@ impl DownsampleConfig {
 impl<B: Backend> Downsample<B> {
     /// Projects the block input to the block output's shape.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = if self.pool {
-            avg_pool2d(x, [2, 2], [2, 2], [0, 0], false, true)
-        } else {
-            x
-        };
+        let x = if self.pool { avg_pool_2x2(x) } else { x };
         self.conv.forward(x)
     }
 }

@@ -3,6 +3,8 @@
 
 use rayon::prelude::*;
 
+use crate::kernels::buffer::zeroed_f32;
+
 /// Values summed in `f32` before the running sum in `f64` takes them.
 const CHUNK: usize = 256;
 
@@ -81,7 +83,7 @@ pub(super) fn stats(d: Dims, x: &[f32]) -> Vec<(f64, f64)> {
 /// `act(x * scale[c] + shift[c])`, plane by plane.
 pub(super) fn normalise(d: Dims, x: &[f32], ch: &Channels) -> Vec<f32> {
     let (scale, shift, slope) = (&ch.scale, &ch.shift, ch.slope);
-    let mut out = vec![0.0f32; x.len()];
+    let mut out = zeroed_f32(x.len());
     out.par_chunks_mut(d.plane)
         .zip(x.par_chunks(d.plane))
         .enumerate()
@@ -165,7 +167,7 @@ pub(super) fn input_grad(
 ) -> Vec<f32> {
     let slope = ch.slope;
     let count = d.count();
-    let mut dx = vec![0.0f32; x.len()];
+    let mut dx = zeroed_f32(x.len());
     dx.par_chunks_mut(d.plane)
         .zip(x.par_chunks(d.plane).zip(dz.par_chunks(d.plane)))
         .enumerate()

@@ -5,7 +5,7 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::LANES as L;
-use crate::kernels::buffer::Scratch;
+use crate::kernels::buffer::{zeroed_f32, Scratch};
 
 /// A batch of `n` maps of `c` channels, `h` x `w`, in blocks of 16 channels: the value of channel
 /// `ch` at `(y, x)` of image `i` is at `(((i * C/16 + ch / 16) * h + y) * w + x) * 16 + ch % 16`.
@@ -71,7 +71,7 @@ impl BlockedMap {
     pub(crate) fn to_nchw(&self) -> Vec<f32> {
         let hw = self.h * self.w;
         let blocks = self.blocks();
-        let mut y = vec![0.0f32; self.n * self.c * hw];
+        let mut y = zeroed_f32(self.n * self.c * hw);
         y.par_chunks_mut(hw).enumerate().for_each(|(i, dst)| {
             let (ni, ci) = (i / self.c, i % self.c);
             let src = &self.data[(ni * blocks + ci / L) * hw * L..][..hw * L];

@@ -2,14 +2,13 @@
 //! `[N, C, H, W]` tensors, on shapes with channels that are not multiples of 16 and odd sides.
 
 use burn::backend::Flex;
-use burn::tensor::module::avg_pool2d;
 use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 
 use super::conv::Algorithm;
 use super::*;
 use crate::kernels::conv::direct::Isa;
-use crate::model::blur_pool::blur_pool2d;
+use crate::kernels::{avg_pool_2x2_composed, blur_pool2d_composed};
 
 type Rng8 = rand_chacha::ChaCha8Rng;
 
@@ -211,11 +210,11 @@ fn pools_match_burn() {
         let blurred = blur_pool(&map);
         assert_matches(
             &blurred,
-            blur_pool2d(tensor(&x, dims)),
+            blur_pool2d_composed(tensor(&x, dims)),
             &format!("blur pool {what}"),
         );
         let pooled = avg_pool_2x2(&map);
-        let want = avg_pool2d(tensor(&x, dims), [2, 2], [2, 2], [0, 0], false, true);
+        let want = avg_pool_2x2_composed(tensor(&x, dims));
         assert_matches(&pooled, want, &format!("average pool {what}"));
 
         let [n, c, h, w] = dims;

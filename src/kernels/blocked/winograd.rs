@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use super::conv::{Algorithm, FoldedConv};
 use super::map::BlockedMap;
 use super::LANES as L;
-use crate::kernels::buffer::Scratch;
+use crate::kernels::buffer::{zeroed_f32, Scratch};
 use crate::kernels::conv::direct::{packed_weights_len, pointwise, product, Epilogue, Isa};
 use crate::kernels::conv::geometry::Grid;
 
@@ -36,7 +36,7 @@ pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: &[f32]) -> Vec<f32
     // its place in all 16 sets, an input channel (16 kernels, a line of each set) at a time.
     let len = packed_weights_len(&pointwise(c, o, 1));
     let block = len / o.div_ceil(L);
-    let mut packed = vec![0.0f32; XI * len];
+    let mut packed = zeroed_f32(XI * len);
     let mut blocks: Vec<Vec<&mut [f32]>> = (0..o.div_ceil(L)).map(|_| Vec::new()).collect();
     for set in packed.chunks_mut(len) {
         for (dst, out) in set.chunks_mut(block).zip(&mut blocks) {

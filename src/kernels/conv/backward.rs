@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::buffer::Scratch;
+use crate::kernels::buffer::{zeroed_f32, Scratch};
 
 use super::gemm::{matmul, Operand};
 use super::geometry::Grid;
@@ -52,7 +52,7 @@ pub(super) fn gemm_backward(
         let partial = |part: usize| {
             let start = part * part_len;
             let len = part_len.min(cols - start.min(cols));
-            let mut dw = vec![0.0f32; o * c * taps];
+            let mut dw = zeroed_f32(o * c * taps);
             if len == 0 {
                 return dw;
             }
@@ -127,7 +127,7 @@ pub(super) fn dx_channel_major(grid: Grid, w: &[f32], gg: &[f32]) -> Vec<f32> {
             }
         }
     }
-    let mut dx = vec![0.0f32; n * c * h * wd];
+    let mut dx = zeroed_f32(n * c * h * wd);
     dx.par_chunks_mut(h * wd).enumerate().for_each(|(nc, out)| {
         let (ni, ci) = (nc / c, nc % c);
         for y in 0..h {

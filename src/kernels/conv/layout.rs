@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use crate::kernels::buffer::zeroed_f32;
+
 /// `[N][channels][H][W]` into `[channels][N][rows][row_len]` (channel-major, `dst`), at row
 /// `first[0]`, column `first[1]` of each image; the rest of `dst` is left as it is (the zero
 /// padding). A task per channel.
@@ -62,7 +64,7 @@ pub(super) fn channel_last_to_nchw(
 ) -> Vec<f32> {
     let plane = h * w;
     let block = TILE.min(ch);
-    let mut out = vec![0.0f32; n * ch * plane];
+    let mut out = zeroed_f32(n * ch * plane);
     out.par_chunks_mut(ch * plane)
         .enumerate()
         .flat_map(|(ni, image)| {

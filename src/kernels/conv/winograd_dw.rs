@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::buffer::Scratch;
+use crate::kernels::buffer::{zeroed_f32, Scratch};
 
 use super::gemm::{matmul, Operand};
 use super::geometry::Grid;
@@ -132,7 +132,7 @@ fn transformed_gradient(
     plan: Plan,
 ) -> Vec<f32> {
     let (c, o) = (grid.c, grid.o);
-    let mut du = vec![0.0f32; XI * o * c];
+    let mut du = zeroed_f32(XI * o * c);
     let step = plan.chunk_rows.max(1);
     for first in rows.clone().step_by(step) {
         let chunk = first..rows.end.min(first + step);
@@ -283,7 +283,7 @@ fn kernel_gradient(du: &[f32], o: usize, c: usize) -> Vec<f32> {
             (v[1] + v[2]) * 0.5 + v[3],
         ]
     };
-    let mut dw = vec![0.0f32; o * c * 9];
+    let mut dw = zeroed_f32(o * c * 9);
     dw.par_chunks_mut(c * 9).enumerate().for_each(|(oi, dst)| {
         for (ci, k) in dst.chunks_exact_mut(9).enumerate() {
             let u = |xi: usize| du[(xi * o + oi) * c + ci];

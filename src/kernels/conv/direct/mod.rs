@@ -22,7 +22,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::buffer::Scratch;
+use crate::kernels::buffer::{zeroed_f32, Scratch};
 use crate::kernels::loss::CpuPath;
 
 use super::geometry::Grid;
@@ -132,7 +132,7 @@ pub(crate) fn transposed(grid: Grid, w: &[f32]) -> (Grid, Vec<f32>) {
         "padding below the kernel"
     );
     let taps = grid.kh * grid.kw;
-    let mut turned = vec![0.0f32; w.len()];
+    let mut turned = zeroed_f32(w.len());
     turned
         .par_chunks_mut(grid.o * taps)
         .enumerate()
@@ -223,7 +223,7 @@ pub(crate) fn pack_weights(grid: Grid, w: &[f32], scale: Option<&[f32]>, wb: &mu
 fn unblocked_output(grid: Grid, yb: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (_, obn) = blocks(&grid);
     let plane = grid.ho() * grid.wo();
-    let mut y = vec![0.0f32; grid.n * grid.o * plane];
+    let mut y = zeroed_f32(grid.n * grid.o * plane);
     y.par_chunks_mut(plane).enumerate().for_each(|(i, dst)| {
         let (ni, oi) = (i / grid.o, i % grid.o);
         let src = &yb[(ni * obn + oi / L) * plane * L..];
