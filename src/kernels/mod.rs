@@ -10,6 +10,7 @@
 //! | [`conv2d`] | GEMM convolution (Winograd or direct on the blocked layout for most 3x3 layers), analytic backward (Winograd's weight gradient for 3x3 kernels) | `Flex`, `Autodiff<Flex>` |
 //! | TResNet's inference ([`TResNet::forward`](crate::model::TResNet::forward) and the other `forward*`) | blocked channel layout, Winograd (3x3) and direct (1x1) convolutions with folded BatchNorms and fused epilogues | `Flex` on x86-64 with AVX2 or AVX-512 |
 //! | [`batch_norm_act`] | two-pass BatchNorm + leaky ReLU | `Autodiff<Flex>` |
+//! | [`add_relu`], [`scale_channels`] | one parallel pass each way (two for the gate's gradients) | `Flex`, `Autodiff<Flex>` |
 //! | [`blur_pool2d`], [`avg_pool_2x2`] | one parallel pass over the planes each way | `Flex`, `Autodiff<Flex>` |
 //! | [`adam_update`] | one in-place pass over a parameter, its gradient and moments | `Flex` |
 //! | [`AsymmetricLoss::forward`](crate::loss::AsymmetricLoss::forward) | fused loss and gradient | `Flex`, `NdArray`, CUDA and wgpu without fusion, and their `Autodiff` |
@@ -38,6 +39,7 @@ mod dispatch;
 #[cfg(feature = "flex")]
 mod host;
 pub(crate) mod loss;
+mod pointwise;
 pub(crate) mod pool;
 
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
@@ -51,4 +53,5 @@ pub use loss::{
     asymmetric_loss_cpu, asymmetric_loss_cpu_elementwise, asymmetric_loss_cpu_in_place,
     CPU_PATH_ENV,
 };
+pub use pointwise::{add_relu, add_relu_composed, scale_channels, scale_channels_composed};
 pub use pool::{avg_pool_2x2, avg_pool_2x2_composed, blur_pool2d, blur_pool2d_composed};

@@ -2,13 +2,12 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::conv_norm::{ConvNormAct, ConvNormActConfig};
 use super::squeeze_excite::{SqueezeExcite, SqueezeExciteConfig};
-use crate::kernels::avg_pool_2x2;
+use crate::kernels::{add_relu, avg_pool_2x2};
 
 /// Slope of the leaky ReLUs inside the blocks.
 pub const BLOCK_LEAKY_SLOPE: f64 = 1e-3;
@@ -144,7 +143,7 @@ impl<B: Backend> BasicBlock<B> {
             Some(se) => se.forward(out),
             None => out,
         };
-        relu(out + shortcut)
+        add_relu(out, shortcut)
     }
 }
 
@@ -175,6 +174,6 @@ impl<B: Backend> Bottleneck<B> {
             Some(se) => se.forward(out),
             None => out,
         };
-        relu(self.conv3.forward(out) + shortcut)
+        add_relu(self.conv3.forward(out), shortcut)
     }
 }

@@ -8,6 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::conv_norm::kaiming_fan_out;
+use crate::kernels::scale_channels;
 
 /// Configuration of a [`SqueezeExcite`].
 #[derive(Config, Debug)]
@@ -60,7 +61,7 @@ impl<B: Backend> SqueezeExcite<B> {
         let pooled = x.clone().reshape([n, c, h * w]).mean_dim(2).reshape([n, c]);
         let hidden = relu(linear_1x1(pooled, &self.fc1));
         let gate = sigmoid(linear_1x1(hidden, &self.fc2));
-        x * gate.reshape([n, c, 1, 1])
+        scale_channels(x, gate)
     }
 }
 
