@@ -122,7 +122,49 @@ impl Drop for Scratch {
 ///
 /// (An output outlives the call, so it cannot come from the `Scratch` pool.)
 pub fn zeroed_f32(n: usize) -> Vec<f32> {
-    let mut v = Vec::with_capacity(n);
+    let mut v = output_capacity(n);
+    grow_zeroed(&mut v, n);
+    v
+}
+
+/// A new buffer of `planes * plane` values for a kernel's output, plane `i` being the values of
+/// `f(i)`: computed in parallel, a plane or more per task, each value written once (no zeroing
+/// first, which costs another pass over the buffer).
+///
+/// # Panics
+///
+/// If `f(i)` yields fewer than `plane` values.
+pub(crate) fn from_planes<I: Iterator<Item = f32>>(
+    planes: usize,
+    plane: usize,
+    f: impl Fn(usize) -> I + Sync,
+) -> Vec<f32> {
+    let n = planes * plane;
+    let mut v = output_capacity(n);
+    if n > 0 {
+        v.spare_capacity_mut()[..n]
+            .par_chunks_mut(plane)
+            .with_min_len(ZERO_CHUNK.div_ceil(plane))
+            .enumerate()
+            .for_each(|(i, out)| {
+                let mut written = 0;
+                for (o, value) in out.iter_mut().zip(f(i)) {
+                    o.write(value);
+                    written += 1;
+                }
+                assert_eq!(written, plane, "plane {i} has {plane} values");
+            });
+    }
+    // SAFETY: the loop above wrote each of the first `n` values (or panicked), within the
+    // capacity.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// An empty buffer with room for `n` values of a kernel's output: on Linux, when large, advised
+/// onto transparent huge pages before its first touch.
+fn output_capacity(n: usize) -> Vec<f32> {
+    let v = Vec::with_capacity(n);
     #[cfg(target_os = "linux")]
     if n * 4 >= 4 << 20 {
         let start = v.as_ptr() as usize;
@@ -134,7 +176,6 @@ pub fn zeroed_f32(n: usize) -> Vec<f32> {
             libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
         }
     }
-    grow_zeroed(&mut v, n);
     v
 }
 
@@ -156,7 +197,7 @@ fn grow_zeroed(v: &mut Vec<f32>, len: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::{grow_zeroed, zeroed_f32, Pool, Scratch, MAX_KEPT, MAX_KEPT_BYTES};
+    use super::{from_planes, grow_zeroed, zeroed_f32, Pool, Scratch, MAX_KEPT, MAX_KEPT_BYTES};
 
     #[test]
     fn the_pool_reuses_the_best_fit_and_stays_bounded() {
@@ -214,6 +255,24 @@ mod tests {
             assert_eq!(v.len(), n);
             assert!(v.iter().all(|&x| x == 0.0), "{n} values");
         }
+    }
+
+    #[test]
+    fn planes_hold_their_values_and_a_short_plane_panics() {
+        // Planes longer and shorter than a task's share (with_min_len), and a one-value plane.
+        for (planes, plane) in [(5, 70_000), (3000, 7), (100_000, 1)] {
+            let v = from_planes(planes, plane, |i| {
+                (0..plane).map(move |j| (i * plane + j) as f32)
+            });
+            assert_eq!(v.len(), planes * plane);
+            assert!(
+                v.iter().enumerate().all(|(k, &x)| x == k as f32),
+                "{planes} x {plane}"
+            );
+        }
+        assert!(from_planes(0, 3, |_| std::iter::empty()).is_empty());
+        let short = std::panic::catch_unwind(|| from_planes(2, 4, |_| [1.0; 3].into_iter()));
+        assert!(short.is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::buffer::zeroed_f32;
+use crate::kernels::buffer::from_planes;
 
 /// Values summed in `f32` before the running sum in `f64` takes them.
 const CHUNK: usize = 256;
@@ -82,22 +82,17 @@ pub(super) fn stats(d: Dims, x: &[f32]) -> Vec<(f64, f64)> {
 
 /// `act(x * scale[c] + shift[c])`, plane by plane.
 pub(super) fn normalise(d: Dims, x: &[f32], ch: &Channels) -> Vec<f32> {
-    let (scale, shift, slope) = (&ch.scale, &ch.shift, ch.slope);
-    let mut out = zeroed_f32(x.len());
-    out.par_chunks_mut(d.plane)
-        .zip(x.par_chunks(d.plane))
-        .enumerate()
-        .for_each(|(i, (o, x))| {
-            let (k, b) = (scale[i % d.c], shift[i % d.c]);
+    let slope = ch.slope;
+    from_planes(d.n * d.c, d.plane, |i| {
+        let (k, b) = (ch.scale[i % d.c], ch.shift[i % d.c]);
+        x[i * d.plane..][..d.plane].iter().map(move |&x| {
+            let y = x * k + b;
             match slope {
-                Some(a) => o.iter_mut().zip(x).for_each(|(o, &x)| {
-                    let y = x * k + b;
-                    *o = if y > 0.0 { y } else { a * y };
-                }),
-                None => o.iter_mut().zip(x).for_each(|(o, &x)| *o = x * k + b),
+                Some(a) if y <= 0.0 => a * y,
+                _ => y,
             }
-        });
-    out
+        })
+    })
 }
 
 /// What the forward pass derived per channel, which the backward pass reuses.
@@ -167,21 +162,17 @@ pub(super) fn input_grad(
 ) -> Vec<f32> {
     let slope = ch.slope;
     let count = d.count();
-    let mut dx = zeroed_f32(x.len());
-    dx.par_chunks_mut(d.plane)
-        .zip(x.par_chunks(d.plane).zip(dz.par_chunks(d.plane)))
-        .enumerate()
-        .for_each(|(i, (out, (xp, gp)))| {
-            let ci = i % d.c;
-            let (m, s, k, b) = ch.at(ci);
-            let mean_dy = (sums[ci].0 / count) as f32;
-            let mean_dy_xhat = (sums[ci].1 / count) as f32;
-            for ((o, &x), &g) in out.iter_mut().zip(xp).zip(gp) {
-                let dy = pre_act(g, x, k, b, slope);
-                let xhat = (x - m) * s;
-                // scale = gamma * invstd.
-                *o = k * (dy - mean_dy - xhat * mean_dy_xhat);
-            }
-        });
-    dx
+    from_planes(d.n * d.c, d.plane, |i| {
+        let ci = i % d.c;
+        let (m, s, k, b) = ch.at(ci);
+        let mean_dy = (sums[ci].0 / count) as f32;
+        let mean_dy_xhat = (sums[ci].1 / count) as f32;
+        let (x, dz) = (&x[i * d.plane..][..d.plane], &dz[i * d.plane..][..d.plane]);
+        x.iter().zip(dz).map(move |(&x, &g)| {
+            let dy = pre_act(g, x, k, b, slope);
+            let xhat = (x - m) * s;
+            // scale = gamma * invstd.
+            k * (dy - mean_dy - xhat * mean_dy_xhat)
+        })
+    })
 }

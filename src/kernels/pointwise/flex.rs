@@ -11,7 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use rayon::prelude::*;
 
-use crate::kernels::buffer::zeroed_f32;
+use crate::kernels::buffer::from_planes;
 use crate::kernels::dispatch::{on_backend, Ad};
 use crate::kernels::host::host_slice;
 
@@ -126,11 +126,11 @@ fn add_relu_ad((x, shortcut): Pair<Ad, 4>) -> Tensor<Ad, 4> {
 fn scale_channels(x: &FlexTensor, gate: &FlexTensor) -> FlexTensor {
     let (x, gate) = (x.to_contiguous(), gate.to_contiguous());
     let (xs, gs) = (host_slice(&x), host_slice(&gate));
-    let mut y = zeroed_f32(xs.len());
     let plane = xs.len() / gs.len();
-    y.par_chunks_mut(plane)
-        .zip(xs.par_chunks(plane).zip(gs))
-        .for_each(|(y, (x, &g))| y.iter_mut().zip(x).for_each(|(y, &x)| *y = x * g));
+    let y = from_planes(gs.len(), plane, |i| {
+        let g = gs[i];
+        xs[i * plane..][..plane].iter().map(move |&x| x * g)
+    });
     FlexTensor::from_data(TensorData::new(y, x.shape()))
 }
 
