@@ -9,9 +9,9 @@
 //!   label queries decoded against the last feature map ([`attention_decoder`] holds its layer),
 //!   loading the authors' checkpoints with [`AttentionHead::load_authors`].
 //!
-//! Only the architecture lives here: the two operations a training step spends its time in,
-//! convolution and BatchNorm, run through [`kernels`](crate::kernels), which picks a fused kernel
-//! where the backend has one.
+//! Only the architecture lives here: the operations a training step spends its time in
+//! (convolution, BatchNorm, the pools, the residual add and the squeeze-and-excitation gate) run
+//! through [`kernels`](crate::kernels), which picks a fused kernel where the backend has one.
 //!
 //! ```
 //! use aia::model::TResNetConfig;
