@@ -1,6 +1,6 @@
 //! The CPU kernels' host buffers: [`Scratch`], reused between calls for temporaries (padded
-//! copies, GEMM outputs before their final layout), and [`zeroed_f32`] for outputs that become
-//! tensors.
+//! copies, GEMM outputs before their final layout), and [`zeroed_f32`] and `from_planes` for
+//! outputs that become tensors, zeroed or written in parallel.
 //!
 //! A fresh buffer of a few megabytes is served by the system allocator as new pages, and the
 //! first write to each 4 KiB page then costs a page fault: measured here, that made the copies
@@ -11,9 +11,9 @@
 
 use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
-use std::sync::Mutex;
 
 /// At most this many buffers are kept...
 const MAX_KEPT: usize = 6;
@@ -134,6 +134,7 @@ pub fn zeroed_f32(n: usize) -> Vec<f32> {
 /// # Panics
 ///
 /// If `f(i)` yields fewer than `plane` values.
+#[cfg(feature = "flex")]
 pub(crate) fn from_planes<I: Iterator<Item = f32>>(
     planes: usize,
     plane: usize,
@@ -197,7 +198,7 @@ fn grow_zeroed(v: &mut Vec<f32>, len: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::{from_planes, grow_zeroed, zeroed_f32, Pool, Scratch, MAX_KEPT, MAX_KEPT_BYTES};
+    use super::{grow_zeroed, zeroed_f32, Pool, Scratch, MAX_KEPT, MAX_KEPT_BYTES};
 
     #[test]
     fn the_pool_reuses_the_best_fit_and_stays_bounded() {
@@ -258,7 +259,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "flex")]
     fn planes_hold_their_values_and_a_short_plane_panics() {
+        use super::from_planes;
         // Planes longer and shorter than a task's share (with_min_len), and a one-value plane.
         for (planes, plane) in [(5, 70_000), (3000, 7), (100_000, 1)] {
             let v = from_planes(planes, plane, |i| {

@@ -15,6 +15,7 @@ use burn::tensor::{Tensor, TensorData};
 
 #[cfg(feature = "flex")]
 mod flex;
+#[cfg(feature = "flex")]
 pub(crate) mod planes;
 #[cfg(all(test, feature = "flex"))]
 mod tests;
