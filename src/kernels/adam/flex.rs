@@ -7,6 +7,7 @@ use burn::tensor::{DType, Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use rayon::prelude::*;
 
 use super::{AdamOutput, AdamUpdate};
+use crate::kernels::buffer::zeroed_f32;
 use crate::kernels::dispatch::on_backend;
 use crate::kernels::host::{contiguous_f32, host_slice};
 
@@ -52,7 +53,8 @@ fn fused<const D: usize>(
     let (mut m1, mut m2) = match moments {
         Some((a, b)) => (owned(primitive(a)), owned(primitive(b))),
         None => {
-            let zeros = || FlexTensor::from_data(TensorData::zeros::<f32, _>(p.shape()));
+            let n = p.shape().num_elements();
+            let zeros = || FlexTensor::from_data(TensorData::new(zeroed_f32(n), p.shape()));
             (zeros(), zeros())
         }
     };
