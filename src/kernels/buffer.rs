@@ -162,6 +162,20 @@ pub(crate) fn from_planes<I: Iterator<Item = f32>>(
     v
 }
 
+/// A new buffer of `n` values for a kernel's output, written by `fill` into the uninitialised
+/// slice it is given (no zeroing first).
+///
+/// # Safety
+/// `fill` writes each of the `n` values (a GEMM that stores its whole output does).
+#[cfg(feature = "flex")]
+pub(crate) unsafe fn written_by(n: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = output_capacity(n);
+    fill(&mut v.spare_capacity_mut()[..n]);
+    // SAFETY: `fill` wrote the first `n` values, within the capacity, as the caller guarantees.
+    unsafe { v.set_len(n) };
+    v
+}
+
 /// An empty buffer with room for `n` values of a kernel's output: on Linux, when large, advised
 /// onto transparent huge pages before its first touch.
 fn output_capacity(n: usize) -> Vec<f32> {

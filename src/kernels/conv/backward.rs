@@ -1,8 +1,10 @@
 //! The convolution's input and weight gradients as GEMMs.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-use crate::kernels::buffer::{zeroed_f32, Scratch};
+use crate::kernels::buffer::{written_by, zeroed_f32, Scratch};
 
 use super::gemm::{matmul, Operand};
 use super::geometry::Grid;
@@ -27,15 +29,16 @@ pub(super) fn gemm_backward(
     let (cols, taps) = (grid.cols(), grid.kh * grid.kw);
 
     // The output gradient on the padded grid, [O][N][Hp][Wp], for dW and a 1x1 kernel's dX.
+    // With a 1x1 kernel the output's grid is the input's, which the copy fills.
     let gg = (x.is_some() || taps == 1).then(|| {
-        let mut gg = Scratch::zeroed(o * cols);
+        let mut gg = grid_buffer(o * cols, taps == 1);
         nchw_to_channel_major(g, [n, o, ho, wo], [hp, wp], [0, 0], &mut gg);
         gg
     });
 
     let dw = x.map(|x| {
         // The input, zero-padded, [C][N][Hp][Wp], with slack for the last taps' windows.
-        let mut xx = Scratch::zeroed(c * cols + grid.slack());
+        let mut xx = grid_buffer(c * cols + grid.slack(), grid.is_1x1_unpadded());
         nchw_to_channel_major(
             x,
             [n, c, grid.h, grid.w],
@@ -97,6 +100,16 @@ pub(super) fn gemm_backward(
     (dx, dw)
 }
 
+/// A buffer for a grid of `len` values: zeroed (its padding) unless what follows writes every
+/// value (`filled`).
+fn grid_buffer(len: usize, filled: bool) -> Scratch {
+    if filled {
+        Scratch::uninit(len)
+    } else {
+        Scratch::zeroed(len)
+    }
+}
+
 /// dX for [`gemm_backward`] with channel-major operands: for every tap, `dX_k += W_k^T G` on the
 /// padded grid, `gg` being G there (`[O][cols]`).
 pub(super) fn dx_channel_major(grid: Grid, w: &[f32], gg: &[f32]) -> Vec<f32> {
@@ -105,8 +118,10 @@ pub(super) fn dx_channel_major(grid: Grid, w: &[f32], gg: &[f32]) -> Vec<f32> {
     } = grid;
     let (hp, wp) = (grid.hp(), grid.wp());
     let (cols, plane, taps) = (grid.cols(), hp * wp, grid.kh * grid.kw);
-    // dX on the padded grid, [C][N][Hp][Wp] plus slack: tap k adds W_k^T G at offset k.
-    let mut xx = Scratch::zeroed(c * cols + grid.slack());
+    // dX on the padded grid, [C][N][Hp][Wp] plus slack: tap k adds W_k^T G at offset k (a
+    // single tap on an unpadded grid writes all of it).
+    let filled = grid.is_1x1_unpadded();
+    let mut xx = grid_buffer(c * cols + grid.slack(), filled);
     for ky in 0..grid.kh {
         for kx in 0..grid.kw {
             let tap = ky * grid.kw + kx;
@@ -119,7 +134,7 @@ pub(super) fn dx_channel_major(grid: Grid, w: &[f32], gg: &[f32]) -> Vec<f32> {
                 matmul(
                     [c, cols, o],
                     Operand::new(xx.as_mut_ptr().add(ky * wp + kx), cols, 1),
-                    true,
+                    !filled,
                     Operand::new(w.as_ptr().add(tap), taps, c * taps),
                     Operand::new(gg.as_ptr(), cols, 1),
                     true,
@@ -127,15 +142,19 @@ pub(super) fn dx_channel_major(grid: Grid, w: &[f32], gg: &[f32]) -> Vec<f32> {
             }
         }
     }
-    let mut dx = zeroed_f32(n * c * h * wd);
-    dx.par_chunks_mut(h * wd).enumerate().for_each(|(nc, out)| {
-        let (ni, ci) = (nc / c, nc % c);
-        for y in 0..h {
-            let src = ci * cols + ni * plane + (y + grid.ph) * wp + grid.pw;
-            out[y * wd..(y + 1) * wd].copy_from_slice(&xx[src..src + wd]);
-        }
-    });
-    dx
+    let copy = |dx: &mut [MaybeUninit<f32>]| {
+        dx.par_chunks_mut(h * wd).enumerate().for_each(|(nc, out)| {
+            let (ni, ci) = (nc / c, nc % c);
+            for (y, out) in out.chunks_mut(wd).enumerate() {
+                let src = ci * cols + ni * plane + (y + grid.ph) * wp + grid.pw;
+                for (d, s) in out.iter_mut().zip(&xx[src..src + wd]) {
+                    d.write(*s);
+                }
+            }
+        })
+    };
+    // SAFETY: `copy` writes every row of every plane.
+    unsafe { written_by(n * c * h * wd, copy) }
 }
 
 /// dX for [`gemm_backward`] with channel-last operands, one GEMM per kernel row; `g` is the

@@ -63,6 +63,12 @@ impl Grid {
         (self.kh, self.kw, self.ph, self.pw) == (3, 3, 1, 1)
     }
 
+    /// Whether the kernel is 1x1 without padding: then the input's grid is the map itself, with
+    /// no padding and no slack, and each image's map is a `[C, H*W]` matrix.
+    pub(crate) fn is_1x1_unpadded(&self) -> bool {
+        (self.kh, self.kw, self.ph, self.pw) == (1, 1, 0, 0)
+    }
+
     pub(crate) fn hp(&self) -> usize {
         self.h + 2 * self.ph
     }

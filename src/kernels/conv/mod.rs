@@ -62,6 +62,8 @@ pub fn conv2d<B: Backend>(
 
 #[cfg(feature = "flex")]
 mod backward;
+#[cfg(feature = "flex")]
+mod conv1x1;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
 pub(crate) mod direct;
 #[cfg(feature = "flex")]

@@ -1,6 +1,7 @@
 use rand::{Rng, SeedableRng};
 
 use super::backward::gemm_backward;
+use super::conv1x1;
 #[cfg(target_arch = "x86_64")]
 use super::direct::{forward_on, transposed, Isa};
 use super::gemm::gemm_forward;
@@ -254,6 +255,44 @@ fn gemm_backward_matches_direct_summation() {
         let (none, dw_only) = gemm_backward(grid, Some(&x), None, &g);
         assert!(none.is_none() && dw_only.is_some());
     }
+}
+
+/// The 1x1 kernels, forward (with and without bias) and both gradients, against direct
+/// summation in f64, on 1, 2 and 3 threads (so that the images are split over the threads and
+/// not): batches of 1 to 5, maps of one position, below and above the size from which the
+/// gradients run per image, non-square, channels not multiples of 16.
+#[test]
+fn conv1x1_matches_direct_summation() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        for geometry in [
+            (1, 5, 7, 3, 4, 1, 1, 0, 0),
+            (5, 9, 4, 1, 1, 1, 1, 0, 0),
+            (2, 17, 9, 7, 7, 1, 1, 0, 0),
+            (3, 8, 20, 11, 13, 1, 1, 0, 0),
+            (4, 33, 6, 12, 10, 1, 1, 0, 0),
+        ] {
+            pool.install(|| {
+                let grid = check_forward(&mut rng, geometry, conv1x1::forward);
+                assert!(conv1x1::applies(&grid));
+                let (_, mut random) = case(&mut rng, geometry);
+                let x = random(grid.n * grid.c * grid.h * grid.w);
+                let w = random(grid.o * grid.c);
+                let g = random(grid.n * grid.o * grid.h * grid.w);
+                let (want_dx, want_dw) = naive(grid, &x, &w, &g);
+                let dx = conv1x1::input_gradient(grid, &w, &g);
+                assert_gradient(&format!("dx, {threads} threads"), &dx, &want_dx, grid);
+                let dw = conv1x1::weight_gradient(grid, &x, &g);
+                assert_gradient(&format!("dw, {threads} threads"), &dw, &want_dw, grid);
+            });
+        }
+    }
+    let padded = case(&mut rng, (1, 2, 2, 3, 3, 1, 1, 1, 0)).0;
+    assert!(!conv1x1::applies(&padded));
 }
 
 /// Winograd's F(2x2, 3x3) on `[N, C, H, W]` slices, as training runs it, with the tiles of every
