@@ -85,6 +85,10 @@ impl Scratch {
         // a thread waiting on rayon may run another task that takes a buffer.
         let mut buf = pool().take(len).unwrap_or_default();
         grow_zeroed(&mut buf, len);
+        // In the crate's tests every value is NaN, so that a kernel that reads a value it did
+        // not write fails them.
+        #[cfg(test)]
+        buf.fill(f32::NAN);
         Scratch(buf)
     }
 }
@@ -170,10 +174,33 @@ pub(crate) fn from_planes<I: Iterator<Item = f32>>(
 #[cfg(feature = "flex")]
 pub(crate) unsafe fn written_by(n: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
     let mut v = output_capacity(n);
+    // As for `Scratch::uninit`: in the crate's tests, a value `fill` leaves is NaN.
+    #[cfg(test)]
+    v.spare_capacity_mut()[..n].fill(MaybeUninit::new(f32::NAN));
     fill(&mut v.spare_capacity_mut()[..n]);
     // SAFETY: `fill` wrote the first `n` values, within the capacity, as the caller guarantees.
     unsafe { v.set_len(n) };
     v
+}
+
+/// The sum of the `count` equal parts of `parts`, as a new buffer for a kernel's output: the
+/// partial results of threads that each reduced their share, added in a fixed order (so that a
+/// run is reproducible bit for bit on a machine), in parallel, each value written once.
+#[cfg(feature = "flex")]
+pub(crate) fn sum_of_parts(parts: &[f32], count: usize) -> Vec<f32> {
+    let len = parts.len() / count.max(1);
+    let sum = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(ZERO_CHUNK)
+            .enumerate()
+            .for_each(|(k, out)| {
+                let at = k * ZERO_CHUNK;
+                for (j, v) in out.iter_mut().enumerate() {
+                    v.write((0..count).map(|p| parts[p * len + at + j]).sum());
+                }
+            })
+    };
+    // SAFETY: `sum` writes every value of every chunk.
+    unsafe { written_by(len, sum) }
 }
 
 /// An empty buffer with room for `n` values of a kernel's output: on Linux, when large, advised

@@ -80,7 +80,9 @@ impl FoldedConv {
             }
             Algorithm::Winograd => {
                 assert_eq!(kh, 3, "Winograd's F(2x2, 3x3) takes 3x3 kernels");
-                winograd::pack(weight, [o, c], scale)
+                let mut weights = vec![0.0; winograd::packed_len([o, c])];
+                winograd::pack(weight, [o, c], Some(scale), &mut weights);
+                weights
             }
         };
         FoldedConv {

@@ -1,11 +1,13 @@
 //! [`BlockedMap`]: a batch of feature maps as `[N][C/16][H][W][16]`, and its conversions.
 
+use std::mem::MaybeUninit;
+
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::LANES as L;
-use crate::kernels::buffer::{zeroed_f32, Scratch};
+use crate::kernels::buffer::{written_by, Scratch};
 
 /// A batch of `n` maps of `c` channels, `h` x `w`, in blocks of 16 channels: the value of channel
 /// `ch` at `(y, x)` of image `i` is at `(((i * C/16 + ch / 16) * h + y) * w + x) * 16 + ch % 16`.
@@ -71,15 +73,17 @@ impl BlockedMap {
     pub(crate) fn to_nchw(&self) -> Vec<f32> {
         let hw = self.h * self.w;
         let blocks = self.blocks();
-        let mut y = zeroed_f32(self.n * self.c * hw);
-        y.par_chunks_mut(hw).enumerate().for_each(|(i, dst)| {
-            let (ni, ci) = (i / self.c, i % self.c);
-            let src = &self.data[(ni * blocks + ci / L) * hw * L..][..hw * L];
-            for (j, d) in dst.iter_mut().enumerate() {
-                *d = src[j * L + ci % L];
-            }
-        });
-        y
+        let gather = |y: &mut [MaybeUninit<f32>]| {
+            y.par_chunks_mut(hw).enumerate().for_each(|(i, dst)| {
+                let (ni, ci) = (i / self.c, i % self.c);
+                let src = &self.data[(ni * blocks + ci / L) * hw * L..][..hw * L];
+                for (j, d) in dst.iter_mut().enumerate() {
+                    d.write(src[j * L + ci % L]);
+                }
+            })
+        };
+        // SAFETY: `gather` writes every value of every plane.
+        unsafe { written_by(self.n * self.c * hw, gather) }
     }
 
     /// The maps of a tensor `[N, C, H, W]` (its values copied to the host as `f32`).

@@ -15,28 +15,40 @@
 
 use rayon::prelude::*;
 
-use super::conv::{Algorithm, FoldedConv};
 use super::map::BlockedMap;
 use super::LANES as L;
-use crate::kernels::buffer::{zeroed_f32, Scratch};
+use crate::kernels::buffer::Scratch;
 use crate::kernels::conv::direct::{packed_weights_len, pointwise, product, Epilogue, Isa};
 use crate::kernels::conv::geometry::Grid;
 
 /// Elements of a transformed tile: 4x4.
 const XI: usize = 16;
 
+/// The length of [`pack`]'s transformed kernels for `o` output and `c` input channels.
+pub(super) fn packed_len([o, c]: [usize; 2]) -> usize {
+    XI * packed_weights_len(&pointwise(c, o, 1))
+}
+
 /// The transformed kernels `U_ξ` of `weight` (`[O, C, 3, 3]`), output channel `o` scaled by
-/// `scale[o]`: 16 sets of packed 1x1 weights for [`product`], one after the other.
-pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: &[f32]) -> Vec<f32> {
+/// `scale[o]` when given, into `packed` ([`packed_len`] long, every value written): 16 sets of
+/// packed 1x1 weights for [`product`], one after the other.
+pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: Option<&[f32]>, packed: &mut [f32]) {
     assert_eq!(weight.len(), o * c * 9, "weight length");
-    assert_eq!(scale.len(), o, "one scale per output channel");
+    assert!(
+        scale.is_none_or(|s| s.len() == o),
+        "one scale per output channel"
+    );
+    assert_eq!(
+        packed.len(),
+        packed_len([o, c]),
+        "transformed kernels' length"
+    );
     // A product's weights are those of a 1x1 kernel, whatever the row it runs on: per `ξ`,
     // `[O/16][C/16][16 in][16 out]`, zero past the last channels. Training transforms its
     // kernels at every call, so each block of output channels is transformed straight into
     // its place in all 16 sets, an input channel (16 kernels, a line of each set) at a time.
-    let len = packed_weights_len(&pointwise(c, o, 1));
+    let len = packed.len() / XI;
     let block = len / o.div_ceil(L);
-    let mut packed = zeroed_f32(XI * len);
     let mut blocks: Vec<Vec<&mut [f32]>> = (0..o.div_ceil(L)).map(|_| Vec::new()).collect();
     for set in packed.chunks_mut(len) {
         for (dst, out) in set.chunks_mut(block).zip(&mut blocks) {
@@ -46,11 +58,14 @@ pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: &[f32]) -> Vec<f32
     blocks
         .into_par_iter()
         .zip(weight.par_chunks(L * c * 9))
-        .zip(scale.par_chunks(L))
-        .for_each(|((mut sets, kernels), scale)| {
+        .enumerate()
+        .for_each(|(b, (mut sets, kernels))| {
+            let lanes = kernels.len() / (c * 9);
             for ci in 0..c {
+                // Lanes past the last output channel stay zero.
                 let mut g = [[0.0f32; L]; 9];
-                for (oi, &s) in scale.iter().enumerate() {
+                for oi in 0..lanes {
+                    let s = scale.map_or(1.0, |s| s[b * L + oi]);
                     let taps = &kernels[(oi * c + ci) * 9..][..9];
                     for (g, &v) in g.iter_mut().zip(taps) {
                         g[oi] = v * s;
@@ -60,8 +75,11 @@ pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: &[f32]) -> Vec<f32
                     set[ci * L..][..L].copy_from_slice(&u);
                 }
             }
+            // And the rows past the last input channel.
+            for set in sets.iter_mut() {
+                set[c * L..].fill(0.0);
+            }
         });
-    packed
 }
 
 /// `G g Gᵀ` for 16 3x3 kernels at once (`g[tap][lane]`, taps row-major), as 16 row-major
@@ -111,12 +129,19 @@ pub(crate) fn forward_nchw(
 ) -> Vec<f32> {
     assert!(applies(&grid), "a 3x3 kernel padded by 1");
     let o = grid.o;
-    // A folded convolution of unit scale, shifted by the bias (by zero without one).
-    let shift = bias.map_or_else(|| vec![0.0; o], <[f32]>::to_vec);
-    let dims = [o, grid.c, 3, 3];
-    let conv = FoldedConv::with_algorithm(w, dims, &vec![1.0; o], &shift, Algorithm::Winograd);
+    let mut packed = Scratch::uninit(packed_len([o, grid.c]));
+    pack(w, [o, grid.c], None, &mut packed);
+    let bias = bias.map(|b| {
+        let mut blocks = vec![0.0; o.div_ceil(L) * L];
+        blocks[..o].copy_from_slice(b);
+        blocks
+    });
+    let epilogue = Epilogue {
+        bias: bias.as_deref(),
+        ..Epilogue::default()
+    };
     let x = BlockedMap::from_nchw(x, [grid.n, grid.c, grid.h, grid.w]);
-    conv.forward_on(isa, &x, None, None).to_nchw()
+    forward(isa, &packed, o, &x, epilogue).to_nchw()
 }
 
 /// `act(conv3x3(x) + bias + residual)` with the transformed kernels `packed` (from [`pack`],

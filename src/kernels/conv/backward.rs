@@ -4,7 +4,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::kernels::buffer::{written_by, zeroed_f32, Scratch};
+use crate::kernels::buffer::{sum_of_parts, written_by, Scratch};
 
 use super::gemm::{matmul, Operand};
 use super::geometry::Grid;
@@ -52,13 +52,15 @@ pub(super) fn gemm_backward(
         // dW, rather than leave the GEMM to split a small output.
         let parts = rayon::current_num_threads().max(1);
         let part_len = cols.div_ceil(parts);
-        let partial = |part: usize| {
+        let mut partials = Scratch::uninit(parts * o * c * taps);
+        let partial = |(part, dw): (usize, &mut [f32])| {
             let start = part * part_len;
             let len = part_len.min(cols - start.min(cols));
-            let mut dw = zeroed_f32(o * c * taps);
             if len == 0 {
-                return dw;
+                dw.fill(0.0);
+                return;
             }
+            // Each tap writes its own values of `dw`.
             for ky in 0..grid.kh {
                 for kx in 0..grid.kw {
                     let tap = ky * grid.kw + kx;
@@ -78,15 +80,12 @@ pub(super) fn gemm_backward(
                     }
                 }
             }
-            dw
         };
-        // Summed in a fixed order, so that a run is reproducible bit for bit on a machine.
-        let mut partials = (0..parts).into_par_iter().map(partial).collect::<Vec<_>>();
-        let mut dw = partials.remove(0);
-        for part in &partials {
-            dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
-        }
-        dw
+        partials
+            .par_chunks_mut(o * c * taps)
+            .enumerate()
+            .for_each(partial);
+        sum_of_parts(&partials, parts)
     });
 
     // A 1x1 kernel has no taps to merge, and its channel-major operands need no transposes.

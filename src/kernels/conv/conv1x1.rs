@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::kernels::buffer::{from_planes, written_by, Scratch};
+use crate::kernels::buffer::{sum_of_parts, written_by, Scratch};
 
 use super::backward::gemm_backward;
 use super::gemm::{matmul, Operand};
@@ -130,10 +130,7 @@ pub(super) fn weight_gradient(grid: Grid, x: &[f32], g: &[f32]) -> Vec<f32> {
                 }
             }
         });
-    from_planes(o, c, |oi| {
-        let partials = &partials;
-        (0..c).map(move |ci| (0..parts).map(|p| partials[(p * o + oi) * c + ci]).sum())
-    })
+    sum_of_parts(&partials, parts)
 }
 
 /// How the images of `grid` are shared out: in `parts` equal runs on as many threads, each GEMM

@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::buffer::{zeroed_f32, Scratch};
+use crate::kernels::buffer::{from_planes, Scratch};
 
 use super::gemm::{matmul, Operand};
 use super::geometry::Grid;
@@ -110,16 +110,11 @@ pub(super) fn weight_gradient_with(grid: Grid, x: &[f32], g: &[f32], plan: Plan)
         let rows = p * per_part..tiles.rows.min((p + 1) * per_part);
         transformed_gradient(grid, tiles, x, g, rows, plan)
     };
-    // Summed in a fixed order, so that a run is reproducible bit for bit on a machine.
-    let mut parts = (0..plan.parts.max(1))
+    let parts = (0..plan.parts.max(1))
         .into_par_iter()
         .map(part)
         .collect::<Vec<_>>();
-    let mut du = parts.remove(0);
-    for p in &parts {
-        du.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-    }
-    kernel_gradient(&du, o, c)
+    kernel_gradient(&parts, o, c)
 }
 
 /// `dU` (`[ξ][O][C]`) summed over the tile rows `rows`, a chunk at a time.
@@ -130,9 +125,13 @@ fn transformed_gradient(
     g: &[f32],
     rows: std::ops::Range<usize>,
     plan: Plan,
-) -> Vec<f32> {
+) -> Scratch {
     let (c, o) = (grid.c, grid.o);
-    let mut du = zeroed_f32(XI * o * c);
+    // The first chunk's products write `du`, the others add to it.
+    let mut du = Scratch::uninit(XI * o * c);
+    if rows.is_empty() {
+        du.fill(0.0);
+    }
     let step = plan.chunk_rows.max(1);
     for first in rows.clone().step_by(step) {
         let chunk = first..rows.end.min(first + step);
@@ -154,7 +153,7 @@ fn transformed_gradient(
                 matmul(
                     [o, c, tc],
                     Operand::new(du.as_mut_ptr().add(xi * o * c), c, 1),
-                    true,
+                    first > rows.start,
                     Operand::new(dm.as_ptr().add(xi * tc), XI * tc, 1),
                     Operand::new(v.as_ptr().add(xi * tc), 1, XI * tc),
                     plan.parts == 1,
@@ -272,9 +271,10 @@ fn four_mut(buf: &mut [f32], len: usize) -> [&mut [f32]; 4] {
     [a, b, c, d]
 }
 
-/// `dW = Gᵀ dU G` per pair of channels, `[O, C, 3, 3]`, from `du` (`[ξ][O][C]`), with
+/// `dW = Gᵀ dU G` per pair of channels, `[O, C, 3, 3]`, with `dU` (`[ξ][O][C]`) the sum of
+/// `parts`, added in a fixed order (so that a run is reproducible bit for bit on a machine), and
 /// `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`.
-fn kernel_gradient(du: &[f32], o: usize, c: usize) -> Vec<f32> {
+fn kernel_gradient(parts: &[Scratch], o: usize, c: usize) -> Vec<f32> {
     // `Gᵀ v` for a column (or, transposed, a row) of 4.
     let apply = |v: [f32; 4]| {
         [
@@ -283,22 +283,19 @@ fn kernel_gradient(du: &[f32], o: usize, c: usize) -> Vec<f32> {
             (v[1] + v[2]) * 0.5 + v[3],
         ]
     };
-    let mut dw = zeroed_f32(o * c * 9);
-    dw.par_chunks_mut(c * 9).enumerate().for_each(|(oi, dst)| {
-        for (ci, k) in dst.chunks_exact_mut(9).enumerate() {
-            let u = |xi: usize| du[(xi * o + oi) * c + ci];
-            // Gᵀ dU: 3 rows of 4, then (Gᵀ dU) G along each row.
-            let mut rows = [[0.0f32; 4]; 3];
-            for j in 0..4 {
-                let col = apply([u(j), u(4 + j), u(8 + j), u(12 + j)]);
-                for (row, v) in rows.iter_mut().zip(col) {
-                    row[j] = v;
-                }
-            }
-            for (out, row) in k.chunks_exact_mut(3).zip(rows) {
-                out.copy_from_slice(&apply(row));
+    let kernel = move |oi: usize, ci: usize| {
+        let u = |xi: usize| -> f32 { parts.iter().map(|du| du[(xi * o + oi) * c + ci]).sum() };
+        // Gᵀ dU: 3 rows of 4, then (Gᵀ dU) G along each row.
+        let mut rows = [[0.0f32; 4]; 3];
+        for j in 0..4 {
+            let col = apply([u(j), u(4 + j), u(8 + j), u(12 + j)]);
+            for (row, v) in rows.iter_mut().zip(col) {
+                row[j] = v;
             }
         }
-    });
-    dw
+        rows.map(apply).into_iter().flatten()
+    };
+    from_planes(o, c * 9, move |oi| {
+        (0..c).flat_map(move |ci| kernel(oi, ci))
+    })
 }

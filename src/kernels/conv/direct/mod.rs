@@ -20,9 +20,11 @@
 //! gradient is the forward of the [`transposed`] convolution. Training uses [`forward`] where
 //! [`applies`] says and Winograd's F(2x2, 3x3) (in `kernels::blocked`, on these tiles) does not.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-use crate::kernels::buffer::{zeroed_f32, Scratch};
+use crate::kernels::buffer::{written_by, Scratch};
 use crate::kernels::loss::CpuPath;
 
 use super::geometry::Grid;
@@ -126,13 +128,14 @@ pub(crate) fn forward_on(
 /// # Panics
 ///
 /// If a padding is not below its kernel size.
-pub(crate) fn transposed(grid: Grid, w: &[f32]) -> (Grid, Vec<f32>) {
+pub(crate) fn transposed(grid: Grid, w: &[f32]) -> (Grid, Scratch) {
     assert!(
         grid.ph < grid.kh && grid.pw < grid.kw,
         "padding below the kernel"
     );
     let taps = grid.kh * grid.kw;
-    let mut turned = zeroed_f32(w.len());
+    // Every value is written below: input channel ci's kernels fill its chunk.
+    let mut turned = Scratch::uninit(w.len());
     turned
         .par_chunks_mut(grid.o * taps)
         .enumerate()
@@ -223,16 +226,18 @@ pub(crate) fn pack_weights(grid: Grid, w: &[f32], scale: Option<&[f32]>, wb: &mu
 fn unblocked_output(grid: Grid, yb: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (_, obn) = blocks(&grid);
     let plane = grid.ho() * grid.wo();
-    let mut y = zeroed_f32(grid.n * grid.o * plane);
-    y.par_chunks_mut(plane).enumerate().for_each(|(i, dst)| {
-        let (ni, oi) = (i / grid.o, i % grid.o);
-        let src = &yb[(ni * obn + oi / L) * plane * L..];
-        let b = bias.map_or(0.0, |b| b[oi]);
-        for (j, d) in dst.iter_mut().enumerate() {
-            *d = src[j * L + oi % L] + b;
-        }
-    });
-    y
+    let gather = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(plane).enumerate().for_each(|(i, dst)| {
+            let (ni, oi) = (i / grid.o, i % grid.o);
+            let src = &yb[(ni * obn + oi / L) * plane * L..];
+            let b = bias.map_or(0.0, |b| b[oi]);
+            for (j, d) in dst.iter_mut().enumerate() {
+                d.write(src[j * L + oi % L] + b);
+            }
+        })
+    };
+    // SAFETY: `gather` writes every value of every plane.
+    unsafe { written_by(grid.n * grid.o * plane, gather) }
 }
 
 /// A pointer that rayon's tasks may share: each writes its own rows.
