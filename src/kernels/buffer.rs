@@ -189,17 +189,23 @@ pub(crate) unsafe fn written_by(n: usize, fill: impl FnOnce(&mut [MaybeUninit<f3
 #[cfg(feature = "flex")]
 pub(crate) fn sum_of_parts(parts: &[f32], count: usize) -> Vec<f32> {
     let len = parts.len() / count.max(1);
-    let sum = |out: &mut [MaybeUninit<f32>]| {
-        out.par_chunks_mut(ZERO_CHUNK)
-            .enumerate()
-            .for_each(|(k, out)| {
-                let at = k * ZERO_CHUNK;
-                for (j, v) in out.iter_mut().enumerate() {
-                    v.write((0..count).map(|p| parts[p * len + at + j]).sum());
-                }
-            })
+    let add = |k: usize, out: &mut [MaybeUninit<f32>]| {
+        let at = k * ZERO_CHUNK;
+        for (j, v) in out.iter_mut().enumerate() {
+            v.write((0..count).map(|p| parts[p * len + at + j]).sum());
+        }
     };
-    // SAFETY: `sum` writes every value of every chunk.
+    // One chunk runs on the calling thread: handing it to another costs more than the sums.
+    let sum = |out: &mut [MaybeUninit<f32>]| {
+        if len <= ZERO_CHUNK {
+            add(0, out);
+        } else {
+            out.par_chunks_mut(ZERO_CHUNK)
+                .enumerate()
+                .for_each(|(k, out)| add(k, out));
+        }
+    };
+    // SAFETY: `add` writes every value of the chunk it is given, and `sum` gives it all of them.
     unsafe { written_by(len, sum) }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Each image's map is already a `[C, H*W]` matrix: unlike the other kernels' grids, nothing is
 //! copied, padded or zeroed first, and each output is written once by its GEMM. The gradients
-//! on small maps are the exception (see [`PER_IMAGE_POSITIONS`]).
+//! run so on maps of at least [`PER_IMAGE_POSITIONS`] positions.
 
 use std::mem::MaybeUninit;
 
@@ -11,19 +11,24 @@ use rayon::prelude::*;
 
 use crate::kernels::buffer::{sum_of_parts, written_by, Scratch};
 
-use super::backward::gemm_backward;
 use super::gemm::{matmul, Operand};
 use super::geometry::Grid;
 
-/// Whether these kernels compute `grid`'s convolution: a 1x1 kernel without padding.
+/// Whether [`forward`] computes `grid`'s convolution: a 1x1 kernel without padding.
 pub(super) fn applies(grid: &Grid) -> bool {
     grid.is_1x1_unpadded()
+}
+
+/// Whether [`input_gradient`] and [`weight_gradient`] compute `grid`'s gradients: where
+/// [`forward`] applies, on maps of at least [`PER_IMAGE_POSITIONS`] positions.
+pub(super) fn gradients_apply(grid: &Grid) -> bool {
+    applies(grid) && grid.h * grid.w >= PER_IMAGE_POSITIONS
 }
 
 /// Positions per image from which the gradients run per image. Below, the GEMMs of one image
 /// are too small for what they move: the weight gradient's `[O, C]` output is read and written
 /// once per image, the input gradient's W^T packed once per image; gathering the batch channel-
-/// major into one GEMM (the GEMM kernels' [`gemm_backward`]) is faster. Measured on TResNet-M's
+/// major into one GEMM (the GEMM kernels' backward) is faster. Measured on TResNet-M's
 /// 1x1 layers at batch 8: per image, the forward and both gradients on 7x7 maps ran 0.8-0.9x as
 /// fast as gathered, on 14x14 maps and larger 1.05-1.5x.
 const PER_IMAGE_POSITIONS: usize = 100;
@@ -74,10 +79,6 @@ fn per_image_forward(grid: Grid, x: &[f32], w: &[f32]) -> Vec<f32> {
 pub(super) fn input_gradient(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
     let Grid { n, c, o, .. } = grid;
     let plane = grid.h * grid.w;
-    if plane < PER_IMAGE_POSITIONS {
-        let (dx, _) = gemm_backward(grid, None, Some(w), g);
-        return dx.expect("asked for");
-    }
     // SAFETY: as in `forward`, with W^T read as `[C, O]` at strides (1, C) from W's `[O, C]`,
     // and g_i `[O, plane]` row-major.
     unsafe {
@@ -103,10 +104,6 @@ pub(super) fn input_gradient(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
 pub(super) fn weight_gradient(grid: Grid, x: &[f32], g: &[f32]) -> Vec<f32> {
     let Grid { n, c, o, .. } = grid;
     let plane = grid.h * grid.w;
-    if plane < PER_IMAGE_POSITIONS {
-        let (_, dw) = gemm_backward(grid, Some(x), None, g);
-        return dw.expect("asked for");
-    }
     let (parts, parallel) = split(grid);
     let per_part = n / parts;
     let mut partials = Scratch::uninit(parts * o * c);

@@ -211,7 +211,7 @@ impl Backward<Flex, 2> for Conv2dBackward {
             node_x.as_ref().and(w.as_ref()).map(host_slice),
             host_slice(&g),
         );
-        let (dx, dw) = if conv1x1::applies(&grid) {
+        let (dx, dw) = if conv1x1::gradients_apply(&grid) {
             (
                 w.map(|w| conv1x1::input_gradient(grid, w, g)),
                 x.map(|x| conv1x1::weight_gradient(grid, x, g)),
@@ -230,8 +230,8 @@ impl Backward<Flex, 2> for Conv2dBackward {
     }
 }
 
-/// Both gradients of a convolution that is not 1x1 (each `None` when its other input, `x` or
-/// `w`, is): each by the fastest kernel that computes it, the GEMMs for the others.
+/// Both gradients of a convolution that [`conv1x1`] leaves (each `None` when its other input,
+/// `x` or `w`, is): each by the fastest kernel that computes it, the GEMMs for the others.
 fn other_gradients(
     grid: Grid,
     x: Option<&[f32]>,

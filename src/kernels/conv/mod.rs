@@ -7,8 +7,11 @@
 //! (matrix-vector products for a 1x1 kernel), and it made a TResNet training step spend most of
 //! its time there. [`conv2d`] gives the same results, but on `Flex` and `Autodiff<Flex>` a
 //! stride-1 convolution runs its forward as one GEMM per kernel row over the whole batch, on
-//! the padded input laid out channel-last (1x1 kernels keep Flex's own, already one GEMM), and
-//! under autodiff gets an analytic backward with both gradients as one GEMM per kernel tap. On
+//! the padded input laid out channel-last, and under autodiff gets an analytic backward with both
+//! gradients as one GEMM per kernel tap. A 1x1 kernel without padding needs no copy: each image's
+//! map is already a matrix, and the forward and both gradients run as one GEMM per image on the
+//! `[N, C, H, W]` slices (`conv1x1`; on maps of one position the forward stays Flex's own, and
+//! the gradients on maps under 100 positions gather the batch into one GEMM). On
 //! CPUs with AVX2 or AVX-512, the forward and the input gradient of 3x3 kernels padded by 1
 //! over at least 16 channels, on maps of 256 positions or more over the batch, run on the
 //! blocked channel layout instead, with the layout conversions, as Winograd's F(2x2, 3x3)

@@ -259,8 +259,8 @@ fn gemm_backward_matches_direct_summation() {
 
 /// The 1x1 kernels, forward (with and without bias) and both gradients, against direct
 /// summation in f64, on 1, 2 and 3 threads (so that the images are split over the threads and
-/// not): batches of 1 to 5, maps of one position, below and above the size from which the
-/// gradients run per image, non-square, channels not multiples of 16.
+/// not): batches of 1 to 5, maps of one position, below and above the size from which training
+/// takes these gradients, non-square, channels not multiples of 16.
 #[test]
 fn conv1x1_matches_direct_summation() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
