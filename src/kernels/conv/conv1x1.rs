@@ -29,8 +29,8 @@ pub(super) fn gradients_apply(grid: &Grid) -> bool {
 /// are too small for what they move: the weight gradient's `[O, C]` output is read and written
 /// once per image, the input gradient's W^T packed once per image; gathering the batch channel-
 /// major into one GEMM (the GEMM kernels' backward) is faster. Measured on TResNet-M's
-/// 1x1 layers at batch 8: per image, the forward and both gradients on 7x7 maps ran 0.8-0.9x as
-/// fast as gathered, on 14x14 maps and larger 1.05-1.5x.
+/// 1x1 layers at batch 8: per image, the gradients on 7x7 maps ran 0.8-0.9x as fast as
+/// gathered; the forward and both gradients on 14x14 maps and larger, 1.05-1.5x.
 const PER_IMAGE_POSITIONS: usize = 100;
 
 /// Multiply-adds below which a call runs on the calling thread alone: smaller ones take less
@@ -40,7 +40,8 @@ const SERIAL_MACS: usize = 1 << 21;
 /// `conv2d(x, w) + bias`, `[N, O, H, W]`: `y_i = W x_i` for each image `i`.
 pub(super) fn forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let plane = grid.h * grid.w;
-    let mut y = per_image_forward(grid, x, w);
+    // W is `[O, C]`, row-major.
+    let mut y = per_image_product(grid, (w, [grid.c, 1]), [grid.o, grid.c], x);
     if let Some(bias) = bias {
         y.par_chunks_mut(grid.o * plane).for_each(|image| {
             for (out, b) in image.chunks_mut(plane).zip(bias) {
@@ -51,45 +52,41 @@ pub(super) fn forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) ->
     y
 }
 
-/// `conv2d(x, w)` as one GEMM per image.
-fn per_image_forward(grid: Grid, x: &[f32], w: &[f32]) -> Vec<f32> {
-    let Grid { n, c, o, .. } = grid;
-    let plane = grid.h * grid.w;
-    // SAFETY: `per_image` hands each image's `[O, plane]` share of `y` to one GEMM, which
-    // writes all of it (no accumulation); W is `[O, C]` row-major, x_i `[C, plane]` row-major,
-    // both inside their slices.
-    unsafe {
-        written_by(n * o * plane, |y| {
-            per_image(grid, y, o * plane, |i, y_i, parallel| {
-                matmul(
-                    [o, plane, c],
-                    Operand::new(y_i, plane, 1),
-                    false,
-                    Operand::new(w.as_ptr(), c, 1),
-                    Operand::new(x[i * c * plane..].as_ptr(), plane, 1),
-                    parallel,
-                )
-            })
-        })
-    }
-}
-
 /// The input gradient from the output gradient `g` (`[N, O, H, W]`), `[N, C, H, W]`:
 /// `dx_i = W^T g_i` for each image `i`.
 pub(super) fn input_gradient(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
-    let Grid { n, c, o, .. } = grid;
+    // W^T is `[C, O]` at strides (1, C) over W's `[O, C]`.
+    per_image_product(grid, (w, [1, grid.c]), [grid.c, grid.o], g)
+}
+
+/// `out_i = A in_i` for each image `i` of `grid`, one GEMM each, `[N, rows, H, W]`: `A` is
+/// `[rows, inner]`, read from its slice at the given (row, column) strides, and each `in_i` an
+/// `[inner, H*W]` matrix, one after the other in `input`.
+///
+/// # Panics
+///
+/// If a slice is too short for its shape.
+fn per_image_product(
+    grid: Grid,
+    (a, [row, col]): (&[f32], [usize; 2]),
+    [rows, inner]: [usize; 2],
+    input: &[f32],
+) -> Vec<f32> {
     let plane = grid.h * grid.w;
-    // SAFETY: as in `forward`, with W^T read as `[C, O]` at strides (1, C) from W's `[O, C]`,
-    // and g_i `[O, plane]` row-major.
+    let last = |len: usize, stride: usize| len.saturating_sub(1) * stride;
+    assert!(a.len() > last(rows, row) + last(inner, col), "A's length");
+    assert!(input.len() >= grid.n * inner * plane, "input length");
+    // SAFETY: `per_image` hands each image's `[rows, plane]` share of the output to one GEMM,
+    // which writes all of it (no accumulation); A and in_i lie inside their slices (above).
     unsafe {
-        written_by(n * c * plane, |dx| {
-            per_image(grid, dx, c * plane, |i, dx_i, parallel| {
+        written_by(grid.n * rows * plane, |out| {
+            per_image(grid, out, rows * plane, |i, out_i, parallel| {
                 matmul(
-                    [c, plane, o],
-                    Operand::new(dx_i, plane, 1),
+                    [rows, plane, inner],
+                    Operand::new(out_i, plane, 1),
                     false,
-                    Operand::new(w.as_ptr(), 1, c),
-                    Operand::new(g[i * o * plane..].as_ptr(), plane, 1),
+                    Operand::new(a.as_ptr(), row, col),
+                    Operand::new(input[i * inner * plane..].as_ptr(), plane, 1),
                     parallel,
                 )
             })
