@@ -145,10 +145,11 @@ pub(crate) fn from_planes<I: Iterator<Item = f32>>(
     f: impl Fn(usize) -> I + Sync,
 ) -> Vec<f32> {
     let n = planes * plane;
-    let mut v = output_capacity(n);
-    if n > 0 {
-        v.spare_capacity_mut()[..n]
-            .par_chunks_mut(plane)
+    let fill = |v: &mut [MaybeUninit<f32>]| {
+        if n == 0 {
+            return;
+        }
+        v.par_chunks_mut(plane)
             .with_min_len(ZERO_CHUNK.div_ceil(plane))
             .enumerate()
             .for_each(|(i, out)| {
@@ -158,12 +159,11 @@ pub(crate) fn from_planes<I: Iterator<Item = f32>>(
                     written += 1;
                 }
                 assert_eq!(written, plane, "plane {i} has {plane} values");
-            });
-    }
-    // SAFETY: the loop above wrote each of the first `n` values (or panicked), within the
-    // capacity.
-    unsafe { v.set_len(n) };
-    v
+            })
+    };
+    // SAFETY: `fill` writes each value of each plane, or panics (before `written_by` sets the
+    // length).
+    unsafe { written_by(n, fill) }
 }
 
 /// A new buffer of `n` values for a kernel's output, written by `fill` into the uninitialised

@@ -41,6 +41,13 @@ pub(crate) struct FoldedConv {
     kernel: usize,
 }
 
+/// Per-channel values, zero-padded to whole blocks of 16 channels (an epilogue's bias).
+pub(super) fn padded_to_blocks(values: &[f32]) -> Vec<f32> {
+    let mut blocks = vec![0.0; values.len().div_ceil(L) * L];
+    blocks[..values.len()].copy_from_slice(values);
+    blocks
+}
+
 impl FoldedConv {
     /// The convolution of `weight` (`[O, C, k, k]`, row-major), with output channel `o` scaled by
     /// `scale[o]` and shifted by `shift[o]`, computed the faster way
@@ -70,8 +77,7 @@ impl FoldedConv {
             "one scale and shift per channel"
         );
         let grid = Self::grid(o, c, kh, 1, 1, 1);
-        let mut bias = vec![0.0; o.div_ceil(L) * L];
-        bias[..o].copy_from_slice(shift);
+        let bias = padded_to_blocks(shift);
         let weights = match algorithm {
             Algorithm::Direct => {
                 let mut weights = vec![0.0; packed_weights_len(&grid)];

@@ -71,19 +71,7 @@ impl BlockedMap {
 
     /// The maps as `[N, C, H, W]` in row-major order.
     pub(crate) fn to_nchw(&self) -> Vec<f32> {
-        let hw = self.h * self.w;
-        let blocks = self.blocks();
-        let gather = |y: &mut [MaybeUninit<f32>]| {
-            y.par_chunks_mut(hw).enumerate().for_each(|(i, dst)| {
-                let (ni, ci) = (i / self.c, i % self.c);
-                let src = &self.data[(ni * blocks + ci / L) * hw * L..][..hw * L];
-                for (j, d) in dst.iter_mut().enumerate() {
-                    d.write(src[j * L + ci % L]);
-                }
-            })
-        };
-        // SAFETY: `gather` writes every value of every plane.
-        unsafe { written_by(self.n * self.c * hw, gather) }
+        unblocked(&self.data, [self.n, self.c, self.h, self.w], None)
     }
 
     /// The maps of a tensor `[N, C, H, W]` (its values copied to the host as `f32`).
@@ -117,6 +105,26 @@ impl BlockedMap {
             });
         out
     }
+}
+
+/// Maps in the blocked layout (`data`, `[N][C/16][H][W][16]`) as `[N, C, H, W]` in row-major
+/// order, plus `bias[c]` on channel `c` when given: each value written once.
+pub(crate) fn unblocked(data: &[f32], [n, c, h, w]: [usize; 4], bias: Option<&[f32]>) -> Vec<f32> {
+    let hw = h * w;
+    let blocks = c.div_ceil(L);
+    let gather = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(hw).enumerate().for_each(|(i, dst)| {
+            let (ni, ci) = (i / c, i % c);
+            let src = &data[(ni * blocks + ci / L) * hw * L..][..hw * L];
+            let b = bias.map(|b| b[ci]);
+            for (j, d) in dst.iter_mut().enumerate() {
+                let v = src[j * L + ci % L];
+                d.write(b.map_or(v, |b| v + b));
+            }
+        })
+    };
+    // SAFETY: `gather` writes every value of every plane.
+    unsafe { written_by(n * c * hw, gather) }
 }
 
 /// The values of a tensor, as `f32` on the host, in row-major order.

@@ -15,6 +15,7 @@
 
 use rayon::prelude::*;
 
+use super::conv::padded_to_blocks;
 use super::map::BlockedMap;
 use super::LANES as L;
 use crate::kernels::buffer::Scratch;
@@ -131,11 +132,7 @@ pub(crate) fn forward_nchw(
     let o = grid.o;
     let mut packed = Scratch::uninit(packed_len([o, grid.c]));
     pack(w, [o, grid.c], None, &mut packed);
-    let bias = bias.map(|b| {
-        let mut blocks = vec![0.0; o.div_ceil(L) * L];
-        blocks[..o].copy_from_slice(b);
-        blocks
-    });
+    let bias = bias.map(padded_to_blocks);
     let epilogue = Epilogue {
         bias: bias.as_deref(),
         ..Epilogue::default()

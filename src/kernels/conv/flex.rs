@@ -68,10 +68,10 @@ pub(super) fn try_conv2d<B: Backend>(
     }
 }
 
-/// The forward convolution on Flex: for a 1x1 kernel without padding one GEMM per image
-/// ([`conv1x1`]), for other 1x1 kernels and on maps of one position Flex's own convolution; for
-/// larger kernels the blocked layout's kernels where they are faster ([`Blocked::for_grid`]),
-/// else the GEMM kernels.
+/// The forward convolution on Flex: one GEMM per image for the 1x1 kernels that
+/// [`conv1x1::applies`] takes, Flex's own convolution for the other 1x1 kernels; for larger
+/// kernels the blocked layout's kernels where they are faster ([`Blocked::for_grid`]), else the
+/// GEMM kernels.
 fn forward(
     x: FlexTensor,
     w: FlexTensor,
@@ -79,9 +79,7 @@ fn forward(
     options: &ConvOptions<2>,
 ) -> FlexTensor {
     let grid = Grid::new(&x, &w, options);
-    // On maps of one position (a squeeze-and-excitation gate's), Flex's convolution takes
-    // about 2/3 of the time of the GEMM per image.
-    if grid.kh * grid.kw == 1 && (!conv1x1::applies(&grid) || grid.h * grid.w == 1) {
+    if grid.kh * grid.kw == 1 && !conv1x1::applies(&grid) {
         return Flex::conv2d(x, w, bias, options.clone());
     }
     let (x, w) = (x.to_contiguous(), w.to_contiguous());
@@ -91,7 +89,7 @@ fn forward(
         host_slice(&w),
         bias.as_ref().map(host_slice),
     );
-    let y = if grid.kh * grid.kw == 1 {
+    let y = if conv1x1::applies(&grid) {
         conv1x1::forward(grid, xs, ws, bs)
     } else {
         match Blocked::for_grid(&grid) {

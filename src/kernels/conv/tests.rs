@@ -100,6 +100,34 @@ fn case(
     (grid, random)
 }
 
+/// Random inputs for a convolution's backward, and both gradients by direct summation in f64.
+struct GradientCase {
+    grid: Grid,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    /// The output gradient.
+    g: Vec<f32>,
+    want_dx: Vec<f64>,
+    want_dw: Vec<f64>,
+}
+
+/// A [`GradientCase`] for `geometry`.
+fn gradient_case(rng: &mut impl Rng, geometry: Geometry) -> GradientCase {
+    let (grid, mut random) = case(rng, geometry);
+    let x = random(grid.n * grid.c * grid.h * grid.w);
+    let w = random(grid.o * grid.c * grid.kh * grid.kw);
+    let g = random(grid.n * grid.o * grid.ho() * grid.wo());
+    let (want_dx, want_dw) = naive(grid, &x, &w, &g);
+    GradientCase {
+        grid,
+        x,
+        w,
+        g,
+        want_dx,
+        want_dw,
+    }
+}
+
 /// `forward(grid, x, w, bias)` against direct summation in f64 on random inputs for `geometry`,
 /// with the bias and without; returns the grid.
 fn check_forward(
@@ -240,11 +268,14 @@ fn gemm_backward_matches_direct_summation() {
         (1, 4, 3, 6, 5, 3, 1, 1, 0),
         (2, 5, 2, 4, 4, 5, 5, 2, 2),
     ] {
-        let (grid, mut random) = case(&mut rng, geometry);
-        let x = random(grid.n * grid.c * grid.h * grid.w);
-        let w = random(grid.o * grid.c * grid.kh * grid.kw);
-        let g = random(grid.n * grid.o * grid.ho() * grid.wo());
-        let (want_dx, want_dw) = naive(grid, &x, &w, &g);
+        let GradientCase {
+            grid,
+            x,
+            w,
+            g,
+            want_dx,
+            want_dw,
+        } = gradient_case(&mut rng, geometry);
         let (dx, dw) = gemm_backward(grid, Some(&x), Some(&w), &g);
         for (name, got, want) in [("dx", dx.unwrap(), want_dx), ("dw", dw.unwrap(), want_dw)] {
             assert_gradient(name, &got, &want, grid);
@@ -278,12 +309,15 @@ fn conv1x1_matches_direct_summation() {
         ] {
             pool.install(|| {
                 let grid = check_forward(&mut rng, geometry, conv1x1::forward);
-                assert!(conv1x1::applies(&grid));
-                let (_, mut random) = case(&mut rng, geometry);
-                let x = random(grid.n * grid.c * grid.h * grid.w);
-                let w = random(grid.o * grid.c);
-                let g = random(grid.n * grid.o * grid.h * grid.w);
-                let (want_dx, want_dw) = naive(grid, &x, &w, &g);
+                assert_eq!(conv1x1::applies(&grid), grid.h * grid.w > 1);
+                let GradientCase {
+                    x,
+                    w,
+                    g,
+                    want_dx,
+                    want_dw,
+                    ..
+                } = gradient_case(&mut rng, geometry);
                 let dx = conv1x1::input_gradient(grid, &w, &g);
                 assert_gradient(&format!("dx, {threads} threads"), &dx, &want_dx, grid);
                 let dw = conv1x1::weight_gradient(grid, &x, &g);

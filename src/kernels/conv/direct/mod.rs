@@ -20,11 +20,10 @@
 //! gradient is the forward of the [`transposed`] convolution. Training uses [`forward`] where
 //! [`applies`] says and Winograd's F(2x2, 3x3) (in `kernels::blocked`, on these tiles) does not.
 
-use std::mem::MaybeUninit;
-
 use rayon::prelude::*;
 
-use crate::kernels::buffer::{written_by, Scratch};
+use crate::kernels::blocked::map::unblocked;
+use crate::kernels::buffer::Scratch;
 use crate::kernels::loss::CpuPath;
 
 use super::geometry::Grid;
@@ -224,20 +223,7 @@ pub(crate) fn pack_weights(grid: Grid, w: &[f32], scale: Option<&[f32]>, wb: &mu
 
 /// The blocked output `[N][O/16][Ho][Wo][16]` as `[N, O, Ho, Wo]`, plus the bias.
 fn unblocked_output(grid: Grid, yb: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    let (_, obn) = blocks(&grid);
-    let plane = grid.ho() * grid.wo();
-    let gather = |y: &mut [MaybeUninit<f32>]| {
-        y.par_chunks_mut(plane).enumerate().for_each(|(i, dst)| {
-            let (ni, oi) = (i / grid.o, i % grid.o);
-            let src = &yb[(ni * obn + oi / L) * plane * L..];
-            let b = bias.map_or(0.0, |b| b[oi]);
-            for (j, d) in dst.iter_mut().enumerate() {
-                d.write(src[j * L + oi % L] + b);
-            }
-        })
-    };
-    // SAFETY: `gather` writes every value of every plane.
-    unsafe { written_by(grid.n * grid.o * plane, gather) }
+    unblocked(yb, [grid.n, grid.o, grid.ho(), grid.wo()], bias)
 }
 
 /// A pointer that rayon's tasks may share: each writes its own rows.
