@@ -87,7 +87,8 @@ impl FoldedConv {
             Algorithm::Winograd => {
                 assert_eq!(kh, 3, "Winograd's F(2x2, 3x3) takes 3x3 kernels");
                 let mut weights = vec![0.0; winograd::packed_len([o, c])];
-                winograd::pack(weight, [o, c], Some(scale), &mut weights);
+                let kernels = winograd::Kernels::of(weight, [o, c]);
+                winograd::pack(Isa::best(), kernels, Some(scale), &mut weights);
                 weights
             }
         };

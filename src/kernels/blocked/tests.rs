@@ -244,3 +244,39 @@ fn channel_scaling_and_residual_add() {
     assert_close(&map.to_nchw(), &want, 1e-6, "scaled, added, rectified");
     assert_padding_is_zero(&map, "scaled, added, rectified");
 }
+
+/// Winograd's transformed kernels gathered by each instruction set's vectors equal, bit for bit,
+/// those packed lane by lane, with and without scales, for the kernels and for the transposed
+/// convolution's, on channels that fill their last block partly.
+#[test]
+fn transformed_kernels_are_the_same_on_every_path() {
+    use super::winograd::{pack, packed_len, Kernels};
+
+    let mut rng = Rng8::seed_from_u64(21);
+    for (o, c) in [(16, 16), (37, 20), (5, 33)] {
+        let weight = values(&mut rng, o * c * 9);
+        let scale = values(&mut rng, o.max(c));
+        for (kernels, outputs, what) in [
+            (Kernels::of(&weight, [o, c]), o, "kernels"),
+            (Kernels::transposed(&weight, [o, c]), c, "transposed"),
+        ] {
+            for scale in [None, Some(&scale[..outputs])] {
+                let packed = |isa| {
+                    let mut p = vec![f32::NAN; packed_len([outputs, o + c - outputs])];
+                    pack(isa, kernels, scale, &mut p);
+                    p
+                };
+                let want = packed(None);
+                assert!(want.iter().all(|v| v.is_finite()), "every value written");
+                for isa in Isa::supported() {
+                    let got = packed(Some(isa));
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{what}, {o}x{c}, scaled {}, {isa:?}", scale.is_some());
+                }
+            }
+        }
+    }
+}

@@ -30,11 +30,71 @@ pub(super) fn packed_len([o, c]: [usize; 2]) -> usize {
     XI * packed_weights_len(&pointwise(c, o, 1))
 }
 
-/// The transformed kernels `U_ξ` of `weight` (`[O, C, 3, 3]`), output channel `o` scaled by
-/// `scale[o]` when given, into `packed` ([`packed_len`] long, every value written): 16 sets of
-/// packed 1x1 weights for [`product`], one after the other.
-pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: Option<&[f32]>, packed: &mut [f32]) {
-    assert_eq!(weight.len(), o * c * 9, "weight length");
+/// 3x3 kernels read where they lie: output channel `oi`'s kernel over input channel `ci` at
+/// `data[oi * out_stride + ci * in_stride..][..9]`, its taps in row-major order, or in reverse
+/// order (the kernel turned half a turn) when `turned`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kernels<'a> {
+    data: &'a [f32],
+    /// Output and input channels.
+    o: usize,
+    c: usize,
+    out_stride: usize,
+    in_stride: usize,
+    turned: bool,
+}
+
+impl<'a> Kernels<'a> {
+    /// The kernels of `weight`, `[O, C, 3, 3]` row-major.
+    ///
+    /// # Panics
+    ///
+    /// If `weight` does not hold `o * c` kernels.
+    pub(crate) fn of(weight: &'a [f32], [o, c]: [usize; 2]) -> Self {
+        assert_eq!(weight.len(), o * c * 9, "weight length");
+        Kernels {
+            data: weight,
+            o,
+            c,
+            out_stride: c * 9,
+            in_stride: 9,
+            turned: false,
+        }
+    }
+
+    /// The kernels of the convolution that computes the input gradient of `weight`'s
+    /// (`[O, C, 3, 3]`, padding 1): `C` output and `O` input channels, each kernel turned half a
+    /// turn, read in place instead of copied (the transposed convolution).
+    ///
+    /// # Panics
+    ///
+    /// If `weight` does not hold `o * c` kernels.
+    pub(crate) fn transposed(weight: &'a [f32], [o, c]: [usize; 2]) -> Self {
+        assert_eq!(weight.len(), o * c * 9, "weight length");
+        Kernels {
+            data: weight,
+            o: c,
+            c: o,
+            out_stride: 9,
+            in_stride: c * 9,
+            turned: true,
+        }
+    }
+
+    /// Where tap `t` of the kernel (`oi`, `ci`) lies in `data`.
+    fn at(&self, oi: usize, ci: usize, t: usize) -> usize {
+        let tap = if self.turned { 8 - t } else { t };
+        oi * self.out_stride + ci * self.in_stride + tap
+    }
+}
+
+/// The transformed kernels `U_ξ` of `kernels`, output channel `o` scaled by `scale[o]` when
+/// given, into `packed` ([`packed_len`] long, every value written): 16 sets of packed 1x1
+/// weights for [`product`], one after the other. With an instruction set, the kernels of a
+/// block of output channels are gathered 16 at a time and transformed in its vectors (training
+/// transforms its kernels at every call); without, lane by lane.
+pub(super) fn pack(isa: Option<Isa>, kernels: Kernels, scale: Option<&[f32]>, packed: &mut [f32]) {
+    let (o, c) = (kernels.o, kernels.c);
     assert!(
         scale.is_none_or(|s| s.len() == o),
         "one scale per output channel"
@@ -44,10 +104,11 @@ pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: Option<&[f32]>, pa
         packed_len([o, c]),
         "transformed kernels' length"
     );
+    assert!(isa.is_none_or(Isa::runs), "the CPU runs {isa:?}");
     // A product's weights are those of a 1x1 kernel, whatever the row it runs on: per `ξ`,
-    // `[O/16][C/16][16 in][16 out]`, zero past the last channels. Training transforms its
-    // kernels at every call, so each block of output channels is transformed straight into
-    // its place in all 16 sets, an input channel (16 kernels, a line of each set) at a time.
+    // `[O/16][C/16][16 in][16 out]`, zero past the last channels. Each block of output
+    // channels is transformed straight into its place in all 16 sets, an input channel (16
+    // kernels, a line of each set) at a time.
     let len = packed.len() / XI;
     let block = len / o.div_ceil(L);
     let mut blocks: Vec<Vec<&mut [f32]>> = (0..o.div_ceil(L)).map(|_| Vec::new()).collect();
@@ -58,22 +119,25 @@ pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: Option<&[f32]>, pa
     }
     blocks
         .into_par_iter()
-        .zip(weight.par_chunks(L * c * 9))
         .enumerate()
-        .for_each(|(b, (mut sets, kernels))| {
-            let lanes = kernels.len() / (c * 9);
-            for ci in 0..c {
-                // Lanes past the last output channel stay zero.
-                let mut g = [[0.0f32; L]; 9];
-                for oi in 0..lanes {
-                    let s = scale.map_or(1.0, |s| s[b * L + oi]);
-                    let taps = &kernels[(oi * c + ci) * 9..][..9];
-                    for (g, &v) in g.iter_mut().zip(taps) {
-                        g[oi] = v * s;
-                    }
-                }
-                for (set, u) in sets.iter_mut().zip(kernel_transform(&g)) {
-                    set[ci * L..][..L].copy_from_slice(&u);
+        .for_each(|(b, mut sets)| {
+            let lanes = L.min(o - b * L);
+            let mut scales = [1.0f32; L];
+            if let Some(s) = scale {
+                scales[..lanes].copy_from_slice(&s[b * L..][..lanes]);
+            }
+            let block = Block {
+                kernels,
+                first: b * L,
+                lanes,
+                scales,
+            };
+            // SAFETY: the CPU runs `isa`, asserted above.
+            unsafe {
+                match isa {
+                    Some(Isa::Avx512) => block_avx512(block, &mut sets),
+                    Some(Isa::Avx2) => block_avx2(block, &mut sets),
+                    None => block.transform(&mut sets, |ci, t| block.gather(ci, t)),
                 }
             }
             // And the rows past the last input channel.
@@ -83,12 +147,141 @@ pub(super) fn pack(weight: &[f32], [o, c]: [usize; 2], scale: Option<&[f32]>, pa
         });
 }
 
+/// [`pack`]'s kernels of one block of output channels.
+#[derive(Clone, Copy)]
+struct Block<'a> {
+    kernels: Kernels<'a>,
+    /// The block's first output channel, its channels (16 but in the last block) and their
+    /// scales (1 past the last).
+    first: usize,
+    lanes: usize,
+    scales: Lanes,
+}
+
+impl Block<'_> {
+    /// Tap `t` of the block's kernels over input channel `ci`, scaled, lane by lane (zero past
+    /// the last channel).
+    #[inline(always)]
+    fn gather(&self, ci: usize, t: usize) -> Lanes {
+        let mut g = [0.0; L];
+        for (l, g) in g.iter_mut().enumerate().take(self.lanes) {
+            *g = self.kernels.data[self.kernels.at(self.first + l, ci, t)] * self.scales[l];
+        }
+        g
+    }
+
+    /// The block's transformed kernels, input channel by input channel, into the 16 sets of
+    /// [`pack`], from `tap(ci, t)`: [`gather`](Self::gather)'s values.
+    #[inline(always)]
+    fn transform(&self, sets: &mut [&mut [f32]], tap: impl Fn(usize, usize) -> Lanes) {
+        for ci in 0..self.kernels.c {
+            let g: [Lanes; 9] = std::array::from_fn(|t| tap(ci, t));
+            for (set, u) in sets.iter_mut().zip(kernel_transform(&g)) {
+                set[ci * L..][..L].copy_from_slice(&u);
+            }
+        }
+    }
+}
+
+/// [`Block::transform`] compiled for AVX-512, each tap of 16 kernels one masked gather.
+///
+/// # Safety
+///
+/// The CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn block_avx512(block: Block, sets: &mut [&mut [f32]]) {
+    use std::arch::x86_64::*;
+    let k = block.kernels;
+    let stride = i32::try_from(k.out_stride).expect("kernels within 2^31 values");
+    let offsets = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(stride),
+    );
+    let mask = ((1u32 << block.lanes) - 1) as __mmask16;
+    // SAFETY: the scales hold 16 values.
+    let scales = unsafe { _mm512_loadu_ps(block.scales.as_ptr()) };
+    block.transform(sets, |ci, t| {
+        let first = k.at(block.first, ci, t);
+        // SAFETY: lane `l < lanes` reads `first + l * out_stride`, tap `t` of the kernel
+        // (`first + l`, `ci`): inside `data`. The others are masked off.
+        let v = unsafe {
+            _mm512_mask_i32gather_ps::<4>(
+                _mm512_setzero_ps(),
+                mask,
+                offsets,
+                k.data.as_ptr().add(first),
+            )
+        };
+        let mut g = [0.0; L];
+        // SAFETY: `g` holds 16 values.
+        unsafe { _mm512_storeu_ps(g.as_mut_ptr(), _mm512_mul_ps(v, scales)) };
+        g
+    });
+}
+
+/// [`Block::transform`] compiled for AVX2, each tap of 16 kernels two masked gathers.
+///
+/// # Safety
+///
+/// The CPU has AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2(block: Block, sets: &mut [&mut [f32]]) {
+    use std::arch::x86_64::*;
+    let k = block.kernels;
+    let stride = i32::try_from(k.out_stride).expect("kernels within 2^31 values");
+    let offsets = _mm256_mullo_epi32(
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        _mm256_set1_epi32(stride),
+    );
+    // A lane is gathered where its mask's sign bit is set.
+    let masks: [__m256; 2] = std::array::from_fn(|half| {
+        let on = |l: i32| -i32::from(usize::try_from(l).is_ok_and(|l| half * 8 + l < block.lanes));
+        _mm256_castsi256_ps(_mm256_setr_epi32(
+            on(0),
+            on(1),
+            on(2),
+            on(3),
+            on(4),
+            on(5),
+            on(6),
+            on(7),
+        ))
+    });
+    block.transform(sets, |ci, t| {
+        let mut g = [0.0; L];
+        for (half, mask) in masks.iter().enumerate() {
+            let lane = block.first + half * 8;
+            if half * 8 >= block.lanes {
+                break;
+            }
+            // SAFETY: lane `l` under the mask reads tap `t` of the kernel (`lane + l`, `ci`):
+            // inside `data`. The others are masked off.
+            let v = unsafe {
+                _mm256_mask_i32gather_ps::<4>(
+                    _mm256_setzero_ps(),
+                    k.data.as_ptr().add(k.at(lane, ci, t)),
+                    offsets,
+                    *mask,
+                )
+            };
+            // SAFETY: `g` and the scales hold 16 values.
+            unsafe {
+                let v = _mm256_mul_ps(v, _mm256_loadu_ps(block.scales.as_ptr().add(half * 8)));
+                _mm256_storeu_ps(g.as_mut_ptr().add(half * 8), v);
+            }
+        }
+        g
+    });
+}
+
 /// `G g Gᵀ` for 16 3x3 kernels at once (`g[tap][lane]`, taps row-major), as 16 row-major
 /// 4x4s (`[ξ][lane]`), with `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`. In f32, lane by
 /// lane, so that it vectorizes: each value is a sum of at most 9 taps halved or quartered, a few
 /// roundings, far below those of the products' sums over the input channels.
+#[inline(always)]
 fn kernel_transform(g: &[[f32; L]; 9]) -> [[f32; L]; XI] {
     // `G v` for a column (or, transposed, a row) of 3, lane by lane.
+    #[inline(always)]
     fn apply(a: &[f32; L], b: &[f32; L], d: &[f32; L]) -> [[f32; L]; 4] {
         let mut out = [*a, [0.0; L], [0.0; L], *d];
         for l in 0..L {
@@ -113,25 +306,26 @@ pub(crate) fn applies(grid: &Grid) -> bool {
     grid.is_3x3_padded_by_1()
 }
 
-/// `conv2d(x, w) + bias` (stride 1) for `[N, C, H, W]` and `[O, C, 3, 3]` slices, `[N, O, H, W]`
-/// out, with the products on the tiles of `isa`: the training's forward and input gradient,
-/// which convert their maps around it.
+/// `conv2d(x, w) + bias` (stride 1) for an `[N, C, H, W]` slice and the kernels `w`, `[N, O, H,
+/// W]` out, with the products on the tiles of `isa`: the training's forward and input gradient
+/// (with [`Kernels::transposed`]), which convert their maps around it.
 ///
 /// # Panics
 ///
-/// If the geometry is not one that [`applies`], the CPU does not run `isa`, or a slice's length
-/// does not follow from the grid.
+/// If the geometry is not one that [`applies`], the CPU does not run `isa`, the kernels' channels
+/// or a slice's length do not follow from the grid.
 pub(crate) fn forward_nchw(
     isa: Isa,
     grid: Grid,
     x: &[f32],
-    w: &[f32],
+    w: Kernels,
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     assert!(applies(&grid), "a 3x3 kernel padded by 1");
+    assert_eq!([w.o, w.c], [grid.o, grid.c], "the kernels' channels");
     let o = grid.o;
     let mut packed = Scratch::uninit(packed_len([o, grid.c]));
-    pack(w, [o, grid.c], None, &mut packed);
+    pack(Some(isa), w, None, &mut packed);
     let bias = bias.map(padded_to_blocks);
     let epilogue = Epilogue {
         bias: bias.as_deref(),

@@ -151,7 +151,10 @@ impl Blocked {
     fn forward(self, grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Self::Winograd(isa) => winograd::forward_nchw(isa, grid, x, w, bias),
+            Self::Winograd(isa) => {
+                let w = winograd::Kernels::of(w, [grid.o, grid.c]);
+                winograd::forward_nchw(isa, grid, x, w, bias)
+            }
             #[cfg(target_arch = "x86_64")]
             Self::Direct => super::direct::forward(grid, x, w, bias),
         }
@@ -166,9 +169,16 @@ impl Blocked {
                 return None;
             }
             let turned_grid = super::direct::transposed_grid(grid);
-            let blocked = Self::for_grid(&turned_grid)?;
-            let (_, turned) = super::direct::transposed(*grid, w);
-            Some(blocked.forward(turned_grid, g, &turned, None))
+            Some(match Self::for_grid(&turned_grid)? {
+                Self::Winograd(isa) => {
+                    let w = winograd::Kernels::transposed(w, [grid.o, grid.c]);
+                    winograd::forward_nchw(isa, turned_grid, g, w, None)
+                }
+                Self::Direct => {
+                    let (_, turned) = super::direct::transposed(*grid, w);
+                    super::direct::forward(turned_grid, g, &turned, None)
+                }
+            })
         }
         #[cfg(not(target_arch = "x86_64"))]
         {

@@ -7,6 +7,12 @@ use super::{Args, L};
 /// Output positions per register tile.
 const TILE: usize = 14;
 
+/// How far ahead of its weight loads (two blocks of 16x16, a tap or an input block later) a
+/// tile asks the cache for weights. A task's first tile over a chunk reads its weights from L3
+/// when they are larger than L2 (Winograd's transformed kernels of 512 channels, 16 MB): asked
+/// for early, the products ran 1.06-1.16x faster there, the same on small layers.
+const PREFETCH: usize = 2 * L * L;
+
 /// Output-channel blocks per task: two, 28 accumulators with a tile of 14 positions.
 pub(super) const GROUP: usize = 2;
 
@@ -76,6 +82,8 @@ unsafe fn tile<const U: usize, const B: usize>(a: &Args, ow: usize) {
                     let mut wv = [_mm512_setzero_ps(); B];
                     for (b, v) in wv.iter_mut().enumerate() {
                         *v = unsafe { _mm512_loadu_ps(wk.add(b * a.w_next + ic * L)) };
+                        let ahead = wk.wrapping_add(b * a.w_next + ic * L + PREFETCH);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                     }
                     for (u, acc) in acc.iter_mut().enumerate() {
                         let xv = _mm512_set1_ps(unsafe { *xk.add(u * L + ic) });
