@@ -2,7 +2,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Args, L};
+use super::{Args, L, PREFETCH};
 
 /// Output-channel blocks per task: one, its 16 channels in two vectors.
 pub(super) const GROUP: usize = 1;
@@ -79,6 +79,7 @@ unsafe fn tile<const U: usize>(a: &Args, ow: usize) {
                             _mm256_loadu_ps(wk.add(ic * L + HALF)),
                         ]
                     };
+                    _mm_prefetch::<_MM_HINT_T0>(wk.wrapping_add(ic * L + PREFETCH).cast());
                     for (u, acc) in acc.iter_mut().enumerate() {
                         let xv = _mm256_broadcast_ss(unsafe { &*xk.add(u * L + ic) });
                         for (a, &w) in acc.iter_mut().zip(&wv) {

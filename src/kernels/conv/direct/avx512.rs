@@ -2,16 +2,10 @@
 
 use std::arch::x86_64::*;
 
-use super::{Args, L};
+use super::{Args, L, PREFETCH};
 
 /// Output positions per register tile.
 const TILE: usize = 14;
-
-/// How far ahead of its weight loads (two blocks of 16x16, a tap or an input block later) a
-/// tile asks the cache for weights. A task's first tile over a chunk reads its weights from L3
-/// when they are larger than L2 (Winograd's transformed kernels of 512 channels, 16 MB): asked
-/// for early, the products ran 1.06-1.16x faster there, the same on small layers.
-const PREFETCH: usize = 2 * L * L;
 
 /// Output-channel blocks per task: two, 28 accumulators with a tile of 14 positions.
 pub(super) const GROUP: usize = 2;

@@ -448,6 +448,12 @@ impl<'a> Sweep<'a> {
     }
 }
 
+/// How far ahead of its weight loads a tile asks the cache for weights: two 16x16 blocks, the
+/// weights of two taps (or input blocks) later. A task's first tile over a chunk reads its
+/// weights from L3 when they are larger than L2 (Winograd's transformed kernels of 512 channels,
+/// 16 MB): asked for early, the products ran 1.06-1.16x faster there, the same on small layers.
+pub(super) const PREFETCH: usize = 2 * L * L;
+
 /// Bytes of weights a task keeps in L1 (48 KiB on the machines measured) while its rows sweep
 /// over them.
 const CHUNK_BYTES: usize = 32 * 1024;
