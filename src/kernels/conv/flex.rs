@@ -247,7 +247,7 @@ fn other_gradients(
     g: &[f32],
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let blocked_dx = w.and_then(|w| Blocked::input_gradient(&grid, w, g));
-    let winograd_dw = x.filter(|_| winograd_dw::applies(&grid));
+    let winograd_dw = x.filter(|_| winograd_dw::preferred(&grid));
     let (dx, dw) = gemm_backward(
         grid,
         x.filter(|_| winograd_dw.is_none()),

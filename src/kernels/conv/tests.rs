@@ -365,7 +365,7 @@ fn winograd_forward_and_input_gradient_match_direct_summation() {
 /// are not multiples of 16, one image, a single pixel, more shares than tile rows.
 #[test]
 fn winograd_weight_gradient_matches_direct_summation() {
-    use super::winograd_dw::{weight_gradient, weight_gradient_with, Plan};
+    use super::winograd_dw::{preferred, weight_gradient, weight_gradient_with, Plan};
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
     for geometry in [
@@ -388,6 +388,21 @@ fn winograd_weight_gradient_matches_direct_summation() {
             }
         }
     }
+    // Training takes it from 256 tiles over the batch: 7x7 maps (4x4 tiles) from batch 16.
+    let grid_of = |n, side, pad| Grid {
+        n,
+        c: 8,
+        o: 8,
+        h: side,
+        w: side,
+        kh: 3,
+        kw: 3,
+        ph: pad,
+        pw: pad,
+    };
+    assert!(!preferred(&grid_of(8, 7, 1)) && !preferred(&grid_of(2, 14, 1)));
+    assert!(preferred(&grid_of(16, 7, 1)) && preferred(&grid_of(8, 14, 1)));
+    assert!(!preferred(&grid_of(8, 14, 0)));
 }
 
 /// The tiles' own feature checks agree with the list of kernel paths the CPU supports.

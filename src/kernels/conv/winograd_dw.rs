@@ -88,6 +88,18 @@ pub(super) fn applies(grid: &Grid) -> bool {
     grid.is_3x3_padded_by_1()
 }
 
+/// Whether training takes `grid`'s weight gradient from [`weight_gradient`]: where it
+/// [`applies`], on at least [`MIN_TILES`] tiles over the batch.
+pub(super) fn preferred(grid: &Grid) -> bool {
+    applies(grid) && Tiles::of(grid).count() >= MIN_TILES
+}
+
+/// Tiles over the batch from which Winograd's weight gradient beats the GEMM per kernel tap.
+/// On fewer, its 16 products' sums over the tiles are short for their `[O, C]` outputs: with
+/// 512 channels on 2 threads, 49 to 128 tiles (7x7 maps at batch 1 to 8, 14x14 at batch 2)
+/// took 1.08-1.27x the GEMMs' time, 256 to 392 tiles 0.70-0.84x.
+const MIN_TILES: usize = 256;
+
 /// dW (`[O, C, 3, 3]`) of `y = conv2d(x, w)` (3x3, stride 1, padding 1) from `x`
 /// (`[N, C, H, W]`) and the output gradient `g` (`[N, O, H, W]`).
 ///
