@@ -235,25 +235,18 @@ unsafe fn block_avx2(block: Block, sets: &mut [&mut [f32]]) {
     );
     // A lane is gathered where its mask's sign bit is set.
     let masks: [__m256; 2] = std::array::from_fn(|half| {
-        let on = |l: i32| -i32::from(usize::try_from(l).is_ok_and(|l| half * 8 + l < block.lanes));
-        _mm256_castsi256_ps(_mm256_setr_epi32(
-            on(0),
-            on(1),
-            on(2),
-            on(3),
-            on(4),
-            on(5),
-            on(6),
-            on(7),
-        ))
+        let on: [i32; 8] = std::array::from_fn(|l| -i32::from(half * 8 + l < block.lanes));
+        // SAFETY: `on` holds 8 values.
+        _mm256_castsi256_ps(unsafe { _mm256_loadu_si256(on.as_ptr().cast()) })
     });
     block.transform(sets, |ci, t| {
         let mut g = [0.0; L];
         for (half, mask) in masks.iter().enumerate() {
-            let lane = block.first + half * 8;
+            // A half without channels stays zero (its first kernel would lie past the others).
             if half * 8 >= block.lanes {
                 break;
             }
+            let lane = block.first + half * 8;
             // SAFETY: lane `l` under the mask reads tap `t` of the kernel (`lane + l`, `ci`):
             // inside `data`. The others are masked off.
             let v = unsafe {
