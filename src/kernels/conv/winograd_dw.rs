@@ -96,8 +96,8 @@ pub(super) fn preferred(grid: &Grid) -> bool {
 
 /// Tiles over the batch from which Winograd's weight gradient beats the GEMM per kernel tap.
 /// On fewer, its 16 products' sums over the tiles are short for their `[O, C]` outputs: with
-/// 512 channels on 2 threads, 49 to 128 tiles (7x7 maps at batch 1 to 8, 14x14 at batch 2)
-/// took 1.08-1.27x the GEMMs' time, 256 to 392 tiles 0.70-0.84x.
+/// 512 channels on 2 threads, 49 to 128 tiles (7x7 maps at batch 4 and 8, 14x14 at batch 1 and
+/// 2) took 1.08-1.27x the GEMMs' time; 256 to 392 tiles (of 256 and 512 channels) 0.70-0.84x.
 const MIN_TILES: usize = 256;
 
 /// dW (`[O, C, 3, 3]`) of `y = conv2d(x, w)` (3x3, stride 1, padding 1) from `x`
