@@ -7,7 +7,7 @@
 //!
 //! | operation | kernel | where |
 //! |---|---|---|
-//! | [`conv2d`] | GEMM convolution (one GEMM per image for 1x1 kernels; Winograd or direct on the blocked layout for most 3x3 layers), analytic backward (Winograd's weight gradient for 3x3 kernels) | `Flex`, `Autodiff<Flex>` |
+//! | [`conv2d`] | GEMM convolution (one GEMM per image for 1x1 kernels; Winograd or direct on the blocked layout for most 3x3 layers), analytic backward (Winograd's weight gradient for most 3x3 kernels) | `Flex`, `Autodiff<Flex>` |
 //! | TResNet's inference ([`TResNet::forward`](crate::model::TResNet::forward) and the other `forward*`) | blocked channel layout, Winograd (3x3) and direct (1x1) convolutions with folded BatchNorms and fused epilogues | `Flex` on x86-64 with AVX2 or AVX-512 |
 //! | [`batch_norm_act`] | two-pass BatchNorm + leaky ReLU | `Autodiff<Flex>` |
 //! | [`add_relu`], [`scale_channels`] | one parallel pass each way (two for the gate's gradients) | `Flex`, `Autodiff<Flex>` |

@@ -16,11 +16,11 @@
 //! over at least 16 channels, on maps of 256 positions or more over the batch, run on the
 //! blocked channel layout instead, with the layout conversions, as Winograd's F(2x2, 3x3)
 //! (`kernels::blocked::winograd`); on AVX-512, the other 3x3 ones over at least 64 channels on
-//! maps up to 56x56 run there as a direct kernel (`direct`). The weight gradient of
-//! 3x3 kernels padded by 1, on any CPU, is Winograd's too (`winograd_dw`) from 256 tiles over
-//! the batch: 16 GEMMs over the 2x2 tiles instead of 9 over the positions. TResNet's inference calls the same kernels on
-//! maps kept in that layout (`kernels::blocked`). Every other backend, and every other
-//! convolution, goes through Burn's own `conv2d` unchanged.
+//! maps up to 56x56 run there as a direct kernel (`direct`). The weight gradient of 3x3
+//! kernels padded by 1, on any CPU, is Winograd's too (`winograd_dw`) from 256 tiles over the
+//! batch: 16 GEMMs over the 2x2 tiles instead of 9 over the positions. TResNet's inference calls
+//! the same kernels on maps kept in that layout (`kernels::blocked`). Every other backend, and
+//! every other convolution, goes through Burn's own `conv2d` unchanged.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::module;
@@ -32,8 +32,8 @@ use burn::tensor::Tensor;
 /// per kernel row on the padded input laid out channel-last (or, on CPUs with AVX2 or AVX-512
 /// for most 3x3 kernels, Winograd's F(2x2, 3x3) or a direct kernel on the blocked layout),
 /// and under autodiff an analytic backward: the weight gradient as GEMMs (by Winograd's
-/// F(2x2, 3x3) for most 3x3 kernels padded by 1), the input gradient as GEMMs or the same blocked
-/// kernels. Every other backend runs Burn's own `conv2d`.
+/// F(2x2, 3x3) for most 3x3 kernels padded by 1), the input gradient as GEMMs or the same
+/// blocked kernels. Every other backend runs Burn's own `conv2d`.
 ///
 /// ```
 /// use aia::kernels::conv2d;

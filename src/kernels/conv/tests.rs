@@ -249,12 +249,15 @@ fn check_input_gradient(
     isa: Isa,
     forward: impl Fn(Grid, &[f32], &[f32]) -> Vec<f32>,
 ) {
-    let (grid, mut random) = case(rng, geometry);
-    let w = random(grid.o * grid.c * grid.kh * grid.kw);
-    let g = random(grid.n * grid.o * grid.ho() * grid.wo());
-    let (want, _) = naive(grid, &vec![0.0; grid.n * grid.c * grid.h * grid.w], &w, &g);
+    let GradientCase {
+        grid,
+        w,
+        g,
+        want_dx,
+        ..
+    } = gradient_case(rng, geometry);
     let got = forward(grid, &g, &w);
-    assert_gradient(&format!("dx on {isa:?}"), &got, &want, grid);
+    assert_gradient(&format!("dx on {isa:?}"), &got, &want_dx, grid);
 }
 
 #[test]
@@ -389,17 +392,7 @@ fn winograd_weight_gradient_matches_direct_summation() {
         }
     }
     // Training takes it from 256 tiles over the batch: 7x7 maps (4x4 tiles) from batch 16.
-    let grid_of = |n, side, pad| Grid {
-        n,
-        c: 8,
-        o: 8,
-        h: side,
-        w: side,
-        kh: 3,
-        kw: 3,
-        ph: pad,
-        pw: pad,
-    };
+    let mut grid_of = |n, side, pad| case(&mut rng, (n, 8, 8, side, side, 3, 3, pad, pad)).0;
     assert!(!preferred(&grid_of(8, 7, 1)) && !preferred(&grid_of(2, 14, 1)));
     assert!(preferred(&grid_of(16, 7, 1)) && preferred(&grid_of(8, 14, 1)));
     assert!(!preferred(&grid_of(8, 14, 0)));
