@@ -191,8 +191,17 @@ pub(crate) fn sum_of_parts(parts: &[f32], count: usize) -> Vec<f32> {
     let len = parts.len() / count.max(1);
     let add = |k: usize, out: &mut [MaybeUninit<f32>]| {
         let at = k * ZERO_CHUNK;
-        for (j, v) in out.iter_mut().enumerate() {
-            v.write((0..count).map(|p| parts[p * len + at + j]).sum());
+        let n = out.len();
+        let part = |p: usize| &parts[p * len + at..][..n];
+        for (v, &first) in out.iter_mut().zip(part(0)) {
+            v.write(first);
+        }
+        // SAFETY: the loop above wrote every value of `out`.
+        let out = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        for p in 1..count {
+            for (v, &term) in out.iter_mut().zip(part(p)) {
+                *v += term;
+            }
         }
     };
     // One chunk runs on the calling thread: handing it to another costs more than the sums.
@@ -302,6 +311,29 @@ mod tests {
             let v = zeroed_f32(n);
             assert_eq!(v.len(), n);
             assert!(v.iter().all(|&x| x == 0.0), "{n} values");
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "flex")]
+    fn parts_add_in_their_order() {
+        use super::sum_of_parts;
+        // One chunk (summed on the calling thread) and several (in parallel, the last short),
+        // one part and three; values whose sum depends on the order of the additions.
+        for (len, count) in [(100, 3), (3 * (1 << 16) + 5, 3), (70_000, 1)] {
+            let parts: Vec<f32> = (0..len * count)
+                .map(|i| [1.0e8, 1.0, -1.0e8, 0.25][i % 4] * (1.0 + (i % 7) as f32))
+                .collect();
+            let sums = sum_of_parts(&parts, count);
+            assert_eq!(sums.len(), len);
+            for (j, &sum) in sums.iter().enumerate() {
+                let want = (1..count).fold(parts[j], |acc, p| acc + parts[p * len + j]);
+                assert_eq!(
+                    sum.to_bits(),
+                    want.to_bits(),
+                    "value {j} of {len}, {count} parts"
+                );
+            }
         }
     }
 

@@ -14,9 +14,11 @@
 //! with its own `dU`; small ones run one chunk at a time with the products split over the
 //! threads instead.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-use crate::kernels::buffer::{from_planes, Scratch};
+use crate::kernels::buffer::{written_by, Scratch};
 
 use super::gemm::{matmul, Operand};
 use super::geometry::Grid;
@@ -285,7 +287,8 @@ fn four_mut(buf: &mut [f32], len: usize) -> [&mut [f32]; 4] {
 
 /// `dW = Gᵀ dU G` per pair of channels, `[O, C, 3, 3]`, with `dU` (`[ξ][O][C]`) the sum of
 /// `parts`, added in a fixed order (so that a run is reproducible bit for bit on a machine), and
-/// `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`.
+/// `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`. A task per output channel, which first sums
+/// its 16 rows of `dU` (one per `ξ`, each contiguous over the input channels).
 fn kernel_gradient(parts: &[Scratch], o: usize, c: usize) -> Vec<f32> {
     // `Gᵀ v` for a column (or, transposed, a row) of 4.
     let apply = |v: [f32; 4]| {
@@ -295,19 +298,35 @@ fn kernel_gradient(parts: &[Scratch], o: usize, c: usize) -> Vec<f32> {
             (v[1] + v[2]) * 0.5 + v[3],
         ]
     };
-    let kernel = move |oi: usize, ci: usize| {
-        let u = |xi: usize| -> f32 { parts.iter().map(|du| du[(xi * o + oi) * c + ci]).sum() };
-        // Gᵀ dU: 3 rows of 4, then (Gᵀ dU) G along each row.
-        let mut rows = [[0.0f32; 4]; 3];
-        for j in 0..4 {
-            let col = apply([u(j), u(4 + j), u(8 + j), u(12 + j)]);
-            for (row, v) in rows.iter_mut().zip(col) {
-                row[j] = v;
+    let kernels = |(oi, out): (usize, &mut [MaybeUninit<f32>])| {
+        // dU's rows for output channel `oi`, `[ξ][C]`.
+        let mut u = vec![0.0f32; XI * c];
+        for (xi, row) in u.chunks_exact_mut(c).enumerate() {
+            for du in parts {
+                for (sum, v) in row.iter_mut().zip(&du[(xi * o + oi) * c..][..c]) {
+                    *sum += v;
+                }
             }
         }
-        rows.map(apply).into_iter().flatten()
+        for (ci, out) in out.chunks_exact_mut(9).enumerate() {
+            let u = |xi: usize| u[xi * c + ci];
+            // Gᵀ dU: 3 rows of 4, then (Gᵀ dU) G along each row.
+            let mut rows = [[0.0f32; 4]; 3];
+            for j in 0..4 {
+                let col = apply([u(j), u(4 + j), u(8 + j), u(12 + j)]);
+                for (row, v) in rows.iter_mut().zip(col) {
+                    row[j] = v;
+                }
+            }
+            for (d, v) in out.iter_mut().zip(rows.map(apply).as_flattened()) {
+                d.write(*v);
+            }
+        }
     };
-    from_planes(o, c * 9, move |oi| {
-        (0..c).flat_map(move |ci| kernel(oi, ci))
-    })
+    // SAFETY: each output channel's task writes its `c * 9` values.
+    unsafe {
+        written_by(o * c * 9, |out| {
+            out.par_chunks_mut(c * 9).enumerate().for_each(kernels)
+        })
+    }
 }
