@@ -47,9 +47,42 @@ pub(super) fn gemm_backward(
             &mut xx,
         );
         let gg = gg.as_deref().expect("built when dW is asked for");
+        // dW from the columns `start..start + len` of the grid into `dw`, one GEMM per tap,
+        // each writing its own values (no accumulation).
+        let gemms = |[start, len]: [usize; 2], dw: *mut f32, parallel: bool| {
+            for ky in 0..grid.kh {
+                for kx in 0..grid.kw {
+                    let tap = ky * grid.kw + kx;
+                    // SAFETY: dst is [O, C] at stride (C*taps, taps) from `tap`, inside the
+                    // caller's `dw` of O*C*taps values; lhs is columns start..start+len of `gg`
+                    // as [O, cols]; rhs is [len, C] read at `xx[ci*cols + off + start + j]`,
+                    // whose largest index, (c-1)*cols + off + cols - 1, is below
+                    // c*cols + slack = xx.len().
+                    unsafe {
+                        matmul(
+                            [o, c, len],
+                            Operand::new(dw.add(tap), c * taps, taps),
+                            false,
+                            Operand::new(gg.as_ptr().add(start), cols, 1),
+                            Operand::new(xx.as_ptr().add(ky * wp + kx + start), 1, cols),
+                            parallel,
+                        );
+                    }
+                }
+            }
+        };
         // The reduction runs over every position of the batch (K is huge, M and N are the
-        // channel counts, as small as 64): split K over the threads, each with its own partial
-        // dW, rather than leave the GEMM to split a small output.
+        // channel counts, as small as 64). A 1x1 kernel's one GEMM shares its output over the
+        // threads and writes dW itself: on TResNet-M's 1x1 layers on 7x7 and 1x1 maps at batch
+        // 8, 1.04-1.17x faster than partials. The GEMMs of larger kernels split K over the
+        // threads instead, each with its own partial dW, added at the end: with 512 channels on
+        // 7x7 maps, 1.15x faster than as many shared GEMMs.
+        if taps == 1 {
+            // SAFETY: the one GEMM writes all of dW.
+            return unsafe {
+                written_by(o * c, |dw| gemms([0, cols], dw.as_mut_ptr().cast(), true))
+            };
+        }
         let parts = rayon::current_num_threads().max(1);
         let part_len = cols.div_ceil(parts);
         let mut partials = Scratch::uninit(parts * o * c * taps);
@@ -58,27 +91,8 @@ pub(super) fn gemm_backward(
             let len = part_len.min(cols - start.min(cols));
             if len == 0 {
                 dw.fill(0.0);
-                return;
-            }
-            // Each tap writes its own values of `dw`.
-            for ky in 0..grid.kh {
-                for kx in 0..grid.kw {
-                    let tap = ky * grid.kw + kx;
-                    // SAFETY: dst is [O, C] at stride (C*taps, taps) from `tap`, inside `dw`;
-                    // lhs is columns start..start+len of `gg` as [O, cols]; rhs is [len, C] read
-                    // at `xx[ci*cols + off + start + j]`, whose largest index,
-                    // (c-1)*cols + off + cols - 1, is below c*cols + slack = xx.len().
-                    unsafe {
-                        matmul(
-                            [o, c, len],
-                            Operand::new(dw.as_mut_ptr().add(tap), c * taps, taps),
-                            false,
-                            Operand::new(gg.as_ptr().add(start), cols, 1),
-                            Operand::new(xx.as_ptr().add(ky * wp + kx + start), 1, cols),
-                            false,
-                        );
-                    }
-                }
+            } else {
+                gemms([start, len], dw.as_mut_ptr(), false);
             }
         };
         partials
