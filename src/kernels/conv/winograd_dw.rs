@@ -323,10 +323,12 @@ fn kernel_gradient(parts: &[Scratch], o: usize, c: usize) -> Vec<f32> {
             }
         }
     };
-    // SAFETY: each output channel's task writes its `c * 9` values.
+    // SAFETY: each output channel's task writes its `c * 9` values (none without channels).
     unsafe {
         written_by(o * c * 9, |out| {
-            out.par_chunks_mut(c * 9).enumerate().for_each(kernels)
+            out.par_chunks_mut((c * 9).max(1))
+                .enumerate()
+                .for_each(kernels)
         })
     }
 }
