@@ -280,3 +280,24 @@ fn transformed_kernels_are_the_same_on_every_path() {
         }
     }
 }
+
+/// Winograd's bands: whole AVX-512 tiles of 14 positions where the last band stays within half
+/// a tile of the others, even shares otherwise (hand-computed: 512 channels on 7x7 maps at batch
+/// 8, 128 tiles, take 64 and 64 rather than 70 and 58).
+#[test]
+fn winograd_bands_share_the_tiles_evenly() {
+    use super::winograd::band_tiles;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("a pool of 2 threads");
+    pool.install(|| {
+        // 512 channels, 128 tiles: one band per thread, 70 would leave 58.
+        assert_eq!(band_tiles(32, 32, 128), 64);
+        // 256 channels, 392 tiles: at least 168 per band, so 4 bands of 98 (7 whole tiles).
+        assert_eq!(band_tiles(16, 16, 392), 98);
+        // 16 channels: one band per thread, 56 leaves 54 (within half a tile), 50 and 50 not.
+        assert_eq!(band_tiles(1, 1, 110), 56);
+        assert_eq!(band_tiles(1, 1, 100), 50);
+    });
+}

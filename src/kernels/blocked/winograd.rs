@@ -396,15 +396,23 @@ const MIN_BAND: [usize; 2] = [56, 168];
 
 /// Tiles per band, of `count`, for `cbn` input and `obn` output blocks: as many as fit
 /// [`BAND_BYTES`] but at least [`MIN_BAND`], then evened out so that every thread has as many
-/// bands, in multiples of the AVX-512 tile's 14 positions.
-fn band_tiles(cbn: usize, obn: usize, count: usize) -> usize {
+/// bands, in multiples of the AVX-512 tile's 14 positions unless that leaves the last band short
+/// by more than half a tile: the threads wait for the longest band. With 512 channels on 7x7
+/// maps at batch 8 (128 tiles, 2 threads), bands of 64 and 64 ran 1.03x faster than 70 and 58.
+pub(super) fn band_tiles(cbn: usize, obn: usize, count: usize) -> usize {
     let per_tile = XI * (cbn + obn) * L * size_of::<f32>();
     let weights = XI * cbn * obn * L * L * size_of::<f32>();
     let least = MIN_BAND[usize::from(weights > BAND_BYTES)];
     let bands = count.div_ceil((BAND_BYTES / per_tile).max(least)).max(1);
     let threads = rayon::current_num_threads();
-    let even = count.div_ceil(bands.div_ceil(threads) * threads);
-    even.max(1).next_multiple_of(14)
+    let even = count.div_ceil(bands.div_ceil(threads) * threads).max(1);
+    let whole = even.next_multiple_of(14);
+    let last = count - (count.div_ceil(whole) - 1) * whole;
+    if whole - last > 7 {
+        even
+    } else {
+        whole
+    }
 }
 
 /// The tiles over a map: `rows x cols` tiles of 2x2 outputs per image, the last row and column
