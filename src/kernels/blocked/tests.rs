@@ -299,5 +299,7 @@ fn winograd_bands_share_the_tiles_evenly() {
         // 16 channels: one band per thread, 56 leaves 54 (within half a tile), 50 and 50 not.
         assert_eq!(band_tiles(1, 1, 110), 56);
         assert_eq!(band_tiles(1, 1, 100), 50);
+        // No tiles: one band of one.
+        assert_eq!(band_tiles(1, 1, 0), 1);
     });
 }

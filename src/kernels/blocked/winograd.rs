@@ -407,7 +407,8 @@ pub(super) fn band_tiles(cbn: usize, obn: usize, count: usize) -> usize {
     let threads = rayon::current_num_threads();
     let even = count.div_ceil(bands.div_ceil(threads) * threads).max(1);
     let whole = even.next_multiple_of(14);
-    let last = count - (count.div_ceil(whole) - 1) * whole;
+    // The last band's tiles when the others take `whole` each.
+    let last = count - count.saturating_sub(1) / whole * whole;
     if whole - last > 7 {
         even
     } else {
