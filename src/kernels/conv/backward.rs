@@ -12,8 +12,9 @@ use super::layout::{channel_last_to_nchw, nchw_to_channel_last, nchw_to_channel_
 
 /// The gradients of `y = conv2d(x, w)` (stride 1) on host slices, by GEMM: for every tap,
 /// `dW[:, :, ky, kx] = G X_k^T`, where `G` is the output gradient on the padded grid
-/// (`[O, cols]`) and `X_k` the tap's shifted view of the padded input; and dX as the correlation
-/// of G with the flipped kernel, one GEMM per kernel row on channel-last operands
+/// (`[O, cols]`) and `X_k` the tap's shifted view of the padded input ([`dw_on_grid`]), or on
+/// small maps one GEMM on the unfolded input ([`dw_unfolded`]); and dX as the correlation of G
+/// with the flipped kernel, one GEMM per kernel row on channel-last operands
 /// ([`dx_channel_last`]), or for a 1x1 kernel as `W^T G` ([`dx_channel_major`]).
 ///
 /// `x` is `[N, C, H, W]`, `w` `[O, C, kh, kw]`, `g` `[N, O, Ho, Wo]`, all contiguous. Returns
@@ -24,82 +25,24 @@ pub(super) fn gemm_backward(
     w: Option<&[f32]>,
     g: &[f32],
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
-    let Grid { n, c, o, .. } = grid;
+    let Grid { n, o, .. } = grid;
     let (hp, wp, ho, wo) = (grid.hp(), grid.wp(), grid.ho(), grid.wo());
     let (cols, taps) = (grid.cols(), grid.kh * grid.kw);
 
-    // The output gradient on the padded grid, [O][N][Hp][Wp], for dW and a 1x1 kernel's dX.
-    // With a 1x1 kernel the output's grid is the input's, which the copy fills.
-    let gg = (x.is_some() || taps == 1).then(|| {
+    // dW on the padded grid where the forward runs there; on smaller maps, where the grid's
+    // padding would be a large share of its columns, on the unfolded input.
+    let on_grid = grid.forward_on_grid();
+    // The output gradient on the padded grid, [O][N][Hp][Wp], for dW there and a 1x1 kernel's
+    // dX. With a 1x1 kernel the output's grid is the input's, which the copy fills.
+    let gg = ((x.is_some() && on_grid) || taps == 1).then(|| {
         let mut gg = grid_buffer(o * cols, taps == 1);
         nchw_to_channel_major(g, [n, o, ho, wo], [hp, wp], [0, 0], &mut gg);
         gg
     });
 
-    let dw = x.map(|x| {
-        // The input, zero-padded, [C][N][Hp][Wp], with slack for the last taps' windows.
-        let mut xx = grid_buffer(c * cols + grid.slack(), grid.is_1x1_unpadded());
-        nchw_to_channel_major(
-            x,
-            [n, c, grid.h, grid.w],
-            [hp, wp],
-            [grid.ph, grid.pw],
-            &mut xx,
-        );
-        let gg = gg.as_deref().expect("built when dW is asked for");
-        // dW from the columns `start..start + len` of the grid into `dw`, one GEMM per tap,
-        // each writing its own values (no accumulation).
-        let gemms = |[start, len]: [usize; 2], dw: *mut f32, parallel: bool| {
-            for ky in 0..grid.kh {
-                for kx in 0..grid.kw {
-                    let tap = ky * grid.kw + kx;
-                    // SAFETY: dst is [O, C] at stride (C*taps, taps) from `tap`, inside the
-                    // caller's `dw` of O*C*taps values; lhs is columns start..start+len of `gg`
-                    // as [O, cols]; rhs is [len, C] read at `xx[ci*cols + off + start + j]`,
-                    // whose largest index, (c-1)*cols + off + cols - 1, is below
-                    // c*cols + slack = xx.len().
-                    unsafe {
-                        matmul(
-                            [o, c, len],
-                            Operand::new(dw.add(tap), c * taps, taps),
-                            false,
-                            Operand::new(gg.as_ptr().add(start), cols, 1),
-                            Operand::new(xx.as_ptr().add(ky * wp + kx + start), 1, cols),
-                            parallel,
-                        );
-                    }
-                }
-            }
-        };
-        // The reduction runs over every position of the batch (K is huge, M and N are the
-        // channel counts, as small as 64). A 1x1 kernel's one GEMM shares its output over the
-        // threads and writes dW itself: on TResNet-M's 1x1 layers on 7x7 and 1x1 maps at batch
-        // 8, 1.04-1.17x faster than partials. The GEMMs of larger kernels split K over the
-        // threads instead, each with its own partial dW, added at the end: with 512 channels on
-        // 7x7 maps, 1.15x faster than as many shared GEMMs.
-        if taps == 1 {
-            // SAFETY: the one GEMM writes all of dW.
-            return unsafe {
-                written_by(o * c, |dw| gemms([0, cols], dw.as_mut_ptr().cast(), true))
-            };
-        }
-        let parts = rayon::current_num_threads().max(1);
-        let part_len = cols.div_ceil(parts);
-        let mut partials = Scratch::uninit(parts * o * c * taps);
-        let partial = |(part, dw): (usize, &mut [f32])| {
-            let start = part * part_len;
-            let len = part_len.min(cols - start.min(cols));
-            if len == 0 {
-                dw.fill(0.0);
-            } else {
-                gemms([start, len], dw.as_mut_ptr(), false);
-            }
-        };
-        partials
-            .par_chunks_mut(o * c * taps)
-            .enumerate()
-            .for_each(partial);
-        sum_of_parts(&partials, parts)
+    let dw = x.map(|x| match gg.as_deref() {
+        Some(gg) if on_grid => dw_on_grid(grid, x, gg),
+        _ => dw_unfolded(grid, x, g),
     });
 
     // A 1x1 kernel has no taps to merge, and its channel-major operands need no transposes.
@@ -111,6 +54,73 @@ pub(super) fn gemm_backward(
         }
     });
     (dx, dw)
+}
+
+/// dW (`[O, C, kh, kw]`) for [`gemm_backward`] on the padded grid, `gg` being the output gradient
+/// there (`[O][cols]`): for every tap, `dW[:, :, ky, kx] = G X_k^T`.
+fn dw_on_grid(grid: Grid, x: &[f32], gg: &[f32]) -> Vec<f32> {
+    let Grid { n, c, o, .. } = grid;
+    let (hp, wp, cols, taps) = (grid.hp(), grid.wp(), grid.cols(), grid.kh * grid.kw);
+    // The input, zero-padded, [C][N][Hp][Wp], with slack for the last taps' windows.
+    let mut xx = grid_buffer(c * cols + grid.slack(), grid.is_1x1_unpadded());
+    nchw_to_channel_major(
+        x,
+        [n, c, grid.h, grid.w],
+        [hp, wp],
+        [grid.ph, grid.pw],
+        &mut xx,
+    );
+    // dW from the columns `start..start + len` of the grid into `dw`, one GEMM per tap,
+    // each writing its own values (no accumulation).
+    let gemms = |[start, len]: [usize; 2], dw: *mut f32, parallel: bool| {
+        for ky in 0..grid.kh {
+            for kx in 0..grid.kw {
+                let tap = ky * grid.kw + kx;
+                // SAFETY: dst is [O, C] at stride (C*taps, taps) from `tap`, inside the
+                // caller's `dw` of O*C*taps values; lhs is columns start..start+len of `gg`
+                // as [O, cols]; rhs is [len, C] read at `xx[ci*cols + off + start + j]`,
+                // whose largest index, (c-1)*cols + off + cols - 1, is below
+                // c*cols + slack = xx.len().
+                unsafe {
+                    matmul(
+                        [o, c, len],
+                        Operand::new(dw.add(tap), c * taps, taps),
+                        false,
+                        Operand::new(gg.as_ptr().add(start), cols, 1),
+                        Operand::new(xx.as_ptr().add(ky * wp + kx + start), 1, cols),
+                        parallel,
+                    );
+                }
+            }
+        }
+    };
+    // The reduction runs over every position of the batch (K is huge, M and N are the
+    // channel counts, as small as 64). A 1x1 kernel's one GEMM shares its output over the
+    // threads and writes dW itself: on TResNet-M's 1x1 layers on 7x7 and 1x1 maps at batch
+    // 8, 1.04-1.17x faster than partials. The GEMMs of larger kernels split K over the
+    // threads instead, each with its own partial dW, added at the end: with 512 channels on
+    // 7x7 maps, 1.15x faster than as many shared GEMMs.
+    if taps == 1 {
+        // SAFETY: the one GEMM writes all of dW.
+        return unsafe { written_by(o * c, |dw| gemms([0, cols], dw.as_mut_ptr().cast(), true)) };
+    }
+    let parts = rayon::current_num_threads().max(1);
+    let part_len = cols.div_ceil(parts);
+    let mut partials = Scratch::uninit(parts * o * c * taps);
+    let partial = |(part, dw): (usize, &mut [f32])| {
+        let start = part * part_len;
+        let len = part_len.min(cols - start.min(cols));
+        if len == 0 {
+            dw.fill(0.0);
+        } else {
+            gemms([start, len], dw.as_mut_ptr(), false);
+        }
+    };
+    partials
+        .par_chunks_mut(o * c * taps)
+        .enumerate()
+        .for_each(partial);
+    sum_of_parts(&partials, parts)
 }
 
 /// A buffer for a grid of `len` values: zeroed (its padding) unless what follows writes every
@@ -221,4 +231,75 @@ pub(super) fn dx_channel_last(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
         }
     }
     channel_last_to_nchw(&dxx, [n, c, h, wd], [hp, wp], [grid.ph, grid.pw], None)
+}
+
+/// dW (`[O, C, kh, kw]`) for [`gemm_backward`] by one GEMM on the unfolded input, for maps
+/// where the padding would be a large share of the grid's columns (where
+/// [`Grid::forward_on_grid`] says no): `dW = G U`, with `G` the output gradient as
+/// `[O, N*Ho*Wo]` and `U` the input windows as `[N*Ho*Wo, C*kh*kw]`, built as its transpose (a
+/// row per input channel and tap: the channel's plane shifted by the tap, zero where the window
+/// leaves the map). A 7x7 map takes a 9x9 grid, 1.65 times its positions: on TResNet-M's
+/// 3x3 layers of 512 channels at 7x7, batch 8 and 4, this took 0.50 and 0.47 times the time
+/// of the GEMMs on the grid, on 14x14 maps of 256 and 512 channels at batch 1 and 2 0.61-0.76
+/// (AMD EPYC, AVX2). The unfolded input is 9 times the map; the grid's per-thread partial dW
+/// it replaces are larger on these layers.
+pub(super) fn dw_unfolded(grid: Grid, x: &[f32], g: &[f32]) -> Vec<f32> {
+    let Grid {
+        n, c, o, h, w: wd, ..
+    } = grid;
+    let (ho, wo, taps) = (grid.ho(), grid.wo(), grid.kh * grid.kw);
+    let positions = n * ho * wo;
+    let mut gm = Scratch::uninit(o * positions);
+    nchw_to_channel_major(g, [n, o, ho, wo], [ho, wo], [0, 0], &mut gm);
+    let mut ut = Scratch::uninit(c * taps * positions);
+    ut.par_chunks_mut(taps * positions)
+        .enumerate()
+        .for_each(|(ci, rows)| {
+            for (tap, row) in rows.chunks_mut(positions).enumerate() {
+                let (ky, kx) = (tap / grid.kw, tap % grid.kw);
+                for (ni, image) in row.chunks_mut(ho * wo).enumerate() {
+                    let plane = &x[(ni * c + ci) * h * wd..][..h * wd];
+                    window(plane, [h, wd], [grid.ph, grid.pw], [ky, kx], wo, image);
+                }
+            }
+        });
+    // SAFETY: dst is dW as [O, C*taps], row-major, all of it written (no accumulation); lhs is
+    // `gm` as [O, positions] and rhs `ut` as [positions, C*taps] at strides (1, positions),
+    // exactly their buffers.
+    unsafe {
+        written_by(o * c * taps, |dw| {
+            matmul(
+                [o, c * taps, positions],
+                Operand::new(dw.as_mut_ptr().cast(), c * taps, 1),
+                false,
+                Operand::new(gm.as_ptr(), positions, 1),
+                Operand::new(ut.as_ptr(), 1, positions),
+                true,
+            )
+        })
+    }
+}
+
+/// The window of kernel tap `(ky, kx)` over the `h x w` plane zero-padded by `(ph, pw)`, into
+/// `out` as rows of `cols`: `out[y][j]` is the padded plane's `[y + ky][j + kx]`.
+fn window(
+    plane: &[f32],
+    [h, w]: [usize; 2],
+    [ph, pw]: [usize; 2],
+    [ky, kx]: [usize; 2],
+    cols: usize,
+    out: &mut [f32],
+) {
+    for (y, out) in out.chunks_mut(cols).enumerate() {
+        match (y + ky).checked_sub(ph).filter(|&row| row < h) {
+            Some(row) => {
+                let src = &plane[row * w..][..w];
+                for (j, v) in out.iter_mut().enumerate() {
+                    let at = (j + kx).checked_sub(pw);
+                    *v = at.and_then(|at| src.get(at)).copied().unwrap_or(0.0);
+                }
+            }
+            None => out.fill(0.0),
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //!
 //! Each image's map is already a `[C, H*W]` matrix: unlike the other kernels' grids, nothing is
 //! copied, padded or zeroed first, and each output is written once by its GEMM. The gradients
-//! run so on maps of at least [`PER_IMAGE_POSITIONS`] positions.
+//! run so on maps of at least [`PER_IMAGE_POSITIONS`] positions. On smaller maps the forward
+//! leaves the positions past the last whole [`PANEL`] of each image to one GEMM over the batch.
 
 use std::mem::MaybeUninit;
 
@@ -37,6 +38,16 @@ pub(super) fn gradients_apply(grid: &Grid) -> bool {
 /// gathered; the forward and both gradients on 14x14 maps and larger, 1.05-1.5x.
 const PER_IMAGE_POSITIONS: usize = 100;
 
+/// Positions that fill whole vectors of the GEMM kernel on every instruction set: the `gemm`
+/// crate computes our products with a map's positions along its vectors (8 `f32` on AVX2, 16 on
+/// AVX-512), and a last, partial vector costs as much as a whole one. On a 7x7 map, one image
+/// per GEMM pays a vector for its 49th position; the forward computes that position of every
+/// image in one GEMM over the batch instead ([`tail_product`]): TResNet-M's 1x1 layers on 7x7
+/// maps at batch 8 ran 1.13-1.25x faster so (AMD EPYC, AVX2). On 14x14 maps (4 positions past
+/// 12 whole panels) it was 0.93-1.01x, so maps of [`PER_IMAGE_POSITIONS`] and more keep whole
+/// images.
+const PANEL: usize = 16;
+
 /// Multiply-adds below which a call runs on the calling thread alone: smaller ones take less
 /// time than handing work to the threads.
 const SERIAL_MACS: usize = 1 << 21;
@@ -45,7 +56,12 @@ const SERIAL_MACS: usize = 1 << 21;
 pub(super) fn forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let plane = grid.h * grid.w;
     // W is `[O, C]`, row-major.
-    let mut y = per_image_product(grid, (w, [grid.c, 1]), [grid.o, grid.c], x);
+    let tail = if plane < PER_IMAGE_POSITIONS {
+        plane % PANEL
+    } else {
+        0
+    };
+    let mut y = per_image_product(grid, (w, [grid.c, 1]), [grid.o, grid.c], x, tail);
     if let Some(bias) = bias {
         y.par_chunks_mut(grid.o * plane).for_each(|image| {
             for (out, b) in image.chunks_mut(plane).zip(bias) {
@@ -60,42 +76,105 @@ pub(super) fn forward(grid: Grid, x: &[f32], w: &[f32], bias: Option<&[f32]>) ->
 /// `dx_i = W^T g_i` for each image `i`.
 pub(super) fn input_gradient(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
     // W^T is `[C, O]` at strides (1, C) over W's `[O, C]`.
-    per_image_product(grid, (w, [1, grid.c]), [grid.c, grid.o], g)
+    per_image_product(grid, (w, [1, grid.c]), [grid.c, grid.o], g, 0)
 }
 
-/// `out_i = A in_i` for each image `i` of `grid`, one GEMM each, `[N, rows, H, W]`: `A` is
-/// `[rows, inner]`, read from its slice at the given (row, column) strides, and each `in_i` an
-/// `[inner, H*W]` matrix, one after the other in `input`.
+/// A matrix read from a slice at (row, column) strides.
+type Strided<'a> = (&'a [f32], [usize; 2]);
+
+/// `out_i = A in_i` for each image `i` of `grid`, `[N, rows, H, W]`: `A` is `[rows, inner]`, and
+/// each `in_i` an `[inner, H*W]` matrix, one after the other in `input`. One GEMM per image, on
+/// all positions of its map but the last `tail`, which [`tail_product`] computes for the batch.
 ///
 /// # Panics
 ///
-/// If a slice is too short for its shape.
+/// If a slice is too short for its shape, or `tail` exceeds the map.
 fn per_image_product(
     grid: Grid,
-    (a, [row, col]): (&[f32], [usize; 2]),
+    (a, [row, col]): Strided,
     [rows, inner]: [usize; 2],
     input: &[f32],
+    tail: usize,
 ) -> Vec<f32> {
     let plane = grid.h * grid.w;
     let last = |len: usize, stride: usize| len.saturating_sub(1) * stride;
     assert!(a.len() > last(rows, row) + last(inner, col), "A's length");
     assert!(input.len() >= grid.n * inner * plane, "input length");
+    let head = plane.checked_sub(tail).expect("a tail within the map");
     // SAFETY: `per_image` hands each image's `[rows, plane]` share of the output to one GEMM,
-    // which writes all of it (no accumulation); A and in_i lie inside their slices (above).
+    // which writes its first `head` columns (no accumulation), and `tail_product` writes the
+    // others; A and in_i lie inside their slices (above).
     unsafe {
         written_by(grid.n * rows * plane, |out| {
-            per_image(grid, out, rows * plane, |i, out_i, parallel| {
-                matmul(
-                    [rows, plane, inner],
-                    Operand::new(out_i, plane, 1),
-                    false,
-                    Operand::new(a.as_ptr(), row, col),
-                    Operand::new(input[i * inner * plane..].as_ptr(), plane, 1),
-                    parallel,
-                )
-            })
+            if head > 0 {
+                per_image(grid, out, rows * plane, |i, out_i, parallel| {
+                    matmul(
+                        [rows, head, inner],
+                        Operand::new(out_i, plane, 1),
+                        false,
+                        Operand::new(a.as_ptr(), row, col),
+                        Operand::new(input[i * inner * plane..].as_ptr(), plane, 1),
+                        parallel,
+                    )
+                });
+            }
+            if tail > 0 {
+                tail_product(grid, (a, [row, col]), [rows, inner], input, tail, out);
+            }
         })
     }
+}
+
+/// The last `tail` positions of every image's `out_i = A in_i` (as [`per_image_product`]), into
+/// `out`, `[N, rows, H, W]`: gathered over the batch as one `[inner, N*tail]` matrix, multiplied
+/// in one GEMM, and scattered back.
+///
+/// # Safety
+///
+/// `A` lies inside its slice at its strides for `[rows, inner]`; `input` holds the batch's
+/// `[inner, H*W]` matrices, and `out` its `[rows, H*W]` ones.
+unsafe fn tail_product(
+    grid: Grid,
+    (a, [row, col]): Strided,
+    [rows, inner]: [usize; 2],
+    input: &[f32],
+    tail: usize,
+    out: &mut [MaybeUninit<f32>],
+) {
+    let plane = grid.h * grid.w;
+    let (head, cols) = (plane - tail, grid.n * tail);
+    let mut gathered = Scratch::uninit(inner * cols);
+    gathered
+        .par_chunks_mut(cols)
+        .enumerate()
+        .for_each(|(k, dst)| {
+            for (i, dst) in dst.chunks_mut(tail).enumerate() {
+                dst.copy_from_slice(&input[(i * inner + k) * plane + head..][..tail]);
+            }
+        });
+    let mut products = Scratch::uninit(rows * cols);
+    // SAFETY: dst and rhs are `products` and `gathered`, row-major, exactly their buffers; A
+    // as the caller says.
+    unsafe {
+        matmul(
+            [rows, cols, inner],
+            Operand::new(products.as_mut_ptr(), cols, 1),
+            false,
+            Operand::new(a.as_ptr(), row, col),
+            Operand::new(gathered.as_ptr(), cols, 1),
+            !small(grid),
+        );
+    }
+    out.par_chunks_mut(rows * plane)
+        .enumerate()
+        .for_each(|(i, out_i)| {
+            for (r, out_row) in out_i.chunks_mut(plane).enumerate() {
+                let src = &products[r * cols + i * tail..][..tail];
+                for (dst, &v) in out_row[head..].iter_mut().zip(src) {
+                    dst.write(v);
+                }
+            }
+        });
 }
 
 /// The weight gradient from the input `x` and the output gradient `g`, `[O, C, 1, 1]`:
@@ -136,13 +215,18 @@ pub(super) fn weight_gradient(grid: Grid, x: &[f32], g: &[f32]) -> Vec<f32> {
 /// threads (`parallel`), unless the convolution is too small to share at all.
 fn split(grid: Grid) -> (usize, bool) {
     let threads = rayon::current_num_threads().max(1);
-    if grid.n * grid.c * grid.o * grid.h * grid.w < SERIAL_MACS {
+    if small(grid) {
         (1, false)
     } else if grid.n.is_multiple_of(threads) {
         (threads, false)
     } else {
         (1, true)
     }
+}
+
+/// Whether `grid`'s convolution is too small to share out over the threads ([`SERIAL_MACS`]).
+fn small(grid: Grid) -> bool {
+    grid.n * grid.c * grid.o * grid.h * grid.w < SERIAL_MACS
 }
 
 /// Calls `f(i, out_i, parallel)` for each image `i` of `grid`, `out_i` pointing at image `i`'s

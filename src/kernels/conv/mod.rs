@@ -11,7 +11,8 @@
 //! gradients as one GEMM per kernel tap. A 1x1 kernel without padding needs no copy: each image's
 //! map is already a matrix, and the forward and both gradients run as one GEMM per image on the
 //! `[N, C, H, W]` slices (`conv1x1`; on maps of one position the forward stays Flex's own, and
-//! the gradients on maps under 100 positions gather the batch into one GEMM). On
+//! on maps under 100 positions the gradients gather the batch into one GEMM, and so does the
+//! forward for each image's positions past its last whole panel of 16). On
 //! CPUs with AVX2 or AVX-512, the forward and the input gradient of 3x3 kernels padded by 1
 //! over at least 16 channels, on maps of 256 positions or more over the batch, run on the
 //! blocked channel layout instead, with the layout conversions, as Winograd's F(2x2, 3x3)

@@ -263,13 +263,17 @@ fn check_input_gradient(
 #[test]
 fn gemm_backward_matches_direct_summation() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    // 1x1, 3x3 with and without padding, a non-square kernel and map, a single image.
+    // 1x1, 3x3 with and without padding, a non-square kernel and map, a single image; dW on
+    // the padded grid (the larger maps) and on the unfolded input (the small ones).
+    let mut dw_on_grid = Vec::new();
     for geometry in [
         (2, 3, 4, 5, 6, 1, 1, 0, 0),
         (2, 3, 4, 5, 6, 3, 3, 1, 1),
         (3, 2, 5, 7, 4, 3, 3, 0, 0),
         (1, 4, 3, 6, 5, 3, 1, 1, 0),
         (2, 5, 2, 4, 4, 5, 5, 2, 2),
+        (2, 3, 4, 30, 26, 3, 3, 1, 1),
+        (1, 2, 3, 30, 24, 3, 1, 1, 0),
     ] {
         let GradientCase {
             grid,
@@ -288,13 +292,19 @@ fn gemm_backward_matches_direct_summation() {
         assert!(none.is_none() && dx_only.is_some());
         let (none, dw_only) = gemm_backward(grid, Some(&x), None, &g);
         assert!(none.is_none() && dw_only.is_some());
+        if grid.kh * grid.kw > 1 {
+            dw_on_grid.push(grid.forward_on_grid());
+        }
     }
+    assert!(dw_on_grid.contains(&true) && dw_on_grid.contains(&false));
 }
 
 /// The 1x1 kernels, forward (with and without bias) and both gradients, against direct
 /// summation in f64, on 1, 2 and 3 threads (so that the images are split over the threads and
 /// not): batches of 1 to 5, maps of one position, below and above the size from which training
-/// takes these gradients, non-square, channels not multiples of 16.
+/// takes these gradients, non-square, channels not multiples of 16; small maps of fewer
+/// positions than a GEMM panel, of whole panels, and of whole panels and a tail (the forward
+/// computes the tail over the batch).
 #[test]
 fn conv1x1_matches_direct_summation() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
@@ -307,6 +317,9 @@ fn conv1x1_matches_direct_summation() {
             (1, 5, 7, 3, 4, 1, 1, 0, 0),
             (5, 9, 4, 1, 1, 1, 1, 0, 0),
             (2, 17, 9, 7, 7, 1, 1, 0, 0),
+            (1, 6, 5, 7, 7, 1, 1, 0, 0),
+            (3, 20, 18, 5, 7, 1, 1, 0, 0),
+            (2, 6, 5, 4, 8, 1, 1, 0, 0),
             (3, 8, 20, 11, 13, 1, 1, 0, 0),
             (4, 33, 6, 12, 10, 1, 1, 0, 0),
         ] {
