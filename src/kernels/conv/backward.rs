@@ -40,9 +40,12 @@ pub(super) fn gemm_backward(
         gg
     });
 
-    let dw = x.map(|x| match gg.as_deref() {
-        Some(gg) if on_grid => dw_on_grid(grid, x, gg),
-        _ => dw_unfolded(grid, x, g),
+    let dw = x.map(|x| {
+        if on_grid {
+            dw_on_grid(grid, x, gg.as_deref().expect("built for dW on the grid"))
+        } else {
+            dw_unfolded(grid, x, g)
+        }
     });
 
     // A 1x1 kernel has no taps to merge, and its channel-major operands need no transposes.
@@ -61,6 +64,7 @@ pub(super) fn gemm_backward(
 fn dw_on_grid(grid: Grid, x: &[f32], gg: &[f32]) -> Vec<f32> {
     let Grid { n, c, o, .. } = grid;
     let (hp, wp, cols, taps) = (grid.hp(), grid.wp(), grid.cols(), grid.kh * grid.kw);
+    assert!(gg.len() >= o * cols, "output gradient on the grid");
     // The input, zero-padded, [C][N][Hp][Wp], with slack for the last taps' windows.
     let mut xx = grid_buffer(c * cols + grid.slack(), grid.is_1x1_unpadded());
     nchw_to_channel_major(
@@ -99,7 +103,7 @@ fn dw_on_grid(grid: Grid, x: &[f32], gg: &[f32]) -> Vec<f32> {
     // threads and writes dW itself: on TResNet-M's 1x1 layers on 7x7 and 1x1 maps at batch
     // 8, 1.04-1.17x faster than partials. The GEMMs of larger kernels split K over the
     // threads instead, each with its own partial dW, added at the end: with 512 channels on
-    // 7x7 maps, 1.15x faster than as many shared GEMMs.
+    // 7x7 maps, taken on the grid, 1.15x faster than as many shared GEMMs.
     if taps == 1 {
         // SAFETY: the one GEMM writes all of dW.
         return unsafe { written_by(o * c, |dw| gemms([0, cols], dw.as_mut_ptr().cast(), true)) };
@@ -239,11 +243,11 @@ pub(super) fn dx_channel_last(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
 /// `[O, N*Ho*Wo]` and `U` the input windows as `[N*Ho*Wo, C*kh*kw]`, built as its transpose (a
 /// row per input channel and tap: the channel's plane shifted by the tap, zero where the window
 /// leaves the map). A 7x7 map takes a 9x9 grid, 1.65 times its positions: on TResNet-M's
-/// 3x3 layers of 512 channels at 7x7, batch 8 and 4, this took 0.50 and 0.47 times the time
-/// of the GEMMs on the grid, on 14x14 maps of 256 and 512 channels at batch 1 and 2 0.61-0.76
-/// (AMD EPYC, AVX2). The unfolded input is 9 times the map; the grid's per-thread partial dW
+/// 3x3 layers of 512 channels at 7x7, batch 8 and 4, this took 0.50-0.56 and 0.47 times the
+/// time of the GEMMs on the grid, on 14x14 maps of 256 and 512 channels at batch 1 and 2
+/// 0.61-0.76 (AMD EPYC, AVX2). The unfolded input is 9 times the map; the grid's per-thread partial dW
 /// it replaces are larger on these layers.
-pub(super) fn dw_unfolded(grid: Grid, x: &[f32], g: &[f32]) -> Vec<f32> {
+fn dw_unfolded(grid: Grid, x: &[f32], g: &[f32]) -> Vec<f32> {
     let Grid {
         n, c, o, h, w: wd, ..
     } = grid;
