@@ -245,8 +245,8 @@ pub(super) fn dx_channel_last(grid: Grid, w: &[f32], g: &[f32]) -> Vec<f32> {
 /// leaves the map). A 7x7 map takes a 9x9 grid, 1.65 times its positions: on TResNet-M's
 /// 3x3 layers of 512 channels at 7x7, batch 8 and 4, this took 0.50-0.56 and 0.47 times the
 /// time of the GEMMs on the grid, on 14x14 maps of 256 and 512 channels at batch 1 and 2
-/// 0.61-0.76 (AMD EPYC, AVX2). The unfolded input is 9 times the map; the grid's per-thread partial dW
-/// it replaces are larger on these layers.
+/// 0.61-0.76 (AMD EPYC, AVX2). The unfolded input is 9 times the map; the grid's per-thread
+/// partial dW it replaces are larger on these layers.
 fn dw_unfolded(grid: Grid, x: &[f32], g: &[f32]) -> Vec<f32> {
     let Grid {
         n, c, o, h, w: wd, ..
