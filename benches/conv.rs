@@ -1,24 +1,28 @@
-//! Every convolution of TResNet-M at 224x224, batch 8, layer by layer, through
+//! Every convolution of TResNet-M (or L, XL) at 224x224, batch 8, layer by layer, through
 //! [`aia::kernels::conv2d`] on the crate's default backend (flex on the CPU): the forward, and the
 //! forward with the backward of both gradients (input and weight, from `y.sum()`) under autodiff.
 //!
-//! The shapes, with how many times each runs in one forward pass, are those of timm's
-//! `tresnet_m` as `scripts/conv_bench_torch.py --write-shapes` lists them (benches/conv_shapes.json);
-//! that script then times PyTorch on the same shapes and prints both side by side, with the total
-//! over the model.
+//! The shapes, with how many times each runs in one forward pass, are those of timm's model as
+//! `scripts/conv_bench_torch.py --write-shapes` lists them (benches/conv_shapes/MODEL.json); that
+//! script then times PyTorch on the same shapes and prints both side by side, with the total over
+//! the model.
 //!
-//! `cargo bench --bench conv` (about three minutes on 2 cores).
+//! `cargo bench --bench conv` (about three minutes on 2 cores); `AIA_BENCH_MODEL=l` (or `xl`)
+//! times TResNet-L's (XL's) convolutions, in the criterion group `conv_tresnet_l` (`_xl`).
 
 use std::time::Duration;
 
 use aia::backend::{DefaultBackend, TrainBackend};
 use aia::kernels::conv2d;
+use aia::model::TResNetVariant;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Distribution, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use serde::Deserialize;
 
-/// One convolution of the model (the fields of benches/conv_shapes.json that the bench uses).
+mod common;
+
+/// One convolution of the model (the fields of benches/conv_shapes/*.json that the bench uses).
 #[derive(Deserialize)]
 struct Shape {
     batch: usize,
@@ -81,17 +85,23 @@ impl Shape {
     }
 }
 
-fn shapes() -> Vec<Shape> {
-    serde_json::from_str(include_str!("conv_shapes.json")).expect("benches/conv_shapes.json")
+fn shapes(variant: TResNetVariant) -> Vec<Shape> {
+    let json = match variant {
+        TResNetVariant::M => include_str!("conv_shapes/tresnet_m.json"),
+        TResNetVariant::L => include_str!("conv_shapes/tresnet_l.json"),
+        TResNetVariant::Xl => include_str!("conv_shapes/tresnet_xl.json"),
+    };
+    serde_json::from_str(json).expect("benches/conv_shapes/*.json")
 }
 
 fn bench_conv(c: &mut Criterion) {
-    let mut group = c.benchmark_group("conv");
+    let variant = common::variant();
+    let mut group = c.benchmark_group(format!("conv_tresnet_{variant}"));
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    for shape in shapes() {
+    for shape in shapes(variant) {
         let id = |pass: &str| BenchmarkId::new(pass, shape.name());
         let (x, w, b) = shape.inputs::<DefaultBackend>();
         group.bench_function(id("forward"), |bench| {

@@ -6,17 +6,20 @@
 //! with PyTorch.
 //!
 //! `cargo bench --bench model` (about four minutes on 2 cores); `-- inference` or `-- train` for
-//! one half. `AIA_CPU_PATH=avx2` times the AVX2 path on an AVX-512 CPU.
+//! one half. `AIA_CPU_PATH=avx2` times the AVX2 path on an AVX-512 CPU. `AIA_BENCH_MODEL=l` (or
+//! `xl`) times TResNet-L (XL) instead, in the criterion group `tresnet_l` (`tresnet_xl`), beside
+//! `scripts/model_bench_torch.py --model tresnet_l`.
 
 use std::time::Duration;
 
 use aia::backend::{DefaultBackend, TrainBackend};
-use aia::model::TResNetConfig;
 use aia::train::ScheduledAdamConfig;
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Distribution, Int, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+mod common;
 
 const LABELS: usize = 1000;
 
@@ -27,8 +30,9 @@ const TRAINING: [(usize, usize); 2] = [(224, 8), (448, 2)];
 
 fn inference(c: &mut Criterion) {
     let device = Default::default();
-    let model = TResNetConfig::m().init::<DefaultBackend>(&device);
-    let mut group = c.benchmark_group("tresnet_m");
+    let variant = common::variant();
+    let model = variant.config().init::<DefaultBackend>(&device);
+    let mut group = c.benchmark_group(format!("tresnet_{variant}"));
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(3))
@@ -59,7 +63,8 @@ fn train_step(c: &mut Criterion) {
 
 fn train_step_at(c: &mut Criterion, size: usize, batch: usize) {
     let device = Default::default();
-    let mut model = Some(TResNetConfig::m().init::<TrainBackend>(&device));
+    let variant = common::variant();
+    let mut model = Some(variant.config().init::<TrainBackend>(&device));
     let mut optim = ScheduledAdamConfig::new().init();
     let loss_fn = BinaryCrossEntropyLossConfig::new()
         .with_logits(true)
@@ -71,7 +76,7 @@ fn train_step_at(c: &mut Criterion, size: usize, batch: usize) {
             .lower_elem(0.01)
             .int();
     let targets: Tensor<TrainBackend, 2, Int> = targets;
-    let mut group = c.benchmark_group("tresnet_m");
+    let mut group = c.benchmark_group(format!("tresnet_{variant}"));
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(5))

@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
-"""Every convolution of timm's tresnet_m, timed layer by layer with PyTorch, beside
-`cargo bench --bench conv`.
+"""Every convolution of timm's tresnet_m (or tresnet_l, tresnet_xl), timed layer by layer with
+PyTorch, beside `cargo bench --bench conv`.
 
 `--write-shapes` runs the model once (224x224, batch 8) with a hook on each `nn.Conv2d` and writes
 the distinct convolutions, with how many times each runs in one forward pass, to
-benches/conv_shapes.json, which `cargo bench --bench conv` reads. Otherwise it times
+benches/conv_shapes/MODEL.json, which `cargo bench --bench conv` reads. Otherwise it times
 `torch.nn.functional.conv2d` on each of those shapes with the bench's threads (2 by default):
 the forward under `no_grad`, and forward plus backward (the gradients of the input and of the
 weight from `y.sum()`), and prints them beside the criterion results of the Rust bench when
 they exist, with the model's total over all layers (each shape times its count).
 
-    /work/venv/bin/python scripts/conv_bench_torch.py --write-shapes
-    cargo bench --bench conv
-    /work/venv/bin/python scripts/conv_bench_torch.py [--criterion DIR] [--threads 2]
+    /work/venv/bin/python scripts/conv_bench_torch.py --write-shapes [--model tresnet_l]
+    [AIA_BENCH_MODEL=tresnet_l] cargo bench --bench conv
+    /work/venv/bin/python scripts/conv_bench_torch.py [--model tresnet_l] [--criterion DIR]
+        [--threads 2]
 
-DIR defaults to $CARGO_TARGET_DIR/criterion, else target/criterion.
+MODEL is tresnet_m (the default), tresnet_l or tresnet_xl; DIR defaults to
+$CARGO_TARGET_DIR/criterion, else target/criterion.
 """
 
 import argparse
@@ -28,14 +30,15 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from loss_bench_torch import median_seconds  # noqa: E402
 
-SHAPES = pathlib.Path(__file__).resolve().parent.parent / "benches" / "conv_shapes.json"
+SHAPES = pathlib.Path(__file__).resolve().parent.parent / "benches" / "conv_shapes"
+MODELS = ("tresnet_m", "tresnet_l", "tresnet_xl")
 
 
-def list_shapes(batch, size):
-    """The distinct nn.Conv2d calls of tresnet_m's forward pass, in order of first use."""
+def list_shapes(model_name, batch, size):
+    """The distinct nn.Conv2d calls of the model's forward pass, in order of first use."""
     import timm
 
-    model = timm.create_model("tresnet_m", pretrained=False).eval()
+    model = timm.create_model(model_name, pretrained=False).eval()
     seen = {}
 
     def hook(module, inputs, _output):
@@ -80,8 +83,8 @@ def torch_times(s):
     return median_seconds(fwd, 1.0), median_seconds(fwd_bwd, 1.0)
 
 
-def criterion_seconds(root, s, bench):
-    path = root / "conv" / f"{bench}" / name(s) / "new" / "estimates.json"
+def criterion_seconds(root, model, s, bench):
+    path = root / f"conv_{model}" / f"{bench}" / name(s) / "new" / "estimates.json"
     if not path.exists():
         return None
     return json.loads(path.read_text())["median"]["point_estimate"] * 1e-9
@@ -92,17 +95,19 @@ def main():
     default = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", "target")) / "criterion"
     ap.add_argument("--criterion", type=pathlib.Path, default=default)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", choices=MODELS, default="tresnet_m")
     ap.add_argument("--write-shapes", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    shapes_file = SHAPES / f"{args.model}.json"
     if args.write_shapes:
-        shapes = list_shapes(batch=8, size=224)
-        SHAPES.write_text(json.dumps(shapes, indent=1) + "\n")
-        print(f"{len(shapes)} convolutions written to {SHAPES}")
+        shapes = list_shapes(args.model, batch=8, size=224)
+        shapes_file.write_text(json.dumps(shapes, indent=1) + "\n")
+        print(f"{len(shapes)} convolutions written to {shapes_file}")
         return
 
-    shapes = json.loads(SHAPES.read_text())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+    shapes = json.loads(shapes_file.read_text())
+    print(f"{args.model}: torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"criterion results from {args.criterion}")
     print(f"{'convolution':>28} {'count':>5} {'torch fwd':>10} {'aia fwd':>10} {'aia/torch':>9} "
           f"{'torch f+b':>10} {'aia f+b':>10} {'aia/torch':>9}")
@@ -115,8 +120,8 @@ def main():
     totals = [0.0, 0.0, 0.0, 0.0]
     for s in shapes:
         t_fwd, t_fb = torch_times(s)
-        a_fwd = criterion_seconds(args.criterion, s, "forward")
-        a_fb = criterion_seconds(args.criterion, s, "forward_backward")
+        a_fwd = criterion_seconds(args.criterion, args.model, s, "forward")
+        a_fb = criterion_seconds(args.criterion, args.model, s, "forward_backward")
         print(f"{name(s):>28} {s['count']:>5} {ms(t_fwd):>10} {ms(a_fwd):>10} "
               f"{ratio(a_fwd, t_fwd):>9} {ms(t_fb):>10} {ms(a_fb):>10} {ratio(a_fb, t_fb):>9}")
         for i, v in enumerate((t_fwd, a_fwd or 0.0, t_fb, a_fb or 0.0)):

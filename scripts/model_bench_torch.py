@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Times timm's tresnet_m with PyTorch on the CPU, as benches/model.rs times ours.
+"""Times timm's tresnet_m (or --model tresnet_l, tresnet_xl) with PyTorch on the CPU, as
+benches/model.rs times ours.
 
-- inference: eval mode, torch.inference_mode, batch 8 at 224x224;
+- inference: eval mode, torch.inference_mode, batch 8 at 224x224 by default;
 - training step: train mode, forward, BCE-with-logits on random multi-hot targets (1000 labels),
-  backward, Adam step; batch 8 at 224x224.
+  backward, Adam step; batch 8 at 224x224 by default.
 
 Usage: /work/venv/bin/python scripts/model_bench_torch.py [--threads 2] [--iters 10]
+    [--batch 8] [--size 224] [--only inference|train] [--model tresnet_m]
 Prints seconds per iteration (median) and images per second for each.
 """
 import argparse
@@ -34,11 +36,13 @@ def main():
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--only", choices=["inference", "train"], default=None)
+    parser.add_argument("--model", choices=["tresnet_m", "tresnet_l", "tresnet_xl"],
+                        default="tresnet_m")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    model = timm.create_model("tresnet_m", pretrained=False)
+    model = timm.create_model(args.model, pretrained=False)
     x = torch.rand(args.batch, 3, args.size, args.size)
 
     model.eval()

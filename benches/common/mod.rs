@@ -1,0 +1,12 @@
+//! What the model and convolution benches share.
+
+use aia::model::TResNetVariant;
+
+/// The TResNet that a bench times: `AIA_BENCH_MODEL` (`m`, `l`, `xl`, or timm's `tresnet_m`...),
+/// TResNet-M without it.
+pub fn variant() -> TResNetVariant {
+    std::env::var("AIA_BENCH_MODEL").map_or(TResNetVariant::M, |name| {
+        name.parse()
+            .unwrap_or_else(|e| panic!("AIA_BENCH_MODEL={name}: {e}"))
+    })
+}
