@@ -69,6 +69,8 @@ fn small(head: HeadConfig) -> HeadConfig {
 }
 
 fn main() -> ExitCode {
+    // Each training step frees its activations and allocates them again: keep that memory here.
+    aia::kernels::keep_freed_memory();
     aia::error::exit_status(run(Args::parse()))
 }
 

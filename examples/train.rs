@@ -139,6 +139,8 @@ fn read_class_weights(path: &std::path::Path) -> Result<Vec<f64>, Box<dyn std::e
 }
 
 fn main() -> ExitCode {
+    // Each training step frees its activations and allocates them again: keep that memory here.
+    aia::kernels::keep_freed_memory();
     aia::error::exit_status(run(Args::parse()))
 }
 

@@ -25,11 +25,15 @@
 //! runs the modules' own operations). The GEMM of the convolutions is the `gemm` crate's, which picks its
 //! own SIMD code at run time.
 //!
+//! [`keep_freed_memory`] is for programs that train on the CPU: it keeps the memory that each
+//! step frees in the process (glibc), instead of taking it back from the system as fresh pages.
+//!
 //! The host kernels on plain slices, [`asymmetric_loss_cpu`] and
 //! [`asymmetric_loss_cpu_in_place`] (and [`asymmetric_loss_cpu_elementwise`]), are public for benchmarks and for callers with their own
 //! buffers.
 
 mod adam;
+mod allocator;
 mod batch_norm;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
 pub(crate) mod blocked;
@@ -46,6 +50,7 @@ pub(crate) mod pool;
 pub(crate) use blocked::map::host_values;
 
 pub use adam::{adam_update, adam_update_composed, AdamOutput, AdamUpdate};
+pub use allocator::keep_freed_memory;
 pub use batch_norm::{batch_norm_act, batch_norm_act_composed, BatchNormOutput};
 pub use buffer::zeroed_f32;
 pub use conv::conv2d;
