@@ -2,7 +2,7 @@
 //! CPU pays for when the memory comes back.
 
 /// Keeps freed memory in the process for reuse, where the system's C library is glibc: blocks
-/// up to 32 MiB come from glibc's heaps instead of fresh mappings, and up to 1 GiB of free
+/// under 32 MiB come from glibc's heaps instead of fresh mappings, and up to 1 GiB of free
 /// memory stays at a heap's top instead of going back to the system.
 ///
 /// Each training step frees its activations and allocates them again. With glibc's defaults,
@@ -39,8 +39,8 @@ pub fn keep_freed_memory() -> bool {
     }
 }
 
-/// Blocks up to this size come from the heaps: glibc's largest (`HEAP_MAX_SIZE / 2` on 64-bit
-/// systems). Setting it also stops glibc from moving the threshold itself.
+/// Blocks under this size come from the heaps: glibc's largest threshold (`HEAP_MAX_SIZE / 2`
+/// on 64-bit systems). Setting it also stops glibc from moving the threshold itself.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 32 << 20;
 

@@ -8,6 +8,10 @@
 //!   live [`Progress`], atomic checkpoints and exact resume, a [`ModelEma`] of the weights, the
 //!   best model, `results.json`
 //!   ([`RunResults`]) and `curves.svg` ([`training_curves_svg`]).
+//!
+//! A program that trains on the CPU goes faster if it calls
+//! [`keep_freed_memory`](crate::kernels::keep_freed_memory) at its start, as the `train` example
+//! does: each step frees its activations and allocates them again.
 
 mod checkpoint;
 pub(crate) mod config;
