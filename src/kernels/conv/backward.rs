@@ -77,24 +77,20 @@ fn dw_on_grid(grid: Grid, x: &[f32], gg: &[f32]) -> Vec<f32> {
     // dW from the columns `start..start + len` of the grid into `dw`, one GEMM per tap,
     // each writing its own values (no accumulation).
     let gemms = |[start, len]: [usize; 2], dw: *mut f32, parallel: bool| {
-        for ky in 0..grid.kh {
-            for kx in 0..grid.kw {
-                let tap = ky * grid.kw + kx;
-                // SAFETY: dst is [O, C] at stride (C*taps, taps) from `tap`, inside the
-                // caller's `dw` of O*C*taps values; lhs is columns start..start+len of `gg`
-                // as [O, cols]; rhs is [len, C] read at `xx[ci*cols + off + start + j]`,
-                // whose largest index, (c-1)*cols + off + cols - 1, is below
-                // c*cols + slack = xx.len().
-                unsafe {
-                    matmul(
-                        [o, c, len],
-                        Operand::new(dw.add(tap), c * taps, taps),
-                        false,
-                        Operand::new(gg.as_ptr().add(start), cols, 1),
-                        Operand::new(xx.as_ptr().add(ky * wp + kx + start), 1, cols),
-                        parallel,
-                    );
-                }
+        for (tap, off) in grid.taps() {
+            // SAFETY: dst is [O, C] at stride (C*taps, taps) from `tap`, inside the caller's
+            // `dw` of O*C*taps values; lhs is columns start..start+len of `gg` as [O, cols];
+            // rhs is [len, C] read at `xx[ci*cols + off + start + j]`, whose largest index,
+            // (c-1)*cols + off + cols - 1, is below c*cols + slack = xx.len().
+            unsafe {
+                matmul(
+                    [o, c, len],
+                    Operand::new(dw.add(tap), c * taps, taps),
+                    false,
+                    Operand::new(gg.as_ptr().add(start), cols, 1),
+                    Operand::new(xx.as_ptr().add(off + start), 1, cols),
+                    parallel,
+                );
             }
         }
     };
@@ -149,24 +145,21 @@ pub(super) fn dx_channel_major(grid: Grid, w: &[f32], gg: &[f32]) -> Vec<f32> {
     // single tap on an unpadded grid writes all of it).
     let filled = grid.is_1x1_unpadded();
     let mut xx = grid_buffer(c * cols + grid.slack(), filled);
-    for ky in 0..grid.kh {
-        for kx in 0..grid.kw {
-            let tap = ky * grid.kw + kx;
-            // SAFETY: dst is [C, cols] at stride (1, cols) from `ky*wp + kx`, its largest
-            // index (c-1)*cols + off + cols - 1 inside `xx`; positions of one call never
-            // alias (distinct (ci, j) give distinct ci*cols + j). The columns that run past a
-            // row into the next receive G's zero padding columns, adding exactly 0. lhs is
-            // W's tap as [C, O] at stride (O-major C*taps, C-major taps); rhs is `gg`.
-            unsafe {
-                matmul(
-                    [c, cols, o],
-                    Operand::new(xx.as_mut_ptr().add(ky * wp + kx), cols, 1),
-                    !filled,
-                    Operand::new(w.as_ptr().add(tap), taps, c * taps),
-                    Operand::new(gg.as_ptr(), cols, 1),
-                    true,
-                );
-            }
+    for (tap, off) in grid.taps() {
+        // SAFETY: dst is [C, cols] at stride (1, cols) from `off`, its largest index
+        // (c-1)*cols + off + cols - 1 inside `xx`; positions of one call never alias (distinct
+        // (ci, j) give distinct ci*cols + j). The columns that run past a row into the next
+        // receive G's zero padding columns, adding exactly 0. lhs is W's tap as [C, O] at
+        // stride (O-major C*taps, C-major taps); rhs is `gg`.
+        unsafe {
+            matmul(
+                [c, cols, o],
+                Operand::new(xx.as_mut_ptr().add(off), cols, 1),
+                !filled,
+                Operand::new(w.as_ptr().add(tap), taps, c * taps),
+                Operand::new(gg.as_ptr(), cols, 1),
+                true,
+            );
         }
     }
     let copy = |dx: &mut [MaybeUninit<f32>]| {

@@ -90,4 +90,10 @@ impl Grid {
     pub(crate) fn slack(&self) -> usize {
         (self.kh - 1) * self.wp() + self.kw - 1
     }
+    /// Each kernel tap `(ky, kx)` as its index in a `[kh][kw]` kernel, `ky*kw + kx`, and the
+    /// offset of its window on the padded grid, `ky*Wp + kx`.
+    pub(crate) fn taps(&self) -> impl Iterator<Item = (usize, usize)> {
+        let (kw, wp) = (self.kw, self.wp());
+        (0..self.kh * kw).map(move |tap| (tap, (tap / kw) * wp + tap % kw))
+    }
 }
