@@ -8,7 +8,8 @@
 //! the model.
 //!
 //! `cargo bench --bench conv` (about three minutes on 2 cores); `AIA_BENCH_MODEL=l` (or `xl`)
-//! times TResNet-L's (XL's) convolutions, in the criterion group `conv_tresnet_l` (`_xl`).
+//! times TResNet-L's (XL's) convolutions, in the criterion group `conv_tresnet_l` (`_xl`), and
+//! `AIA_BENCH_BATCH=64` (any batch) the same shapes at that batch, in `conv_tresnet_m_b64`.
 
 use std::time::Duration;
 
@@ -96,12 +97,15 @@ fn shapes(variant: TResNetVariant) -> Vec<Shape> {
 
 fn bench_conv(c: &mut Criterion) {
     let variant = common::variant();
-    let mut group = c.benchmark_group(format!("conv_tresnet_{variant}"));
+    let batch = common::batch();
+    let suffix = batch.map_or(String::new(), |n| format!("_b{n}"));
+    let mut group = c.benchmark_group(format!("conv_tresnet_{variant}{suffix}"));
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    for shape in shapes(variant) {
+    for mut shape in shapes(variant) {
+        shape.batch = batch.unwrap_or(shape.batch);
         let id = |pass: &str| BenchmarkId::new(pass, shape.name());
         let (x, w, b) = shape.inputs::<DefaultBackend>();
         group.bench_function(id("forward"), |bench| {

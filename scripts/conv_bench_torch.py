@@ -13,10 +13,11 @@ they exist, with the model's total over all layers (each shape times its count).
     /work/venv/bin/python scripts/conv_bench_torch.py --write-shapes [--model tresnet_l]
     [AIA_BENCH_MODEL=tresnet_l] cargo bench --bench conv
     /work/venv/bin/python scripts/conv_bench_torch.py [--model tresnet_l] [--criterion DIR]
-        [--threads 2]
+        [--threads 2] [--batch 64]
 
 MODEL is tresnet_m (the default), tresnet_l or tresnet_xl; DIR defaults to
-$CARGO_TARGET_DIR/criterion, else target/criterion.
+$CARGO_TARGET_DIR/criterion, else target/criterion. `--batch` times the shapes at another batch
+than the listed 8, beside the bench run with the same `AIA_BENCH_BATCH`.
 """
 
 import argparse
@@ -83,8 +84,8 @@ def torch_times(s):
     return median_seconds(fwd, 1.0), median_seconds(fwd_bwd, 1.0)
 
 
-def criterion_seconds(root, model, s, bench):
-    path = root / f"conv_{model}" / f"{bench}" / name(s) / "new" / "estimates.json"
+def criterion_seconds(root, group, s, bench):
+    path = root / group / f"{bench}" / name(s) / "new" / "estimates.json"
     if not path.exists():
         return None
     return json.loads(path.read_text())["median"]["point_estimate"] * 1e-9
@@ -96,6 +97,7 @@ def main():
     ap.add_argument("--criterion", type=pathlib.Path, default=default)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", choices=MODELS, default="tresnet_m")
+    ap.add_argument("--batch", type=int, help="the batch of AIA_BENCH_BATCH (default: 8)")
     ap.add_argument("--write-shapes", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -107,8 +109,12 @@ def main():
         return
 
     shapes = json.loads(shapes_file.read_text())
+    group = f"conv_{args.model}"
+    if args.batch:
+        group += f"_b{args.batch}"
+        shapes = [dict(s, batch=args.batch) for s in shapes]
     print(f"{args.model}: torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"criterion results from {args.criterion}")
+          f"batch {shapes[0]['batch']}; criterion results from {args.criterion / group}")
     print(f"{'convolution':>28} {'count':>5} {'torch fwd':>10} {'aia fwd':>10} {'aia/torch':>9} "
           f"{'torch f+b':>10} {'aia f+b':>10} {'aia/torch':>9}")
     def ratio(a, t):
@@ -120,8 +126,8 @@ def main():
     totals = [0.0, 0.0, 0.0, 0.0]
     for s in shapes:
         t_fwd, t_fb = torch_times(s)
-        a_fwd = criterion_seconds(args.criterion, args.model, s, "forward")
-        a_fb = criterion_seconds(args.criterion, args.model, s, "forward_backward")
+        a_fwd = criterion_seconds(args.criterion, group, s, "forward")
+        a_fb = criterion_seconds(args.criterion, group, s, "forward_backward")
         print(f"{name(s):>28} {s['count']:>5} {ms(t_fwd):>10} {ms(a_fwd):>10} "
               f"{ratio(a_fwd, t_fwd):>9} {ms(t_fb):>10} {ms(a_fb):>10} {ratio(a_fb, t_fb):>9}")
         for i, v in enumerate((t_fwd, a_fwd or 0.0, t_fb, a_fb or 0.0)):

@@ -10,3 +10,13 @@ pub fn variant() -> TResNetVariant {
             .unwrap_or_else(|e| panic!("AIA_BENCH_MODEL={name}: {e}"))
     })
 }
+
+/// The batch that `AIA_BENCH_BATCH` asks the convolution bench for, if any (a positive integer).
+#[allow(dead_code)] // the model bench has its own batches
+pub fn batch() -> Option<usize> {
+    let value = std::env::var("AIA_BENCH_BATCH").ok()?;
+    match value.parse() {
+        Ok(n) if n > 0 => Some(n),
+        _ => panic!("AIA_BENCH_BATCH={value}: not a positive integer"),
+    }
+}
