@@ -78,8 +78,9 @@ type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
 /// Burn's own path).
 const CASES: [Case; 12] = [
     (2, 8, 16, 9, 7, 1, 0, 1),
-    // At least 128 channels on a small map with a 3x3 kernel: the direct kernel's forward on
-    // CPUs with AVX-512 (130 channels: not a multiple of its blocks of 16).
+    // At least 128 channels on a small map (54 positions) with a 3x3 kernel padded by 1: the
+    // direct kernel's forward on CPUs with AVX-512, Winograd's F(2x2, 3x3) on AVX2 (130
+    // channels: not a multiple of their blocks of 16).
     (1, 130, 20, 6, 9, 3, 1, 1),
     (2, 128, 33, 5, 5, 3, 0, 1),
     // 64 channels on 4608 positions over the batch (2 maps of 48x48), a 3x3 kernel padded by 1:

@@ -104,7 +104,10 @@ fn forward(
 /// training, where the kernels are transformed at each call. The transform costs the same for
 /// any map, so the break-even is a count of positions: on TResNet-M's 3x3 layers at batch 8,
 /// Winograd ran 1.4-1.5x faster on 56x56 to 14x14 maps and 1.25x on 7x7 maps of 512 channels
-/// (392 positions, of which the kernel transform takes about 40%).
+/// (392 positions, of which the kernel transform takes about 40%). Against the GEMMs there is
+/// no such point: at batch 1, Winograd ran 1.9x faster than the GEMMs on 14x14 maps of 256
+/// channels and 1.1x on 7x7 maps of 512 (AVX2), and 1.2-1.5x on maps of 4x4 to 8x8 with 16 to
+/// 128 channels.
 #[cfg(target_arch = "x86_64")]
 const WINOGRAD_POSITIONS: usize = 256;
 
@@ -122,21 +125,23 @@ enum Blocked {
 
 impl Blocked {
     /// The blocked kernel that runs this convolution faster than the GEMMs, if any: Winograd's
-    /// for 3x3 kernels padded by 1 over at least 16 input channels (a whole block), on maps of
-    /// at least [`WINOGRAD_POSITIONS`] positions, with the tiles of the kernel path (AVX-512 or
-    /// AVX2); the direct kernel where [`super::direct::applies`] (AVX-512 only: its AVX2 tiles
-    /// lose to the GEMMs). At batch 8 Winograd ran 1.35x faster than the GEMMs on the stem's
-    /// 48 channels at 56x56, 1.6x on 64 channels at 112x112 (TResNet-M at 448), 1.1-2.2x on
-    /// 16 and 32 channels; with 8 or 3 channels, 1.3-1.5x slower.
+    /// for 3x3 kernels padded by 1 over at least 16 input channels (a whole block), with the
+    /// tiles of the kernel path (AVX-512 or AVX2), unless the direct kernel applies
+    /// ([`super::direct::applies`], AVX-512 only: its AVX2 tiles lose to the GEMMs) and the map
+    /// has fewer than [`WINOGRAD_POSITIONS`] positions over the batch. At batch 8 Winograd ran
+    /// 1.35x faster than the GEMMs on the stem's 48 channels at 56x56, 1.6x on 64 channels at
+    /// 112x112 (TResNet-M at 448), 1.1-2.2x on 16 and 32 channels; with 8 or 3 channels,
+    /// 1.3-1.5x slower.
     fn for_grid(grid: &Grid) -> Option<Self> {
         #[cfg(target_arch = "x86_64")]
         {
+            let direct = super::direct::applies(grid);
             let winograd = winograd::applies(grid)
                 && grid.c >= LANES
-                && grid.n * grid.h * grid.w >= WINOGRAD_POSITIONS;
+                && (!direct || grid.n * grid.h * grid.w >= WINOGRAD_POSITIONS);
             match Isa::best() {
                 Some(isa) if winograd => Some(Self::Winograd(isa)),
-                _ if super::direct::applies(grid) => Some(Self::Direct),
+                _ if direct => Some(Self::Direct),
                 _ => None,
             }
         }
