@@ -8,7 +8,8 @@
 //! `cargo bench --bench model` (about four minutes on 2 cores); `-- inference` or `-- train` for
 //! one half. `AIA_CPU_PATH=avx2` times the AVX2 path on an AVX-512 CPU. `AIA_BENCH_MODEL=l` (or
 //! `xl`) times TResNet-L (XL) instead, in the criterion group `tresnet_l` (`tresnet_xl`), beside
-//! `scripts/model_bench_torch.py --model tresnet_l`.
+//! `scripts/model_bench_torch.py --model tresnet_l`. `AIA_BENCH_BATCH=32` (any batch) times
+//! inference and a training step at 224x224 and that batch instead.
 
 use std::time::Duration;
 
@@ -24,9 +25,14 @@ mod common;
 const LABELS: usize = 1000;
 
 /// (side, batch) of the inference benches.
-const INFERENCE: [(usize, usize); 3] = [(224, 8), (448, 2), (448, 1)];
+const INFERENCE: &[(usize, usize)] = &[(224, 8), (448, 2), (448, 1)];
 /// (side, batch) of the training benches.
-const TRAINING: [(usize, usize); 2] = [(224, 8), (448, 2)];
+const TRAINING: &[(usize, usize)] = &[(224, 8), (448, 2)];
+
+/// The benches' (side, batch): `fixed`, or 224x224 at the batch `AIA_BENCH_BATCH` asks for.
+fn sizes(fixed: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    common::batch().map_or_else(|| fixed.to_vec(), |batch| vec![(224, batch)])
+}
 
 fn inference(c: &mut Criterion) {
     let device = Default::default();
@@ -37,7 +43,7 @@ fn inference(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(3))
         .measurement_time(Duration::from_secs(15));
-    for (size, batch) in INFERENCE {
+    for (size, batch) in sizes(INFERENCE) {
         let x = Tensor::<DefaultBackend, 4>::random(
             [batch, 3, size, size],
             Distribution::Default,
@@ -56,7 +62,7 @@ fn inference(c: &mut Criterion) {
 }
 
 fn train_step(c: &mut Criterion) {
-    for (size, batch) in TRAINING {
+    for (size, batch) in sizes(TRAINING) {
         train_step_at(c, size, batch);
     }
 }

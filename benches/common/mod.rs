@@ -11,8 +11,7 @@ pub fn variant() -> TResNetVariant {
     })
 }
 
-/// The batch that `AIA_BENCH_BATCH` asks the convolution bench for, if any (a positive integer).
-#[allow(dead_code)] // the model bench has its own batches
+/// The batch that `AIA_BENCH_BATCH` asks a bench for, if any (a positive integer).
 pub fn batch() -> Option<usize> {
     let value = std::env::var("AIA_BENCH_BATCH").ok()?;
     match value.parse() {
