@@ -244,11 +244,13 @@ impl TResNetConfig {
 ///
 /// On `Flex`, on x86-64 CPUs with AVX2 or AVX-512, inference (every `forward*` method) runs the
 /// network on the blocked channel layout: each convolution with its BatchNorm folded in and its
-/// activation or residual add fused: 3x3 convolutions by Winograd's F(2x2, 3x3), 1x1 ones by the
-/// crate's direct kernel. The folded, packed weights are made at the first call and kept while the
-/// model's tensors stay the same, about 1.4 times as much memory again as the convolutions'
-/// weights (166 MB for TResNet-M). The numbers are those of the modules' own `forward` up to
-/// rounding.
+/// activation or residual add fused: 3x3 convolutions by Winograd's F(4x4, 3x3) (F(2x2, 3x3) on
+/// maps with fewer than 32 of its tiles over the batch), 1x1 ones by the crate's direct kernel.
+/// The folded, packed weights are made at the first call (each Winograd variant at its first
+/// use) and kept while the model's tensors stay the same: up to 3 times as much memory again as
+/// the convolutions' weights (356 MB for TResNet-M where every 3x3 layer takes F(4x4, 3x3), 223
+/// MB where every one takes F(2x2, 3x3), the 3x3 kernels kept for the other variant included).
+/// The numbers are those of the modules' own `forward` up to rounding.
 ///
 /// Field names follow timm's `body.*` / `head.fc` so its checkpoints load by name (see
 /// [`TResNet::load_timm`]; the head's variant, `head.Linear.fc` in Burn's module paths, is

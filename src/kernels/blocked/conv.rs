@@ -1,7 +1,9 @@
 //! [`FoldedConv`]: a stride-1 convolution with its BatchNorm folded in, on blocked maps.
 
+use std::sync::OnceLock;
+
 use super::map::BlockedMap;
-use super::winograd;
+use super::winograd::{self, Winograd};
 use super::LANES as L;
 use crate::kernels::conv::direct::{pack_weights, packed_weights_len, run, Epilogue, Isa};
 use crate::kernels::conv::geometry::Grid;
@@ -11,15 +13,17 @@ use crate::kernels::conv::geometry::Grid;
 pub(crate) enum Algorithm {
     /// The direct kernel.
     Direct,
-    /// Winograd's F(2x2, 3x3) around the direct kernel's 1x1 products: 3x3 kernels only.
-    Winograd,
+    /// Winograd's around the direct kernel's 1x1 products, 3x3 kernels only: this variant, or
+    /// the faster one for each map ([`Winograd::for_map`]).
+    Winograd(Option<Winograd>),
 }
 
 impl Algorithm {
-    /// The faster of the two for a `k x k` kernel on TResNet's layers: Winograd's for 3x3.
+    /// The faster of the two for a `k x k` kernel on TResNet's layers: Winograd's for 3x3, the
+    /// variant chosen for each map.
     pub(crate) fn for_kernel(k: usize) -> Self {
         if k == 3 {
-            Self::Winograd
+            Self::Winograd(None)
         } else {
             Self::Direct
         }
@@ -30,9 +34,14 @@ impl Algorithm {
 /// inference BatchNorm, as packed weights: `y = conv(x, w * s) + t` per output channel, with
 /// `s = gamma / sqrt(var + eps)` and `t = beta - mean * s`.
 pub(crate) struct FoldedConv {
-    /// Packed for the direct kernel, or transformed for Winograd's. Not from the scratch pool:
-    /// the cache keeps it.
+    /// Packed for the direct kernel; for Winograd's, the kernels, `[O, C, 3, 3]`. Not from the
+    /// scratch pool: the cache keeps it.
     weights: Vec<f32>,
+    /// For Winograd's, `s`, which its transforms fold in (empty for the direct kernel).
+    scale: Vec<f32>,
+    /// Winograd's transformed kernels, each variant's at its first use (a model that runs one
+    /// size of map transforms its kernels once).
+    transformed: [OnceLock<Vec<f32>>; 2],
     algorithm: Algorithm,
     /// `t`, zero-padded to whole blocks.
     bias: Vec<f32>,
@@ -78,22 +87,21 @@ impl FoldedConv {
         );
         let grid = Self::grid(o, c, kh, 1, 1, 1);
         let bias = padded_to_blocks(shift);
-        let weights = match algorithm {
+        let (weights, scale) = match algorithm {
             Algorithm::Direct => {
                 let mut weights = vec![0.0; packed_weights_len(&grid)];
                 pack_weights(grid, weight, Some(scale), &mut weights);
-                weights
+                (weights, Vec::new())
             }
-            Algorithm::Winograd => {
-                assert_eq!(kh, 3, "Winograd's F(2x2, 3x3) takes 3x3 kernels");
-                let mut weights = vec![0.0; winograd::packed_len([o, c])];
-                let kernels = winograd::Kernels::of(weight, [o, c]);
-                winograd::pack(Isa::best(), kernels, Some(scale), &mut weights);
-                weights
+            Algorithm::Winograd(_) => {
+                assert_eq!(kh, 3, "Winograd's algorithms take 3x3 kernels");
+                (weight.to_vec(), scale.to_vec())
             }
         };
         FoldedConv {
             weights,
+            scale,
+            transformed: Default::default(),
             algorithm,
             bias,
             out_channels: o,
@@ -136,8 +144,10 @@ impl FoldedConv {
             residual,
             slope,
         };
-        if self.algorithm == Algorithm::Winograd {
-            return winograd::forward(isa, &self.weights, o, x, epilogue);
+        if let Algorithm::Winograd(chosen) = self.algorithm {
+            let variant = chosen.unwrap_or_else(|| Winograd::for_map(x.n, x.h, x.w));
+            let transformed = self.transformed(variant);
+            return winograd::forward(variant, isa, transformed, o, x, epilogue);
         }
         let data = if k == 1 {
             // A 1x1 kernel sees each position alone: the map is one long row, which the kernel
@@ -155,6 +165,23 @@ impl FoldedConv {
             h: x.h,
             w: x.w,
         }
+    }
+
+    /// Winograd's transformed kernels for `variant`, transformed at the first call.
+    fn transformed(&self, variant: Winograd) -> &[f32] {
+        self.transformed[variant as usize].get_or_init(|| {
+            let [o, c] = [self.out_channels, self.in_channels];
+            let mut packed = vec![0.0; winograd::packed_len(variant, [o, c])];
+            let kernels = winograd::Kernels::of(&self.weights, [o, c]);
+            winograd::pack(
+                variant,
+                Isa::best(),
+                kernels,
+                Some(&self.scale),
+                &mut packed,
+            );
+            packed
+        })
     }
 
     /// The direct kernel's geometry for a `k x k` kernel padded by `k / 2` on `n` maps `h x w`.

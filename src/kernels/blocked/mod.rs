@@ -8,8 +8,9 @@
 //!
 //! - [`FoldedConv`]: a convolution with the BatchNorm folded into its weights and bias, the
 //!   residual add and the (leaky) ReLU in its epilogue, packed once per model and kept
-//!   ([`folded_conv`]): 3x3 kernels by Winograd's F(2x2, 3x3) (`winograd`), whose 16 products
-//!   per tile are 1x1 convolutions of the direct kernel, 1x1 kernels by the direct kernel;
+//!   ([`folded_conv`]): 3x3 kernels by Winograd's F(4x4, 3x3) or F(2x2, 3x3) (`winograd`, by the
+//!   map's size), whose 36 or 16 products per tile are 1x1 convolutions of the direct kernel,
+//!   1x1 kernels by the direct kernel;
 //! - [`blur_pool`], [`avg_pool_2x2`], [`channel_means`]: the anti-aliased downsampling, the
 //!   shortcut's pooling, and the global (and squeeze-and-excitation) average;
 //! - [`scale_channels`], [`add_relu`]: the squeeze-and-excitation gate, and the residual add.

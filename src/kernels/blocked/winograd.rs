@@ -1,17 +1,22 @@
-//! 3x3 convolutions by Winograd's minimal filtering F(2x2, 3x3) (Lavin and Gray, "Fast
-//! Algorithms for Convolutional Neural Networks", CVPR 2016), on blocked maps.
+//! 3x3 convolutions by Winograd's minimal filtering F(2x2, 3x3) and F(4x4, 3x3) (Lavin and
+//! Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016), on blocked maps.
 //!
-//! Each 2x2 block of outputs (a tile) comes from the 4x4 patch `d` of the input around it. With
-//! the patch transformed as `V = Bᵀ d B` and the kernel `g` as `U = G g Gᵀ`, the tile is
-//! `Aᵀ (U ⊙ V) A`. Summed over input channels, the 16 elementwise products are 16 matrix
-//! products, one per element `ξ` of the 4x4 transforms: `M_ξ [tiles x O] = V_ξ [tiles x C] ·
-//! U_ξ [C x O]`: a 1x1 convolution on a row of tiles, which the direct kernel's tiles compute
-//! ([`product`]). That is 16 multiplications per tile, input and output channel, against 36 for
-//! the direct 3x3 convolution, plus the transforms. The tiles go in bands, one task each, so that
-//! a band's transformed inputs and products stay in L2 from one step to the next: at batch 8 on
-//! TResNet-M's 3x3 layers, 1.35-1.75x the direct kernel's speed on AVX-512, 1.5-2.0x on AVX2.
+//! Each `m x m` block of outputs (a tile: m = 2 or 4) comes from the `a x a` patch `d` of the
+//! input around it (a = m + 2). With the patch transformed as `V = Bᵀ d B` and the kernel `g` as
+//! `U = G g Gᵀ`, the tile is `Aᵀ (U ⊙ V) A`. Summed over input channels, the `a²` elementwise
+//! products are `a²` matrix products, one per element `ξ` of the transforms: `M_ξ [tiles x O] =
+//! V_ξ [tiles x C] · U_ξ [C x O]`: a 1x1 convolution on a row of tiles, which the direct
+//! kernel's tiles compute ([`product`]). Per output, input and output channel, that is 4
+//! multiplications for F(2x2, 3x3) and 2.25 for F(4x4, 3x3), against 9 for the direct 3x3
+//! convolution, plus the transforms. The tiles go in bands, one task each, so that a band's
+//! transformed inputs and products stay in L2 from one step to the next: at batch 8 on
+//! TResNet-M's 3x3 layers, F(2x2, 3x3) ran 1.35-1.75x the direct kernel's speed on AVX-512,
+//! 1.5-2.0x on AVX2.
 //!
-//! The transformed kernels hold 16/9 as many values as the kernels.
+//! The transformed kernels hold `a²/9` as many values as the kernels: 16/9 and 4. F(4x4, 3x3)
+//! multiplies less but reads 2.25 times as many transformed kernels, and its sums round more
+//! (about 1e-5 of the largest output on 512 channels, against 1e-6): [`Winograd::for_map`]
+//! takes it where its tiles are many enough.
 
 use rayon::prelude::*;
 
@@ -22,12 +27,160 @@ use crate::kernels::buffer::Scratch;
 use crate::kernels::conv::direct::{packed_weights_len, pointwise, product, Epilogue, Isa};
 use crate::kernels::conv::geometry::Grid;
 
-/// Elements of a transformed tile: 4x4.
-const XI: usize = 16;
+/// One of Winograd's algorithms, by the side of its output tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Winograd {
+    /// F(2x2, 3x3): 2x2 outputs from 4x4 patches.
+    F2x2,
+    /// F(4x4, 3x3): 4x4 outputs from 6x6 patches.
+    F4x4,
+}
+
+/// Tiles of F(4x4, 3x3) over the batch from which it runs faster than F(2x2, 3x3) on packed
+/// kernels (inference). Below, a few tiles share each read of its transformed kernels, 2.25
+/// times as many as F(2x2, 3x3)'s: on AVX2 with 512 channels, 16 tiles (1 image of 14x14, 4 of
+/// 7x7) ran 0.85-0.88x and 1.19-1.32x as fast, 8 tiles (2 images of 7x7) 0.61-0.70x, 32 tiles
+/// (8 images of 7x7) 1.42-1.48x; 1.2-1.5x on 28x28 to 112x112 maps of 64 to 256 channels.
+const F4X4_TILES: usize = 32;
+
+impl Winograd {
+    /// The faster of the two on `n` maps of `h x w` with kernels packed once ([`pack`]):
+    /// F(4x4, 3x3) from [`F4X4_TILES`] of its tiles over the batch, F(2x2, 3x3) below, where a
+    /// few tiles share each of its larger kernels' reads.
+    pub(crate) fn for_map(n: usize, h: usize, w: usize) -> Self {
+        if n * h.div_ceil(4) * w.div_ceil(4) >= F4X4_TILES {
+            Self::F4x4
+        } else {
+            Self::F2x2
+        }
+    }
+
+    /// Elements of a transformed tile: `a²`.
+    fn elements(self) -> usize {
+        match self {
+            Self::F2x2 => F2x2::XI,
+            Self::F4x4 => F4x4::XI,
+        }
+    }
+}
+
+/// The geometry and the transforms of one of Winograd's algorithms, for the kernels compiled
+/// for it. Patches, columns and rows are passed in arrays of the largest size (6), of which the
+/// first [`A`](Self::A) are used, and the unused ones are zero.
+trait Variant {
+    /// Side of an output tile, `m`.
+    const M: usize;
+    /// Side of an input patch and of a transformed tile, `a = m + 2`.
+    const A: usize = Self::M + 2;
+    /// Elements of a transformed tile, `a²`.
+    const XI: usize = Self::A * Self::A;
+
+    /// `G v` for the 3 taps of a kernel's column (or row), lane by lane.
+    fn kernel_column(a: &Lanes, b: &Lanes, d: &Lanes) -> [Lanes; 6];
+
+    /// `Bᵀ v` for a patch's column (or row).
+    fn input_column(v: [&Lanes; 6]) -> [Lanes; 6];
+
+    /// `Aᵀ m` for a transformed tile's column (or row): the first `m` values.
+    fn output_column(m: [&Lanes; 6]) -> [Lanes; 4];
+}
+
+/// F(2x2, 3x3): `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`,
+/// `Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`, `Aᵀ = [1 1 1 0; 0 1 -1 -1]`.
+struct F2x2;
+
+impl Variant for F2x2 {
+    const M: usize = 2;
+
+    #[inline(always)]
+    fn kernel_column(a: &Lanes, b: &Lanes, d: &Lanes) -> [Lanes; 6] {
+        let mut out = [*a, [0.0; L], [0.0; L], *d, [0.0; L], [0.0; L]];
+        for l in 0..L {
+            out[1][l] = (a[l] + b[l] + d[l]) * 0.5;
+            out[2][l] = (a[l] - b[l] + d[l]) * 0.5;
+        }
+        out
+    }
+
+    #[inline(always)]
+    fn input_column([v0, v1, v2, v3, ..]: [&Lanes; 6]) -> [Lanes; 6] {
+        let mut t = [[0.0f32; L]; 6];
+        for l in 0..L {
+            t[0][l] = v0[l] - v2[l];
+            t[1][l] = v1[l] + v2[l];
+            t[2][l] = v2[l] - v1[l];
+            t[3][l] = v1[l] - v3[l];
+        }
+        t
+    }
+
+    #[inline(always)]
+    fn output_column([m0, m1, m2, m3, ..]: [&Lanes; 6]) -> [Lanes; 4] {
+        let mut t = [[0.0f32; L]; 4];
+        for l in 0..L {
+            t[0][l] = m0[l] + m1[l] + m2[l];
+            t[1][l] = m1[l] - m2[l] - m3[l];
+        }
+        t
+    }
+}
+
+/// F(4x4, 3x3), on the points 0, ±1, ±2 and ∞: `G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+/// 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]`, `Bᵀ = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
+/// 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]`, `Aᵀ = [1 1 1 1 1 0; 0 1 -1 2 -2 0;
+/// 0 1 1 4 4 0; 0 1 -1 8 -8 1]`.
+struct F4x4;
+
+impl Variant for F4x4 {
+    const M: usize = 4;
+
+    #[inline(always)]
+    fn kernel_column(a: &Lanes, b: &Lanes, d: &Lanes) -> [Lanes; 6] {
+        let mut out = [[0.0; L]; 6];
+        for l in 0..L {
+            let (outer, inner) = (a[l] + d[l], b[l]);
+            out[0][l] = a[l] * 0.25;
+            out[1][l] = -(outer + inner) / 6.0;
+            out[2][l] = (inner - outer) / 6.0;
+            out[3][l] = a[l] / 24.0 + b[l] / 12.0 + d[l] / 6.0;
+            out[4][l] = a[l] / 24.0 - b[l] / 12.0 + d[l] / 6.0;
+            out[5][l] = d[l];
+        }
+        out
+    }
+
+    #[inline(always)]
+    fn input_column([v0, v1, v2, v3, v4, v5]: [&Lanes; 6]) -> [Lanes; 6] {
+        let mut t = [[0.0f32; L]; 6];
+        for l in 0..L {
+            t[0][l] = 4.0 * v0[l] - 5.0 * v2[l] + v4[l];
+            t[1][l] = v3[l] + v4[l] - 4.0 * (v1[l] + v2[l]);
+            t[2][l] = 4.0 * (v1[l] - v2[l]) - v3[l] + v4[l];
+            t[3][l] = 2.0 * (v3[l] - v1[l]) - v2[l] + v4[l];
+            t[4][l] = 2.0 * (v1[l] - v3[l]) - v2[l] + v4[l];
+            t[5][l] = 4.0 * v1[l] - 5.0 * v3[l] + v5[l];
+        }
+        t
+    }
+
+    #[inline(always)]
+    fn output_column([m0, m1, m2, m3, m4, m5]: [&Lanes; 6]) -> [Lanes; 4] {
+        let mut t = [[0.0f32; L]; 4];
+        for l in 0..L {
+            let (s12, d12) = (m1[l] + m2[l], m1[l] - m2[l]);
+            let (s34, d34) = (m3[l] + m4[l], m3[l] - m4[l]);
+            t[0][l] = m0[l] + s12 + s34;
+            t[1][l] = d12 + 2.0 * d34;
+            t[2][l] = s12 + 4.0 * s34;
+            t[3][l] = d12 + 8.0 * d34 + m5[l];
+        }
+        t
+    }
+}
 
 /// The length of [`pack`]'s transformed kernels for `o` output and `c` input channels.
-pub(super) fn packed_len([o, c]: [usize; 2]) -> usize {
-    XI * packed_weights_len(&pointwise(c, o, 1))
+pub(super) fn packed_len(winograd: Winograd, [o, c]: [usize; 2]) -> usize {
+    winograd.elements() * packed_weights_len(&pointwise(c, o, 1))
 }
 
 /// 3x3 kernels read where they lie: output channel `oi`'s kernel over input channel `ci` at
@@ -88,12 +241,31 @@ impl<'a> Kernels<'a> {
     }
 }
 
-/// The transformed kernels `U_ξ` of `kernels`, output channel `o` scaled by `scale[o]` when
-/// given, into `packed` ([`packed_len`] long, every value written): 16 sets of packed 1x1
-/// weights for [`product`], one after the other. With an instruction set, the kernels of a
-/// block of output channels are gathered 16 at a time and transformed in its vectors (training
-/// transforms its kernels at every call); without, lane by lane.
-pub(super) fn pack(isa: Option<Isa>, kernels: Kernels, scale: Option<&[f32]>, packed: &mut [f32]) {
+/// The transformed kernels `U_ξ` of `kernels` for `winograd`, output channel `o` scaled by
+/// `scale[o]` when given, into `packed` ([`packed_len`] long, every value written): `a²` sets
+/// of packed 1x1 weights for [`product`], one after the other. With an instruction set, the
+/// kernels of a block of output channels are gathered 16 at a time and transformed in its
+/// vectors (training transforms its kernels at every call); without, lane by lane.
+pub(super) fn pack(
+    winograd: Winograd,
+    isa: Option<Isa>,
+    kernels: Kernels,
+    scale: Option<&[f32]>,
+    packed: &mut [f32],
+) {
+    match winograd {
+        Winograd::F2x2 => pack_for::<F2x2>(isa, kernels, scale, packed),
+        Winograd::F4x4 => pack_for::<F4x4>(isa, kernels, scale, packed),
+    }
+}
+
+/// [`pack`] for the variant `V`.
+fn pack_for<V: Variant>(
+    isa: Option<Isa>,
+    kernels: Kernels,
+    scale: Option<&[f32]>,
+    packed: &mut [f32],
+) {
     let (o, c) = (kernels.o, kernels.c);
     assert!(
         scale.is_none_or(|s| s.len() == o),
@@ -101,15 +273,15 @@ pub(super) fn pack(isa: Option<Isa>, kernels: Kernels, scale: Option<&[f32]>, pa
     );
     assert_eq!(
         packed.len(),
-        packed_len([o, c]),
+        V::XI * packed_weights_len(&pointwise(c, o, 1)),
         "transformed kernels' length"
     );
     assert!(isa.is_none_or(Isa::runs), "the CPU runs {isa:?}");
     // A product's weights are those of a 1x1 kernel, whatever the row it runs on: per `ξ`,
     // `[O/16][C/16][16 in][16 out]`, zero past the last channels. Each block of output
-    // channels is transformed straight into its place in all 16 sets, an input channel (16
+    // channels is transformed straight into its place in all `a²` sets, an input channel (16
     // kernels, a line of each set) at a time.
-    let len = packed.len() / XI;
+    let len = packed.len() / V::XI;
     let block = len / o.div_ceil(L);
     let mut blocks: Vec<Vec<&mut [f32]>> = (0..o.div_ceil(L)).map(|_| Vec::new()).collect();
     for set in packed.chunks_mut(len) {
@@ -135,9 +307,9 @@ pub(super) fn pack(isa: Option<Isa>, kernels: Kernels, scale: Option<&[f32]>, pa
             // SAFETY: the CPU runs `isa`, asserted above.
             unsafe {
                 match isa {
-                    Some(Isa::Avx512) => block_avx512(block, &mut sets),
-                    Some(Isa::Avx2) => block_avx2(block, &mut sets),
-                    None => block.transform(&mut sets, |ci, t| block.gather(ci, t)),
+                    Some(Isa::Avx512) => block_avx512::<V>(block, &mut sets),
+                    Some(Isa::Avx2) => block_avx2::<V>(block, &mut sets),
+                    None => block.transform::<V>(&mut sets, |ci, t| block.gather(ci, t)),
                 }
             }
             // And the rows past the last input channel.
@@ -170,14 +342,15 @@ impl Block<'_> {
         g
     }
 
-    /// The block's transformed kernels, input channel by input channel, into the 16 sets of
-    /// [`pack`], from `tap(ci, t)`: [`gather`](Self::gather)'s values.
+    /// The block's transformed kernels for `V`, input channel by input channel, into the `a²`
+    /// sets of [`pack`], from `tap(ci, t)`: [`gather`](Self::gather)'s values.
     #[inline(always)]
-    fn transform(&self, sets: &mut [&mut [f32]], tap: impl Fn(usize, usize) -> Lanes) {
+    fn transform<V: Variant>(&self, sets: &mut [&mut [f32]], tap: impl Fn(usize, usize) -> Lanes) {
         for ci in 0..self.kernels.c {
             let g: [Lanes; 9] = std::array::from_fn(|t| tap(ci, t));
-            for (set, u) in sets.iter_mut().zip(kernel_transform(&g)) {
-                set[ci * L..][..L].copy_from_slice(&u);
+            let u = kernel_transform::<V>(&g);
+            for (xi, set) in sets.iter_mut().enumerate() {
+                set[ci * L..][..L].copy_from_slice(&u[xi / V::A][xi % V::A]);
             }
         }
     }
@@ -189,7 +362,7 @@ impl Block<'_> {
 ///
 /// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn block_avx512(block: Block, sets: &mut [&mut [f32]]) {
+unsafe fn block_avx512<V: Variant>(block: Block, sets: &mut [&mut [f32]]) {
     use std::arch::x86_64::*;
     let k = block.kernels;
     let stride = i32::try_from(k.out_stride).expect("kernels within 2^31 values");
@@ -200,7 +373,7 @@ unsafe fn block_avx512(block: Block, sets: &mut [&mut [f32]]) {
     let mask = ((1u32 << block.lanes) - 1) as __mmask16;
     // SAFETY: the scales hold 16 values.
     let scales = unsafe { _mm512_loadu_ps(block.scales.as_ptr()) };
-    block.transform(sets, |ci, t| {
+    block.transform::<V>(sets, |ci, t| {
         let first = k.at(block.first, ci, t);
         // SAFETY: lane `l < lanes` reads `first + l * out_stride`, tap `t` of the kernel
         // (`first + l`, `ci`): inside `data`. The others are masked off.
@@ -225,7 +398,7 @@ unsafe fn block_avx512(block: Block, sets: &mut [&mut [f32]]) {
 ///
 /// The CPU has AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2(block: Block, sets: &mut [&mut [f32]]) {
+unsafe fn block_avx2<V: Variant>(block: Block, sets: &mut [&mut [f32]]) {
     use std::arch::x86_64::*;
     let k = block.kernels;
     let stride = i32::try_from(k.out_stride).expect("kernels within 2^31 values");
@@ -239,7 +412,7 @@ unsafe fn block_avx2(block: Block, sets: &mut [&mut [f32]]) {
         // SAFETY: `on` holds 8 values.
         _mm256_castsi256_ps(unsafe { _mm256_loadu_si256(on.as_ptr().cast()) })
     });
-    block.transform(sets, |ci, t| {
+    block.transform::<V>(sets, |ci, t| {
         let mut g = [0.0; L];
         for (half, mask) in masks.iter().enumerate() {
             // A half without channels stays zero (its first kernel would lie past the others).
@@ -267,29 +440,21 @@ unsafe fn block_avx2(block: Block, sets: &mut [&mut [f32]]) {
     });
 }
 
-/// `G g Gᵀ` for 16 3x3 kernels at once (`g[tap][lane]`, taps row-major), as 16 row-major
-/// 4x4s (`[ξ][lane]`), with `G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]`. In f32, lane by
-/// lane, so that it vectorizes: each value is a sum of at most 9 taps halved or quartered, a few
-/// roundings, far below those of the products' sums over the input channels.
+/// `G g Gᵀ` for 16 3x3 kernels at once (`g[tap][lane]`, taps row-major), as `V`'s `a x a`
+/// transformed kernels (`[row][column][lane]`, the first `a` of each). In f32, lane by lane, so
+/// that it vectorizes: each value is a sum of at most 9 taps scaled, a few roundings, far below
+/// those of the products' sums over the input channels.
 #[inline(always)]
-fn kernel_transform(g: &[[f32; L]; 9]) -> [[f32; L]; XI] {
-    // `G v` for a column (or, transposed, a row) of 3, lane by lane.
-    #[inline(always)]
-    fn apply(a: &[f32; L], b: &[f32; L], d: &[f32; L]) -> [[f32; L]; 4] {
-        let mut out = [*a, [0.0; L], [0.0; L], *d];
-        for l in 0..L {
-            out[1][l] = (a[l] + b[l] + d[l]) * 0.5;
-            out[2][l] = (a[l] - b[l] + d[l]) * 0.5;
-        }
-        out
-    }
-    let mut cols = [[[0.0f32; L]; 4]; 3];
+fn kernel_transform<V: Variant>(g: &[Lanes; 9]) -> [[Lanes; 6]; 6] {
+    // Plain loops: `array::from_fn` is not inlined, and its closures would run without the
+    // target's instructions.
+    let mut cols = [[[0.0f32; L]; 6]; 3];
     for (c, col) in cols.iter_mut().enumerate() {
-        *col = apply(&g[c], &g[3 + c], &g[6 + c]);
+        *col = V::kernel_column(&g[c], &g[3 + c], &g[6 + c]);
     }
-    let mut u = [[0.0f32; L]; XI];
-    for (r, row) in u.chunks_exact_mut(4).enumerate() {
-        row.copy_from_slice(&apply(&cols[0][r], &cols[1][r], &cols[2][r]));
+    let mut u = [[[0.0f32; L]; 6]; 6];
+    for (r, row) in u.iter_mut().enumerate().take(V::A) {
+        *row = V::kernel_column(&cols[0][r], &cols[1][r], &cols[2][r]);
     }
     u
 }
@@ -300,14 +465,16 @@ pub(crate) fn applies(grid: &Grid) -> bool {
 }
 
 /// `conv2d(x, w) + bias` (stride 1) for an `[N, C, H, W]` slice and the kernels `w`, `[N, O, H,
-/// W]` out, with the products on the tiles of `isa`: the training's forward and input gradient
-/// (with [`Kernels::transposed`]), which convert their maps around it.
+/// W]` out, by `winograd` with the products on the tiles of `isa`: the training's forward and
+/// input gradient (with [`Kernels::transposed`]), which transform the kernels and convert the
+/// maps around it at each call.
 ///
 /// # Panics
 ///
 /// If the geometry is not one that [`applies`], the CPU does not run `isa`, the kernels' channels
 /// or a slice's length do not follow from the grid.
 pub(crate) fn forward_nchw(
+    winograd: Winograd,
     isa: Isa,
     grid: Grid,
     x: &[f32],
@@ -317,30 +484,45 @@ pub(crate) fn forward_nchw(
     assert!(applies(&grid), "a 3x3 kernel padded by 1");
     assert_eq!([w.o, w.c], [grid.o, grid.c], "the kernels' channels");
     let o = grid.o;
-    let mut packed = Scratch::uninit(packed_len([o, grid.c]));
-    pack(Some(isa), w, None, &mut packed);
+    let mut packed = Scratch::uninit(packed_len(winograd, [o, grid.c]));
+    pack(winograd, Some(isa), w, None, &mut packed);
     let bias = bias.map(padded_to_blocks);
     let epilogue = Epilogue {
         bias: bias.as_deref(),
         ..Epilogue::default()
     };
     let x = BlockedMap::from_nchw(x, [grid.n, grid.c, grid.h, grid.w]);
-    forward(isa, &packed, o, &x, epilogue).to_nchw()
+    forward(winograd, isa, &packed, o, &x, epilogue).to_nchw()
 }
 
-/// `act(conv3x3(x) + bias + residual)` with the transformed kernels `packed` (from [`pack`],
-/// for `o` output channels), padding 1, with the products on the tiles of `isa`.
+/// `act(conv3x3(x) + bias + residual)` by `winograd` with its transformed kernels `packed`
+/// (from [`pack`], for `o` output channels), padding 1, with the products on the tiles of `isa`.
 ///
 /// The tiles go in bands, one task each: a band's transformed inputs and products stay in L2
 /// between the transforms and the products.
 pub(super) fn forward(
+    winograd: Winograd,
     isa: Isa,
     packed: &[f32],
     o: usize,
     x: &BlockedMap,
     epilogue: Epilogue,
 ) -> BlockedMap {
-    let tiles = Tiles::of(x);
+    match winograd {
+        Winograd::F2x2 => forward_by::<F2x2>(isa, packed, o, x, epilogue),
+        Winograd::F4x4 => forward_by::<F4x4>(isa, packed, o, x, epilogue),
+    }
+}
+
+/// [`forward`] by the variant `V`.
+fn forward_by<V: Variant>(
+    isa: Isa,
+    packed: &[f32],
+    o: usize,
+    x: &BlockedMap,
+    epilogue: Epilogue,
+) -> BlockedMap {
+    let tiles = Tiles::of(x, V::M);
     let count = x.n * tiles.per_image();
     let mut y = BlockedMap::uninit(x.n, o, x.h, x.w);
     assert!(
@@ -351,7 +533,7 @@ pub(super) fn forward(
         epilogue.bias.is_none_or(|b| b.len() >= y.blocks() * L),
         "bias length"
     );
-    let band = band_tiles(x.blocks(), y.blocks(), count);
+    let band = band_tiles(V::XI, x.blocks(), y.blocks(), count);
     let out = Out(y.data.as_mut_ptr());
     (0..count.div_ceil(band)).into_par_iter().for_each(|b| {
         let first = b * band;
@@ -360,11 +542,11 @@ pub(super) fn forward(
             first,
             len: band.min(count - first),
         };
-        let v = input_transform(isa, x, band);
-        let mut m = Scratch::uninit(XI * y_blocks(o) * band.len * L);
+        let v = input_transform::<V>(isa, x, band);
+        let mut m = Scratch::uninit(V::XI * y_blocks(o) * band.len * L);
         let len = packed_weights_len(&pointwise(x.c, o, 1));
         let (v_plane, m_plane) = (x.blocks() * band.len * L, y_blocks(o) * band.len * L);
-        for xi in 0..XI {
+        for xi in 0..V::XI {
             product(
                 isa,
                 [x.c, o, band.len],
@@ -375,7 +557,7 @@ pub(super) fn forward(
         }
         // SAFETY: `out` points into `y`, of `o` channels on `x`'s maps, and no other band writes
         // this band's tiles.
-        unsafe { output_transform(isa, &m, o, x, band, out, &epilogue) };
+        unsafe { output_transform::<V>(isa, &m, o, x, band, out, &epilogue) };
     });
     y
 }
@@ -394,14 +576,15 @@ const BAND_BYTES: usize = 1 << 20;
 /// [`BAND_BYTES`]), more where they come from L3.
 const MIN_BAND: [usize; 2] = [56, 168];
 
-/// Tiles per band, of `count`, for `cbn` input and `obn` output blocks: as many as fit
+/// Tiles per band, of `count`, for `cbn` input and `obn` output blocks and `xi` elements per
+/// transformed tile: as many as fit
 /// [`BAND_BYTES`] but at least [`MIN_BAND`], then evened out so that every thread has as many
 /// bands, in multiples of the AVX-512 tile's 14 positions unless that leaves the last band short
 /// by more than half a tile: the threads wait for the longest band. With 512 channels on 7x7
 /// maps at batch 8 (128 tiles, 2 threads), bands of 64 and 64 ran 1.03x faster than 70 and 58.
-pub(super) fn band_tiles(cbn: usize, obn: usize, count: usize) -> usize {
-    let per_tile = XI * (cbn + obn) * L * size_of::<f32>();
-    let weights = XI * cbn * obn * L * L * size_of::<f32>();
+pub(super) fn band_tiles(xi: usize, cbn: usize, obn: usize, count: usize) -> usize {
+    let per_tile = xi * (cbn + obn) * L * size_of::<f32>();
+    let weights = xi * cbn * obn * L * L * size_of::<f32>();
     let least = MIN_BAND[usize::from(weights > BAND_BYTES)];
     let bands = count.div_ceil((BAND_BYTES / per_tile).max(least)).max(1);
     let threads = rayon::current_num_threads();
@@ -416,8 +599,8 @@ pub(super) fn band_tiles(cbn: usize, obn: usize, count: usize) -> usize {
     }
 }
 
-/// The tiles over a map: `rows x cols` tiles of 2x2 outputs per image, the last row and column
-/// reaching past an odd side.
+/// The tiles over a map: `rows x cols` tiles of `m x m` outputs per image, the last row and
+/// column reaching past a side that `m` does not divide.
 #[derive(Clone, Copy)]
 struct Tiles {
     rows: usize,
@@ -425,10 +608,10 @@ struct Tiles {
 }
 
 impl Tiles {
-    fn of(x: &BlockedMap) -> Self {
+    fn of(x: &BlockedMap, m: usize) -> Self {
         Tiles {
-            rows: x.h.div_ceil(2),
-            cols: x.w.div_ceil(2),
+            rows: x.h.div_ceil(m),
+            cols: x.w.div_ceil(m),
         }
     }
 
@@ -463,14 +646,14 @@ unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 /// `V_ξ` of the band's tiles, as `[ξ][C/16][tile][16]`: the inputs of the products.
-fn input_transform(isa: Isa, x: &BlockedMap, band: Band) -> Scratch {
+fn input_transform<V: Variant>(isa: Isa, x: &BlockedMap, band: Band) -> Scratch {
     // Every value is written below.
-    let mut v = Scratch::uninit(XI * x.blocks() * band.len * L);
+    let mut v = Scratch::uninit(V::XI * x.blocks() * band.len * L);
     // SAFETY: `isa` is one the CPU runs, as `product` checks after this.
     unsafe {
         match isa {
-            Isa::Avx512 => input_avx512(x, band, &mut v),
-            Isa::Avx2 => input_avx2(x, band, &mut v),
+            Isa::Avx512 => input_avx512::<V>(x, band, &mut v),
+            Isa::Avx2 => input_avx2::<V>(x, band, &mut v),
         }
     }
     v
@@ -482,8 +665,8 @@ fn input_transform(isa: Isa, x: &BlockedMap, band: Band) -> Scratch {
 ///
 /// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn input_avx512(x: &BlockedMap, band: Band, v: &mut [f32]) {
-    input_band(x, band, v);
+unsafe fn input_avx512<V: Variant>(x: &BlockedMap, band: Band, v: &mut [f32]) {
+    input_band::<V>(x, band, v);
 }
 
 /// [`input_band`] compiled for AVX2.
@@ -492,8 +675,8 @@ unsafe fn input_avx512(x: &BlockedMap, band: Band, v: &mut [f32]) {
 ///
 /// The CPU has AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn input_avx2(x: &BlockedMap, band: Band, v: &mut [f32]) {
-    input_band(x, band, v);
+unsafe fn input_avx2<V: Variant>(x: &BlockedMap, band: Band, v: &mut [f32]) {
+    input_band::<V>(x, band, v);
 }
 
 /// One vector of 16 lanes.
@@ -502,25 +685,27 @@ type Lanes = [f32; L];
 /// `V = Bᵀ d B` for every tile of the band and every input block, into `v` as
 /// [`input_transform`] lays it out.
 #[inline(always)]
-fn input_band(x: &BlockedMap, band: Band, v: &mut [f32]) {
-    let blocks = x.blocks();
+fn input_band<V: Variant>(x: &BlockedMap, band: Band, v: &mut [f32]) {
+    let (blocks, a) = (x.blocks(), V::A);
     let plane = blocks * band.len * L;
     for cb in 0..blocks {
         for i in 0..band.len {
             let (ni, ty, tx) = band.at(i);
             let src = &x.data[(ni * blocks + cb) * x.plane()..][..x.plane()];
-            let d = patch(src, x.h, x.w, 2 * ty, 2 * tx);
+            let d = patch(a, src, x.h, x.w, V::M * ty, V::M * tx);
             // Bᵀ d down each column, then (Bᵀ d) B along each row.
-            let mut t = [[[0.0f32; L]; 4]; 4];
-            for c in 0..4 {
-                let col = b_transposed([&d[0][c], &d[1][c], &d[2][c], &d[3][c]]);
-                for (r, lanes) in col.into_iter().enumerate() {
+            let mut t = [[[0.0f32; L]; 6]; 6];
+            for c in 0..a {
+                let col =
+                    V::input_column([&d[0][c], &d[1][c], &d[2][c], &d[3][c], &d[4][c], &d[5][c]]);
+                for (r, lanes) in col.into_iter().enumerate().take(a) {
                     t[r][c] = lanes;
                 }
             }
-            for (r, [t0, t1, t2, t3]) in t.iter().enumerate() {
-                for (c, lanes) in b_transposed([t0, t1, t2, t3]).iter().enumerate() {
-                    let at = (r * 4 + c) * plane + (cb * band.len + i) * L;
+            for (r, [t0, t1, t2, t3, t4, t5]) in t.iter().enumerate().take(a) {
+                let row = V::input_column([t0, t1, t2, t3, t4, t5]);
+                for (c, lanes) in row.iter().enumerate().take(a) {
+                    let at = (r * a + c) * plane + (cb * band.len + i) * L;
                     v[at..at + L].copy_from_slice(lanes);
                 }
             }
@@ -528,17 +713,17 @@ fn input_band(x: &BlockedMap, band: Band, v: &mut [f32]) {
     }
 }
 
-/// The 4x4 patch of one block (`src`, `h x w` positions of 16 lanes) whose outputs start at
-/// `(y, x)`: rows `y - 1 ..= y + 2`, columns `x - 1 ..= x + 2`, zero outside the map (the
-/// padding of 1, and past an odd side).
+/// The `a x a` patch of one block (`src`, `h x w` positions of 16 lanes) whose outputs start at
+/// `(y, x)`: rows `y - 1 .. y - 1 + a`, columns `x - 1 .. x - 1 + a`, zero outside the map (the
+/// padding of 1, and past a side that the tiles do not divide), and past `a`.
 #[inline(always)]
-fn patch(src: &[f32], h: usize, w: usize, y: usize, x: usize) -> [[Lanes; 4]; 4] {
-    let mut d = [[[0.0f32; L]; 4]; 4];
-    for (r, row) in d.iter_mut().enumerate() {
+fn patch(a: usize, src: &[f32], h: usize, w: usize, y: usize, x: usize) -> [[Lanes; 6]; 6] {
+    let mut d = [[[0.0f32; L]; 6]; 6];
+    for (r, row) in d.iter_mut().enumerate().take(a) {
         let Some(yy) = (y + r).checked_sub(1).filter(|&yy| yy < h) else {
             continue;
         };
-        for (c, lanes) in row.iter_mut().enumerate() {
+        for (c, lanes) in row.iter_mut().enumerate().take(a) {
             if let Some(xx) = (x + c).checked_sub(1).filter(|&xx| xx < w) {
                 let at = (yy * w + xx) * L;
                 lanes.copy_from_slice(&src[at..at + L]);
@@ -554,39 +739,18 @@ fn lanes(v: &[f32], at: usize) -> &Lanes {
     v[at..at + L].try_into().expect("16 lanes")
 }
 
-/// `Aᵀ m` for the column of 4 vectors of `m` from `at`, `step` apart.
+/// `Aᵀ m` for the column of `a` vectors of `m` from `at`, `step` apart (zero past `a`).
 #[inline(always)]
-fn column(m: &[f32], at: usize, step: usize) -> [Lanes; 2] {
-    a_transposed([
-        lanes(m, at),
-        lanes(m, at + step),
-        lanes(m, at + 2 * step),
-        lanes(m, at + 3 * step),
-    ])
-}
-
-/// `Bᵀ v` for 4 vectors, with `Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`.
-#[inline(always)]
-fn b_transposed([v0, v1, v2, v3]: [&Lanes; 4]) -> [Lanes; 4] {
-    let mut t = [[0.0f32; L]; 4];
-    for l in 0..L {
-        t[0][l] = v0[l] - v2[l];
-        t[1][l] = v1[l] + v2[l];
-        t[2][l] = v2[l] - v1[l];
-        t[3][l] = v1[l] - v3[l];
-    }
-    t
-}
-
-/// `Aᵀ m` for 4 vectors, with `Aᵀ = [1 1 1 0; 0 1 -1 -1]`.
-#[inline(always)]
-fn a_transposed([m0, m1, m2, m3]: [&Lanes; 4]) -> [Lanes; 2] {
-    let mut t = [[0.0f32; L]; 2];
-    for l in 0..L {
-        t[0][l] = m0[l] + m1[l] + m2[l];
-        t[1][l] = m1[l] - m2[l] - m3[l];
-    }
-    t
+fn column<V: Variant>(m: &[f32], at: usize, step: usize) -> [Lanes; 4] {
+    const ZERO: Lanes = [0.0; L];
+    let v = |k: usize| {
+        if k < V::A {
+            lanes(m, at + k * step)
+        } else {
+            &ZERO
+        }
+    };
+    V::output_column([v(0), v(1), v(2), v(3), v(4), v(5)])
 }
 
 /// The band's outputs from its products `m` (`[ξ][O/16][tile][16]`): `Aᵀ M A` per tile, then
@@ -596,7 +760,7 @@ fn a_transposed([m0, m1, m2, m3]: [&Lanes; 4]) -> [Lanes; 2] {
 ///
 /// The CPU runs `isa`; `out` points to a map of `o` channels on `x`'s batch and sides, whose
 /// positions in this band's tiles no other thread touches meanwhile.
-unsafe fn output_transform(
+unsafe fn output_transform<V: Variant>(
     isa: Isa,
     m: &[f32],
     o: usize,
@@ -608,8 +772,8 @@ unsafe fn output_transform(
     // SAFETY: forwarded from the caller.
     unsafe {
         match isa {
-            Isa::Avx512 => output_avx512(m, o, x, band, out, epilogue),
-            Isa::Avx2 => output_avx2(m, o, x, band, out, epilogue),
+            Isa::Avx512 => output_avx512::<V>(m, o, x, band, out, epilogue),
+            Isa::Avx2 => output_avx2::<V>(m, o, x, band, out, epilogue),
         }
     }
 }
@@ -620,9 +784,16 @@ unsafe fn output_transform(
 ///
 /// The CPU has AVX-512F; as [`output_band`].
 #[target_feature(enable = "avx512f")]
-unsafe fn output_avx512(m: &[f32], o: usize, x: &BlockedMap, band: Band, out: Out, e: &Epilogue) {
+unsafe fn output_avx512<V: Variant>(
+    m: &[f32],
+    o: usize,
+    x: &BlockedMap,
+    band: Band,
+    out: Out,
+    e: &Epilogue,
+) {
     // SAFETY: forwarded from the caller.
-    unsafe { output_band(m, o, x, band, out, e) };
+    unsafe { output_band::<V>(m, o, x, band, out, e) };
 }
 
 /// [`output_band`] compiled for AVX2.
@@ -631,9 +802,16 @@ unsafe fn output_avx512(m: &[f32], o: usize, x: &BlockedMap, band: Band, out: Ou
 ///
 /// The CPU has AVX2 and FMA; as [`output_band`].
 #[target_feature(enable = "avx2,fma")]
-unsafe fn output_avx2(m: &[f32], o: usize, x: &BlockedMap, band: Band, out: Out, e: &Epilogue) {
+unsafe fn output_avx2<V: Variant>(
+    m: &[f32],
+    o: usize,
+    x: &BlockedMap,
+    band: Band,
+    out: Out,
+    e: &Epilogue,
+) {
     // SAFETY: forwarded from the caller.
-    unsafe { output_band(m, o, x, band, out, e) };
+    unsafe { output_band::<V>(m, o, x, band, out, e) };
 }
 
 /// As [`output_transform`], on this thread's instructions.
@@ -642,7 +820,7 @@ unsafe fn output_avx2(m: &[f32], o: usize, x: &BlockedMap, band: Band, out: Out,
 ///
 /// As [`output_transform`], but for `isa`.
 #[inline(always)]
-unsafe fn output_band(
+unsafe fn output_band<V: Variant>(
     m: &[f32],
     o: usize,
     x: &BlockedMap,
@@ -657,18 +835,18 @@ unsafe fn output_band(
         for i in 0..band.len {
             let (ni, ty, tx) = band.at(i);
             let at = (ob * band.len + i) * L;
-            // Aᵀ M down each column, then (Aᵀ M) A along each of its two rows. Plain loops:
+            // Aᵀ M down each column, then (Aᵀ M) A along each of its `m` rows. Plain loops:
             // `array::map` is not inlined, and its closures would run without the target's
             // instructions.
-            let col = |c| column(m, at + c * plane, 4 * plane);
-            let [c0, c1, c2, c3] = [col(0), col(1), col(2), col(3)];
-            let rows = [
-                [&c0[0], &c1[0], &c2[0], &c3[0]],
-                [&c0[1], &c1[1], &c2[1], &c3[1]],
-            ];
-            for (r, row) in rows.into_iter().enumerate() {
-                for (c, mut v) in a_transposed(row).into_iter().enumerate() {
-                    let (yy, xx) = (2 * ty + r, 2 * tx + c);
+            let mut cols = [[[0.0f32; L]; 4]; 6];
+            for (c, col) in cols.iter_mut().enumerate().take(V::A) {
+                *col = column::<V>(m, at + c * plane, V::A * plane);
+            }
+            for r in 0..V::M {
+                let [c0, c1, c2, c3, c4, c5] = &cols;
+                let row = [&c0[r], &c1[r], &c2[r], &c3[r], &c4[r], &c5[r]];
+                for (c, mut v) in V::output_column(row).into_iter().enumerate().take(V::M) {
+                    let (yy, xx) = (V::M * ty + r, V::M * tx + c);
                     if yy >= x.h || xx >= x.w {
                         continue;
                     }

@@ -57,8 +57,8 @@ impl Grid {
         5 * self.hp() * self.wp() <= 6 * self.ho() * self.wo()
     }
 
-    /// Whether the kernel is 3x3 and padded by 1: the geometry of Winograd's F(2x2, 3x3), whose
-    /// 2x2 output tiles then sit on the input's own 2x2 grid.
+    /// Whether the kernel is 3x3 and padded by 1: the geometry of Winograd's F(2x2, 3x3) and
+    /// F(4x4, 3x3), whose output tiles then sit on the input's own grid of 2x2 (4x4) blocks.
     pub(crate) fn is_3x3_padded_by_1(&self) -> bool {
         (self.kh, self.kw, self.ph, self.pw) == (3, 3, 1, 1)
     }

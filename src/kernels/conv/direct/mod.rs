@@ -18,7 +18,7 @@
 //! blocked inference of `kernels::blocked` calls it directly. [`forward`] converts
 //! `[N, C, H, W]` slices around it, a pass over the input and the output each call; the input
 //! gradient is the forward of the [`transposed`] convolution. Training uses [`forward`] where
-//! [`applies`] says and Winograd's F(2x2, 3x3) (in `kernels::blocked`, on these tiles) does not.
+//! [`applies`] says and Winograd's algorithms (in `kernels::blocked`, on these tiles) do not.
 
 use rayon::prelude::*;
 
