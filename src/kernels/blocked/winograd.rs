@@ -348,9 +348,18 @@ impl Block<'_> {
     fn transform<V: Variant>(&self, sets: &mut [&mut [f32]], tap: impl Fn(usize, usize) -> Lanes) {
         for ci in 0..self.kernels.c {
             let g: [Lanes; 9] = std::array::from_fn(|t| tap(ci, t));
-            let u = kernel_transform::<V>(&g);
-            for (xi, set) in sets.iter_mut().enumerate() {
-                set[ci * L..][..L].copy_from_slice(&u[xi / V::A][xi % V::A]);
+            // `G g` down each column, then `(G g) Gᵀ` along each row, straight into the sets.
+            // Plain loops: `array::from_fn` is not inlined, and its closures would run without
+            // the target's instructions.
+            let mut cols = [[[0.0f32; L]; 6]; 3];
+            for (c, col) in cols.iter_mut().enumerate() {
+                *col = V::kernel_column(&g[c], &g[3 + c], &g[6 + c]);
+            }
+            for r in 0..V::A {
+                let row = V::kernel_column(&cols[0][r], &cols[1][r], &cols[2][r]);
+                for (k, u) in row.iter().enumerate().take(V::A) {
+                    sets[r * V::A + k][ci * L..][..L].copy_from_slice(u);
+                }
             }
         }
     }
@@ -438,25 +447,6 @@ unsafe fn block_avx2<V: Variant>(block: Block, sets: &mut [&mut [f32]]) {
         }
         g
     });
-}
-
-/// `G g Gᵀ` for 16 3x3 kernels at once (`g[tap][lane]`, taps row-major), as `V`'s `a x a`
-/// transformed kernels (`[row][column][lane]`, the first `a` of each). In f32, lane by lane, so
-/// that it vectorizes: each value is a sum of at most 9 taps scaled, a few roundings, far below
-/// those of the products' sums over the input channels.
-#[inline(always)]
-fn kernel_transform<V: Variant>(g: &[Lanes; 9]) -> [[Lanes; 6]; 6] {
-    // Plain loops: `array::from_fn` is not inlined, and its closures would run without the
-    // target's instructions.
-    let mut cols = [[[0.0f32; L]; 6]; 3];
-    for (c, col) in cols.iter_mut().enumerate() {
-        *col = V::kernel_column(&g[c], &g[3 + c], &g[6 + c]);
-    }
-    let mut u = [[[0.0f32; L]; 6]; 6];
-    for (r, row) in u.iter_mut().enumerate().take(V::A) {
-        *row = V::kernel_column(&cols[0][r], &cols[1][r], &cols[2][r]);
-    }
-    u
 }
 
 /// Whether [`forward_nchw`] computes a convolution of this geometry: a 3x3 kernel padded by 1.
