@@ -253,13 +253,18 @@ pub(super) fn pack(
     scale: Option<&[f32]>,
     packed: &mut [f32],
 ) {
+    assert_eq!(
+        packed.len(),
+        packed_len(winograd, [kernels.o, kernels.c]),
+        "transformed kernels' length"
+    );
     match winograd {
         Winograd::F2x2 => pack_for::<F2x2>(isa, kernels, scale, packed),
         Winograd::F4x4 => pack_for::<F4x4>(isa, kernels, scale, packed),
     }
 }
 
-/// [`pack`] for the variant `V`.
+/// [`pack`] for the variant `V`, into `packed` of [`packed_len`] values.
 fn pack_for<V: Variant>(
     isa: Option<Isa>,
     kernels: Kernels,
@@ -270,11 +275,6 @@ fn pack_for<V: Variant>(
     assert!(
         scale.is_none_or(|s| s.len() == o),
         "one scale per output channel"
-    );
-    assert_eq!(
-        packed.len(),
-        V::XI * packed_weights_len(&pointwise(c, o, 1)),
-        "transformed kernels' length"
     );
     assert!(isa.is_none_or(Isa::runs), "the CPU runs {isa:?}");
     // A product's weights are those of a 1x1 kernel, whatever the row it runs on: per `ξ`,
