@@ -34,20 +34,52 @@ impl Algorithm {
 /// inference BatchNorm, as packed weights: `y = conv(x, w * s) + t` per output channel, with
 /// `s = gamma / sqrt(var + eps)` and `t = beta - mean * s`.
 pub(crate) struct FoldedConv {
-    /// Packed for the direct kernel; for Winograd's, the kernels, `[O, C, 3, 3]`. Not from the
-    /// scratch pool: the cache keeps it.
-    weights: Vec<f32>,
-    /// For Winograd's, `s`, which its transforms fold in (empty for the direct kernel).
-    scale: Vec<f32>,
-    /// Winograd's transformed kernels, each variant's at its first use (a model that runs one
-    /// size of map transforms its kernels once).
-    transformed: [OnceLock<Vec<f32>>; 2],
-    algorithm: Algorithm,
+    weights: Weights,
     /// `t`, zero-padded to whole blocks.
     bias: Vec<f32>,
     out_channels: usize,
     in_channels: usize,
     kernel: usize,
+}
+
+/// A [`FoldedConv`]'s weights, as its algorithm reads them. Not from the scratch pool: the cache
+/// keeps them.
+enum Weights {
+    /// Packed for the direct kernel, `s` folded in.
+    Direct(Vec<f32>),
+    /// Winograd's kernels, and their transforms once made.
+    Winograd(WinogradWeights),
+}
+
+/// The weights of Winograd's algorithms, whose transforms fold `s` in.
+struct WinogradWeights {
+    /// The variant, or none to choose one for each map.
+    variant: Option<Winograd>,
+    /// The kernels, `[O, C, 3, 3]`.
+    kernels: Vec<f32>,
+    /// `s`.
+    scale: Vec<f32>,
+    /// The transformed kernels, each variant's at its first use (a model that runs one size of
+    /// map transforms its kernels once), indexed by [`Winograd`]'s discriminant.
+    transformed: [OnceLock<Vec<f32>>; 2],
+}
+
+impl WinogradWeights {
+    /// The transformed kernels of `variant`, for `[O, C]` channels, transformed at the first call.
+    fn transformed(&self, variant: Winograd, channels: [usize; 2]) -> &[f32] {
+        self.transformed[variant as usize].get_or_init(|| {
+            let mut packed = vec![0.0; winograd::packed_len(variant, channels)];
+            let kernels = winograd::Kernels::of(&self.kernels, channels);
+            winograd::pack(
+                variant,
+                Isa::best(),
+                kernels,
+                Some(&self.scale),
+                &mut packed,
+            );
+            packed
+        })
+    }
 }
 
 /// Per-channel values, zero-padded to whole blocks of 16 channels (an epilogue's bias).
@@ -87,22 +119,24 @@ impl FoldedConv {
         );
         let grid = Self::grid(o, c, kh, 1, 1, 1);
         let bias = padded_to_blocks(shift);
-        let (weights, scale) = match algorithm {
+        let weights = match algorithm {
             Algorithm::Direct => {
                 let mut weights = vec![0.0; packed_weights_len(&grid)];
                 pack_weights(grid, weight, Some(scale), &mut weights);
-                (weights, Vec::new())
+                Weights::Direct(weights)
             }
-            Algorithm::Winograd(_) => {
+            Algorithm::Winograd(variant) => {
                 assert_eq!(kh, 3, "Winograd's algorithms take 3x3 kernels");
-                (weight.to_vec(), scale.to_vec())
+                Weights::Winograd(WinogradWeights {
+                    variant,
+                    kernels: weight.to_vec(),
+                    scale: scale.to_vec(),
+                    transformed: Default::default(),
+                })
             }
         };
         FoldedConv {
             weights,
-            scale,
-            transformed: Default::default(),
-            algorithm,
             bias,
             out_channels: o,
             in_channels: c,
@@ -144,19 +178,24 @@ impl FoldedConv {
             residual,
             slope,
         };
-        if let Algorithm::Winograd(chosen) = self.algorithm {
-            let variant = chosen.unwrap_or_else(|| Winograd::for_map(x.n, x.h, x.w));
-            let transformed = self.transformed(variant);
-            return winograd::forward(variant, isa, transformed, o, x, epilogue);
-        }
+        let packed = match &self.weights {
+            Weights::Direct(packed) => packed,
+            Weights::Winograd(weights) => {
+                let variant = weights
+                    .variant
+                    .unwrap_or_else(|| Winograd::for_map(x.n, x.h, x.w));
+                let transformed = weights.transformed(variant, [o, x.c]);
+                return winograd::forward(variant, isa, transformed, o, x, epilogue);
+            }
+        };
         let data = if k == 1 {
             // A 1x1 kernel sees each position alone: the map is one long row, which the kernel
             // tiles without a remainder at every row end.
             let grid = Self::grid(o, x.c, 1, x.n, 1, x.h * x.w);
-            run(isa, grid, &x.data, &self.weights, epilogue)
+            run(isa, grid, &x.data, packed, epilogue)
         } else {
             let grid = Self::grid(o, x.c, k, x.n, x.h, x.w);
-            run(isa, grid, &x.padded(k / 2), &self.weights, epilogue)
+            run(isa, grid, &x.padded(k / 2), packed, epilogue)
         };
         BlockedMap {
             data,
@@ -165,23 +204,6 @@ impl FoldedConv {
             h: x.h,
             w: x.w,
         }
-    }
-
-    /// Winograd's transformed kernels for `variant`, transformed at the first call.
-    fn transformed(&self, variant: Winograd) -> &[f32] {
-        self.transformed[variant as usize].get_or_init(|| {
-            let [o, c] = [self.out_channels, self.in_channels];
-            let mut packed = vec![0.0; winograd::packed_len(variant, [o, c])];
-            let kernels = winograd::Kernels::of(&self.weights, [o, c]);
-            winograd::pack(
-                variant,
-                Isa::best(),
-                kernels,
-                Some(&self.scale),
-                &mut packed,
-            );
-            packed
-        })
     }
 
     /// The direct kernel's geometry for a `k x k` kernel padded by `k / 2` on `n` maps `h x w`.
