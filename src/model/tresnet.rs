@@ -247,9 +247,10 @@ impl TResNetConfig {
 /// activation or residual add fused: 3x3 convolutions by Winograd's F(4x4, 3x3) (F(2x2, 3x3) on
 /// maps with fewer than 32 of its tiles over the batch), 1x1 ones by the crate's direct kernel.
 /// The folded, packed weights are made at the first call (each Winograd variant at its first
-/// use) and kept while the model's tensors stay the same: up to 3 times as much memory again as
-/// the convolutions' weights (356 MB for TResNet-M where every 3x3 layer takes F(4x4, 3x3), 223
-/// MB where every one takes F(2x2, 3x3), the 3x3 kernels kept for the other variant included).
+/// use) and kept while the model's tensors stay the same: up to 2.6 times as much memory again as
+/// the convolutions' weights (293 MB for TResNet-M where every 3x3 layer takes F(4x4, 3x3), 160
+/// MB where every one takes F(2x2, 3x3); the other variant reads the 3x3 kernels from the model's
+/// own tensors).
 /// The numbers are those of the modules' own `forward` up to rounding.
 ///
 /// Field names follow timm's `body.*` / `head.fc` so its checkpoints load by name (see

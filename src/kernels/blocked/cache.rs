@@ -5,8 +5,10 @@
 //! inference. [`folded_conv`] does it once per set of tensors and keeps the result, keyed by the
 //! tensors' storage. Flex tensors are immutable while shared (a write to a shared one copies it
 //! first), and the cache holds a clone of each source, so the same storage means the same values.
-//! An entry goes when the cache's own clones are all that is left of one of its sources: the
-//! model it came from was dropped or given new weights (a training step, a loaded checkpoint).
+//! A 3x3 convolution also holds its weight tensor, whose kernels it transforms again for another
+//! variant of Winograd's algorithm. An entry goes when the cache's own clones are all that is left
+//! of one of its sources: the model it came from was dropped or given new weights (a training
+//! step, a loaded checkpoint).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,6 +41,17 @@ struct Entry {
     sources: [FlexTensor; 5],
     epsilon: f64,
     conv: Arc<FoldedConv>,
+    /// The kernels that `conv` holds, if it does.
+    kernels: Option<Arc<TensorValues>>,
+}
+
+/// A contiguous `f32` tensor's values, read where the tensor keeps them.
+struct TensorValues(FlexTensor);
+
+impl AsRef<[f32]> for TensorValues {
+    fn as_ref(&self) -> &[f32] {
+        host_slice(&self.0)
+    }
 }
 
 /// Every kept convolution.
@@ -74,7 +87,8 @@ pub(crate) fn folded_conv<B: Backend>(layer: ConvNorm<B>) -> Arc<FoldedConv> {
     }
     // Packed without the lock, so that other layers and models are not held up; another thread
     // may have packed the same layer meanwhile, and then its entry is the one kept.
-    let conv = Arc::new(pack(&sources, layer.epsilon));
+    let (conv, kernels) = pack(&sources, layer.epsilon);
+    let conv = Arc::new(conv);
     let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(conv) = find(&cache, &sources) {
         return conv;
@@ -83,6 +97,7 @@ pub(crate) fn folded_conv<B: Backend>(layer: ConvNorm<B>) -> Arc<FoldedConv> {
         sources,
         epsilon: layer.epsilon,
         conv: conv.clone(),
+        kernels,
     });
     conv
 }
@@ -98,9 +113,16 @@ fn evict(cache: &mut Vec<Entry>) {
                 Arc::strong_count(&data) - 1,
             )
         };
+        // The cache's clones of each storage: the sources, and the kernels a convolution holds
+        // (the weight's storage itself where it was contiguous `f32`).
         let mut in_cache: HashMap<*const (), usize> = HashMap::new();
-        for source in cache.iter().flat_map(|e| &e.sources) {
-            *in_cache.entry(storage(source).0).or_default() += 1;
+        let kernels = cache.iter().filter_map(|e| e.kernels.as_deref());
+        for tensor in cache
+            .iter()
+            .flat_map(|e| &e.sources)
+            .chain(kernels.map(|k| &k.0))
+        {
+            *in_cache.entry(storage(tensor).0).or_default() += 1;
         }
         let before = cache.len();
         cache.retain(|e| {
@@ -126,8 +148,9 @@ fn flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> FlexTensor {
         .unwrap_or_else(|_| panic!("blocked maps run on Flex only"))
 }
 
-/// `w * s` and `beta - mean * s` per output channel, `s = gamma / sqrt(var + eps)`, packed.
-fn pack(sources: &[FlexTensor; 5], epsilon: f64) -> FoldedConv {
+/// `w * s` and `beta - mean * s` per output channel, `s = gamma / sqrt(var + eps)`, packed; and
+/// the kernels, if the convolution holds them.
+fn pack(sources: &[FlexTensor; 5], epsilon: f64) -> (FoldedConv, Option<Arc<TensorValues>>) {
     let [weight, gamma, beta, mean, var] = sources.clone().map(contiguous_f32);
     let dims = weight.shape().dims();
     let (gamma, beta, mean, var) = (
@@ -145,7 +168,10 @@ fn pack(sources: &[FlexTensor; 5], epsilon: f64) -> FoldedConv {
     let shift: Vec<f32> = (0..scale.len())
         .map(|o| beta[o] - mean[o] * scale[o])
         .collect();
-    FoldedConv::new(host_slice(&weight), dims, &scale, &shift)
+    let kernels = Arc::new(TensorValues(weight));
+    let conv = FoldedConv::new(kernels.clone(), dims, &scale, &shift);
+    let kept = conv.keeps_kernels().then_some(kernels);
+    (conv, kept)
 }
 
 #[cfg(test)]
@@ -169,8 +195,8 @@ mod tests {
         }
     }
 
-    /// The same tensors give the same packed convolution; once the caller has dropped them, the
-    /// next lookup lets go of the cache's clones, and their storage is freed.
+    /// The same tensors give the same packed convolution; once the caller has dropped them and
+    /// the convolution, the next lookup lets go of the cache's clones, and their storage is freed.
     #[test]
     fn entries_follow_their_tensors() {
         let kept = layer(1.0);
@@ -194,6 +220,13 @@ mod tests {
         drop(kept);
         assert!(storage.upgrade().is_some(), "the cache holds a clone");
         folded_conv(layer(2.0));
+        // The entries are gone, but the 3x3 convolution still in use reads its kernels where
+        // the model kept them: it holds them, not a copy.
+        assert!(
+            storage.upgrade().is_some(),
+            "the convolution holds its kernels"
+        );
+        drop(first);
         assert!(storage.upgrade().is_none(), "the entry outlived its model");
     }
 }

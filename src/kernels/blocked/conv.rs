@@ -1,6 +1,6 @@
 //! [`FoldedConv`]: a stride-1 convolution with its BatchNorm folded in, on blocked maps.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use super::map::BlockedMap;
 use super::winograd::{self, Winograd};
@@ -30,6 +30,11 @@ impl Algorithm {
     }
 }
 
+/// A convolution's kernels, `[O, C, k, k]` in row-major order, where their owner keeps them:
+/// Winograd's algorithms read them again at each variant's first use, and hold them so rather
+/// than as a copy (60 MB of TResNet-M's 3x3 kernels, which the model holds anyway).
+pub(crate) type SharedKernels = Arc<dyn AsRef<[f32]> + Send + Sync>;
+
 /// A convolution of odd square kernel, stride 1 and "same" padding (`k / 2`), followed by an
 /// inference BatchNorm, as packed weights: `y = conv(x, w * s) + t` per output channel, with
 /// `s = gamma / sqrt(var + eps)` and `t = beta - mean * s`.
@@ -56,7 +61,7 @@ struct WinogradWeights {
     /// The variant, or none to choose one for each map.
     variant: Option<Winograd>,
     /// The kernels, `[O, C, 3, 3]`.
-    kernels: Vec<f32>,
+    kernels: SharedKernels,
     /// `s`.
     scale: Vec<f32>,
     /// The transformed kernels, each variant's at its first use (a model that runs one size of
@@ -69,7 +74,7 @@ impl WinogradWeights {
     fn transformed(&self, variant: Winograd, channels: [usize; 2]) -> &[f32] {
         self.transformed[variant as usize].get_or_init(|| {
             let mut packed = vec![0.0; winograd::packed_len(variant, channels)];
-            let kernels = winograd::Kernels::of(&self.kernels, channels);
+            let kernels = winograd::Kernels::of((*self.kernels).as_ref(), channels);
             winograd::pack(
                 variant,
                 Isa::best(),
@@ -93,7 +98,12 @@ impl FoldedConv {
     /// The convolution of `weight` (`[O, C, k, k]`, row-major), with output channel `o` scaled by
     /// `scale[o]` and shifted by `shift[o]`, computed the faster way
     /// ([`Algorithm::for_kernel`]).
-    pub(crate) fn new(weight: &[f32], dims: [usize; 4], scale: &[f32], shift: &[f32]) -> Self {
+    pub(crate) fn new(
+        weight: SharedKernels,
+        dims: [usize; 4],
+        scale: &[f32],
+        shift: &[f32],
+    ) -> Self {
         Self::with_algorithm(weight, dims, scale, shift, Algorithm::for_kernel(dims[2]))
     }
 
@@ -104,7 +114,7 @@ impl FoldedConv {
     /// If the kernel is not odd and square, Winograd's is asked for another than 3x3, or the
     /// slices' lengths do not follow from `dims`.
     pub(crate) fn with_algorithm(
-        weight: &[f32],
+        weight: SharedKernels,
         dims: [usize; 4],
         scale: &[f32],
         shift: &[f32],
@@ -112,7 +122,7 @@ impl FoldedConv {
     ) -> Self {
         let [o, c, kh, kw] = dims;
         assert!(kh == kw && kh % 2 == 1, "odd square kernel");
-        assert_eq!(weight.len(), o * c * kh * kw, "weight length");
+        assert_eq!((*weight).as_ref().len(), o * c * kh * kw, "weight length");
         assert!(
             scale.len() == o && shift.len() == o,
             "one scale and shift per channel"
@@ -122,14 +132,14 @@ impl FoldedConv {
         let weights = match algorithm {
             Algorithm::Direct => {
                 let mut weights = vec![0.0; packed_weights_len(&grid)];
-                pack_weights(grid, weight, Some(scale), &mut weights);
+                pack_weights(grid, (*weight).as_ref(), Some(scale), &mut weights);
                 Weights::Direct(weights)
             }
             Algorithm::Winograd(variant) => {
                 assert_eq!(kh, 3, "Winograd's algorithms take 3x3 kernels");
                 Weights::Winograd(WinogradWeights {
                     variant,
-                    kernels: weight.to_vec(),
+                    kernels: weight,
                     scale: scale.to_vec(),
                     transformed: Default::default(),
                 })
@@ -142,6 +152,11 @@ impl FoldedConv {
             in_channels: c,
             kernel: kh,
         }
+    }
+
+    /// Whether it holds the kernels it was made from (Winograd's algorithms).
+    pub(crate) fn keeps_kernels(&self) -> bool {
+        matches!(self.weights, Weights::Winograd(_))
     }
 
     /// `act(conv(x) + residual)`, where `act` is a leaky ReLU of this slope (0: a ReLU) or none.

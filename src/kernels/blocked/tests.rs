@@ -1,6 +1,8 @@
 //! The blocked operations against direct summation in `f64` and against Burn's operations on
 //! `[N, C, H, W]` tensors, on shapes with channels that are not multiples of 16 and odd sides.
 
+use std::sync::Arc;
+
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, SeedableRng};
@@ -169,7 +171,8 @@ fn folded_convolution_matches_direct_summation() {
             _ => &[Algorithm::Direct],
         };
         for &algorithm in algorithms {
-            let conv = FoldedConv::with_algorithm(&weight, [o, c, k, k], &scale, &shift, algorithm);
+            let kernels = Arc::new(weight.clone());
+            let conv = FoldedConv::with_algorithm(kernels, [o, c, k, k], &scale, &shift, algorithm);
             for &isa in &isas {
                 let what = format!("{what}, {algorithm:?}, {isa:?}");
                 let y = conv.forward_on(isa, &x, res.as_ref(), slope);
