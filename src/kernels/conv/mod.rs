@@ -80,6 +80,6 @@ pub(crate) mod geometry;
 #[cfg(feature = "flex")]
 mod layout;
 #[cfg(all(test, feature = "flex"))]
-mod tests;
+pub(super) mod tests;
 #[cfg(feature = "flex")]
 mod winograd_dw;

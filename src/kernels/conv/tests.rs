@@ -129,11 +129,11 @@ fn gradient_case(rng: &mut impl Rng, geometry: Geometry) -> GradientCase {
 }
 
 /// The relative tolerance of the kernels' values against direct summation (absolute near 0).
-const TOLERANCE: f64 = 1e-5;
+pub(crate) const TOLERANCE: f64 = 1e-5;
 
 /// The tolerance of Winograd's F(4x4, 3x3), whose transforms scale values by up to 8 and 1/24:
 /// its sums round about ten times as much as the others'.
-const F4X4_TOLERANCE: f64 = 1e-4;
+pub(crate) const F4X4_TOLERANCE: f64 = 1e-4;
 
 /// `forward(grid, x, w, bias)` against direct summation in f64 on random inputs for `geometry`,
 /// with the bias and without; returns the grid.
