@@ -48,7 +48,8 @@ impl Winograd {
     /// F(4x4, 3x3) from [`F4X4_TILES`] of its tiles over the batch, F(2x2, 3x3) below, where a
     /// few tiles share each of its larger kernels' reads.
     pub(crate) fn for_map(n: usize, h: usize, w: usize) -> Self {
-        if n * h.div_ceil(4) * w.div_ceil(4) >= F4X4_TILES {
+        let m = F4x4::M;
+        if n * h.div_ceil(m) * w.div_ceil(m) >= F4X4_TILES {
             Self::F4x4
         } else {
             Self::F2x2
