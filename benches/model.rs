@@ -3,7 +3,8 @@
 //! training step (forward, backward, and the trainer's Adam, `ScheduledAdam`, which is
 //! `torch.optim.Adam`) at 224x224 batch 8 and 448x448 batch 2. Compare with
 //! `scripts/model_bench_torch.py --batch B --size S`, which times timm's tresnet_m the same way
-//! with PyTorch.
+//! with PyTorch and prints this bench's result beside it; `--table` does so for every size this
+//! bench ran.
 //!
 //! `cargo bench --bench model` (about four minutes on 2 cores); `-- inference` or `-- train` for
 //! one half. `AIA_CPU_PATH=avx2` times the AVX2 path on an AVX-512 CPU. `AIA_BENCH_MODEL=l` (or
