@@ -17,6 +17,11 @@
 //! multiplies less but reads 2.25 times as many transformed kernels, and its sums round more
 //! (about 1e-5 of the largest output on 512 channels, against 1e-6): [`Winograd::for_map`]
 //! takes it where its tiles are many enough.
+//!
+//! Training transforms the kernels at every call ([`forward_nchw`]). Where they are many for
+//! the tiles (512 channels on 7x7 maps), the tasks go by groups of output channels instead of
+//! bands of tiles, each transforming its group's kernels where it runs their products
+//! ([`Schedule`]), so that the transformed kernels do not go through memory.
 
 use rayon::prelude::*;
 
@@ -48,12 +53,20 @@ impl Winograd {
     /// F(4x4, 3x3) from [`F4X4_TILES`] of its tiles over the batch, F(2x2, 3x3) below, where a
     /// few tiles share each of its larger kernels' reads.
     pub(crate) fn for_map(n: usize, h: usize, w: usize) -> Self {
-        let m = F4x4::M;
-        if n * h.div_ceil(m) * w.div_ceil(m) >= F4X4_TILES {
+        if Self::F4x4.tiles(n, h, w) >= F4X4_TILES {
             Self::F4x4
         } else {
             Self::F2x2
         }
+    }
+
+    /// Its tiles over `n` maps of `h x w`.
+    fn tiles(self, n: usize, h: usize, w: usize) -> usize {
+        let m = match self {
+            Self::F2x2 => F2x2::M,
+            Self::F4x4 => F4x4::M,
+        };
+        n * h.div_ceil(m) * w.div_ceil(m)
     }
 
     /// Elements of a transformed tile: `a²`.
@@ -272,12 +285,11 @@ fn pack_for<V: Variant>(
     scale: Option<&[f32]>,
     packed: &mut [f32],
 ) {
-    let (o, c) = (kernels.o, kernels.c);
+    let o = kernels.o;
     assert!(
         scale.is_none_or(|s| s.len() == o),
         "one scale per output channel"
     );
-    assert!(isa.is_none_or(Isa::runs), "the CPU runs {isa:?}");
     // A product's weights are those of a 1x1 kernel, whatever the row it runs on: per `ξ`,
     // `[O/16][C/16][16 in][16 out]`, zero past the last channels. Each block of output
     // channels is transformed straight into its place in all `a²` sets, an input channel (16
@@ -293,31 +305,47 @@ fn pack_for<V: Variant>(
     blocks
         .into_par_iter()
         .enumerate()
-        .for_each(|(b, mut sets)| {
-            let lanes = L.min(o - b * L);
-            let mut scales = [1.0f32; L];
-            if let Some(s) = scale {
-                scales[..lanes].copy_from_slice(&s[b * L..][..lanes]);
-            }
-            let block = Block {
-                kernels,
-                first: b * L,
-                lanes,
-                scales,
-            };
-            // SAFETY: the CPU runs `isa`, asserted above.
-            unsafe {
-                match isa {
-                    Some(Isa::Avx512) => block_avx512::<V>(block, &mut sets),
-                    Some(Isa::Avx2) => block_avx2::<V>(block, &mut sets),
-                    None => block.transform::<V>(&mut sets, |ci, t| block.gather(ci, t)),
-                }
-            }
-            // And the rows past the last input channel.
-            for set in sets.iter_mut() {
-                set[c * L..].fill(0.0);
-            }
-        });
+        .for_each(|(b, mut sets)| pack_block::<V>(isa, kernels, scale, b, &mut sets));
+}
+
+/// Output block `b`'s transformed kernels for `V` into its line of each of the `a²` `sets`
+/// (`[C/16][16 in][16 out]` each, every value written), with the tiles of `isa`, or lane by lane
+/// without.
+///
+/// # Panics
+///
+/// If `isa` is one the CPU does not run.
+fn pack_block<V: Variant>(
+    isa: Option<Isa>,
+    kernels: Kernels,
+    scale: Option<&[f32]>,
+    b: usize,
+    sets: &mut [&mut [f32]],
+) {
+    assert!(isa.is_none_or(Isa::runs), "the CPU runs {isa:?}");
+    let lanes = L.min(kernels.o - b * L);
+    let mut scales = [1.0f32; L];
+    if let Some(s) = scale {
+        scales[..lanes].copy_from_slice(&s[b * L..][..lanes]);
+    }
+    let block = Block {
+        kernels,
+        first: b * L,
+        lanes,
+        scales,
+    };
+    // SAFETY: the CPU runs `isa`, asserted above.
+    unsafe {
+        match isa {
+            Some(Isa::Avx512) => block_avx512::<V>(block, sets),
+            Some(Isa::Avx2) => block_avx2::<V>(block, sets),
+            None => block.transform::<V>(sets, |ci, t| block.gather(ci, t)),
+        }
+    }
+    // And the rows past the last input channel.
+    for set in sets.iter_mut() {
+        set[kernels.c * L..].fill(0.0);
+    }
 }
 
 /// [`pack`]'s kernels of one block of output channels.
@@ -458,7 +486,7 @@ pub(crate) fn applies(grid: &Grid) -> bool {
 /// `conv2d(x, w) + bias` (stride 1) for an `[N, C, H, W]` slice and the kernels `w`, `[N, O, H,
 /// W]` out, by `winograd` with the products on the tiles of `isa`: the training's forward and
 /// input gradient (with [`Kernels::transposed`]), which transform the kernels and convert the
-/// maps around it at each call.
+/// maps around it at each call, as [`Schedule::for_conv`] says.
 ///
 /// # Panics
 ///
@@ -472,18 +500,151 @@ pub(crate) fn forward_nchw(
     w: Kernels,
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
+    let tiles = winograd.tiles(grid.n, grid.h, grid.w);
+    let schedule = Schedule::for_conv(winograd, [grid.o, grid.c], tiles);
+    forward_nchw_with(schedule, winograd, isa, grid, x, w, bias)
+}
+
+/// How a call given its kernels untransformed ([`forward_nchw`]) transforms them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Schedule {
+    /// All of them first ([`pack`]), then the bands of tiles ([`forward`]), each of which reads
+    /// every transformed kernel.
+    KernelsFirst,
+    /// In tasks of [`GROUP_BLOCKS`] output blocks, each of which transforms its kernels and runs
+    /// their products over every tile while they are in its cache ([`forward_by_groups`]).
+    ByOutputGroups,
+}
+
+/// Transformed kernel values per tile over the batch from which [`Schedule::ByOutputGroups`]
+/// runs faster: with many kernels and few tiles, writing the transformed kernels to memory and
+/// reading them back in every band is most of the work (16.8 MB of them for 512 channels), and
+/// a task's transformed kernels read from its cache save that; with fewer, the transforms of
+/// every tile's inputs and outputs, which that schedule leaves to one thread, cost more. On AVX2
+/// the forward of F(2x2, 3x3) on `[N, C, H, W]` slices, conversions included, took this many
+/// times the time of [`Schedule::KernelsFirst`] (best of 9, three rounds): with 512 channels,
+/// 0.73-0.79x on 16 tiles (7x7 maps, one image), 0.74-0.77x on 64, 0.75-0.81x on 49 (14x14,
+/// one image), 0.90-0.95x on 98, 0.81-1.12x on 128, 0.90-1.03x on 256 (7x7, batch 16); with 256
+/// channels 0.83-0.89x on 16 tiles, 0.89-0.98x on 49, 1.00-1.04x on 98, 1.00-1.09x on 147; with
+/// 128, 0.90-1.00x on 16 and 1.05-1.15x on 32; with 64, 1.05-1.13x on 49.
+const GROUPED_VALUES_PER_TILE: usize = 16 * 1024;
+
+/// Output blocks per task of [`Schedule::ByOutputGroups`]: the 32 channels of an AVX-512 tile.
+const GROUP_BLOCKS: usize = 2;
+
+impl Schedule {
+    /// The faster for `winograd`'s convolution of `[O, C]` channels on `tiles` tiles over the
+    /// batch: [`ByOutputGroups`](Self::ByOutputGroups) from [`GROUPED_VALUES_PER_TILE`]
+    /// transformed kernel values per tile.
+    pub(crate) fn for_conv(winograd: Winograd, [o, c]: [usize; 2], tiles: usize) -> Self {
+        if winograd.elements() * o * c >= GROUPED_VALUES_PER_TILE * tiles {
+            Self::ByOutputGroups
+        } else {
+            Self::KernelsFirst
+        }
+    }
+}
+
+/// [`forward_nchw`] with the kernels transformed as `schedule` says.
+///
+/// # Panics
+///
+/// As [`forward_nchw`].
+pub(crate) fn forward_nchw_with(
+    schedule: Schedule,
+    winograd: Winograd,
+    isa: Isa,
+    grid: Grid,
+    x: &[f32],
+    w: Kernels,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     assert!(applies(&grid), "a 3x3 kernel padded by 1");
     assert_eq!([w.o, w.c], [grid.o, grid.c], "the kernels' channels");
-    let o = grid.o;
-    let mut packed = Scratch::uninit(packed_len(winograd, [o, grid.c]));
-    pack(winograd, Some(isa), w, None, &mut packed);
     let bias = bias.map(padded_to_blocks);
     let epilogue = Epilogue {
         bias: bias.as_deref(),
         ..Epilogue::default()
     };
     let x = BlockedMap::from_nchw(x, [grid.n, grid.c, grid.h, grid.w]);
-    forward(winograd, isa, &packed, o, &x, epilogue).to_nchw()
+    let y = match (schedule, winograd) {
+        (Schedule::KernelsFirst, _) => {
+            let mut packed = Scratch::uninit(packed_len(winograd, [grid.o, grid.c]));
+            pack(winograd, Some(isa), w, None, &mut packed);
+            forward(winograd, isa, &packed, grid.o, &x, epilogue)
+        }
+        (Schedule::ByOutputGroups, Winograd::F2x2) => {
+            forward_by_groups::<F2x2>(isa, w, &x, epilogue)
+        }
+        (Schedule::ByOutputGroups, Winograd::F4x4) => {
+            forward_by_groups::<F4x4>(isa, w, &x, epilogue)
+        }
+    };
+    y.to_nchw()
+}
+
+/// `conv3x3(x) + bias` by the variant `V` on kernels not yet transformed, scheduled
+/// [`ByOutputGroups`](Schedule::ByOutputGroups): every tile in one band, whose transformed
+/// inputs the tasks share and whose products each task writes for its own output blocks.
+fn forward_by_groups<V: Variant>(
+    isa: Isa,
+    kernels: Kernels,
+    x: &BlockedMap,
+    epilogue: Epilogue,
+) -> BlockedMap {
+    let (o, obn) = (kernels.o, y_blocks(kernels.o));
+    let tiles = Tiles::of(x, V::M);
+    let band = Band {
+        tiles,
+        first: 0,
+        len: x.n * tiles.per_image(),
+    };
+    let v = input_transform::<V>(isa, x, band);
+    let (v_plane, m_plane) = (x.blocks() * band.len * L, obn * band.len * L);
+    // One output block's transformed kernels for one `ξ`.
+    let set = packed_weights_len(&pointwise(x.c, L, 1));
+    let mut m = Scratch::uninit(V::XI * m_plane);
+    let products = Out(m.as_mut_ptr());
+    (0..obn.div_ceil(GROUP_BLOCKS))
+        .into_par_iter()
+        .for_each(|group| {
+            let first = group * GROUP_BLOCKS;
+            let blocks = GROUP_BLOCKS.min(obn - first);
+            // `[ξ][block][C/16][16 in][16 out]`: each `ξ`'s blocks are one packed 1x1 kernel.
+            let mut u = Scratch::uninit(V::XI * blocks * set);
+            let mut sets: Vec<Vec<&mut [f32]>> = (0..blocks).map(|_| Vec::new()).collect();
+            for per_xi in u.chunks_mut(blocks * set) {
+                for (dst, block_sets) in per_xi.chunks_mut(set).zip(&mut sets) {
+                    block_sets.push(dst);
+                }
+            }
+            for (k, mut block_sets) in sets.into_iter().enumerate() {
+                pack_block::<V>(Some(isa), kernels, None, first + k, &mut block_sets);
+            }
+            let len = blocks * band.len * L;
+            for xi in 0..V::XI {
+                // SAFETY: this task alone writes the products of its output blocks, `len`
+                // values from block `first` of `ξ`'s `[O/16][tile][16]`, inside `m`.
+                let m_xi = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        products.at(xi * m_plane + first * band.len * L),
+                        len,
+                    )
+                };
+                let u_xi = &u[xi * blocks * set..][..blocks * set];
+                product(
+                    isa,
+                    [x.c, blocks * L, band.len],
+                    &v[xi * v_plane..][..v_plane],
+                    u_xi,
+                    m_xi,
+                );
+            }
+        });
+    let mut y = BlockedMap::uninit(x.n, o, x.h, x.w);
+    // SAFETY: `y` holds `o` channels on `x`'s maps, and this thread alone writes it.
+    unsafe { output_transform::<V>(isa, &m, o, x, band, Out(y.data.as_mut_ptr()), &epilogue) };
+    y
 }
 
 /// `act(conv3x3(x) + bias + residual)` by `winograd` with its transformed kernels `packed`
@@ -628,13 +789,27 @@ impl Band {
     }
 }
 
-/// A pointer to the output map that the bands share: each writes its own tiles' positions.
+/// A pointer to a buffer that tasks share, each writing values that no other task touches: the
+/// output map of [`forward`]'s bands (each band's tiles), the products of
+/// [`forward_by_groups`]'s tasks (each task's output blocks).
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
-// SAFETY: the bands of `forward` write disjoint positions of the one map this points into, which
+// SAFETY: the tasks that share it write disjoint values of the one buffer it points into, which
 // outlives them.
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
+
+impl Out {
+    /// The value `i` places past the start.
+    ///
+    /// # Safety
+    ///
+    /// The buffer holds at least `i` values.
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: as the caller guarantees.
+        unsafe { self.0.add(i) }
+    }
+}
 
 /// `V_ξ` of the band's tiles, as `[ξ][C/16][tile][16]`: the inputs of the products.
 fn input_transform<V: Variant>(isa: Isa, x: &BlockedMap, band: Band) -> Scratch {
@@ -850,7 +1025,7 @@ unsafe fn output_band<V: Variant>(
                     );
                     // SAFETY: `at` is a position of this band's tile in the map `out` points
                     // to, as the caller says.
-                    unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), out.0.add(at), L) };
+                    unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), out.at(at), L) };
                 }
             }
         }

@@ -370,14 +370,15 @@ fn conv1x1_matches_direct_summation() {
 }
 
 /// Winograd's F(2x2, 3x3) and F(4x4, 3x3) on `[N, C, H, W]` slices, as training runs the first,
-/// with the tiles of every instruction set the CPU runs: the forward with and without bias, and the
-/// input gradient as the forward of the transposed convolution, against direct summation in
-/// f64. Sides that the tiles divide and do not (by 1 to 3), channels that are and are not
-/// multiples of 16, one image, a single row.
+/// with the tiles of every instruction set the CPU runs and the kernels transformed on either
+/// schedule: the forward with and without bias, and the input gradient as the forward of the
+/// transposed convolution, against direct summation in f64. Sides that the tiles divide and do
+/// not (by 1 to 3), channels that are and are not multiples of 16 (an odd count of output
+/// blocks, one block, fewer than one), one image, a single row.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn winograd_forward_and_input_gradient_match_direct_summation() {
-    use crate::kernels::blocked::winograd::{forward_nchw, Kernels, Winograd};
+    use crate::kernels::blocked::winograd::{forward_nchw_with, Kernels, Schedule, Winograd};
     use crate::kernels::conv::direct::transposed_grid;
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
@@ -388,22 +389,38 @@ fn winograd_forward_and_input_gradient_match_direct_summation() {
         (1, 130, 48, 1, 9, 3, 3, 1, 1),
         (1, 20, 17, 8, 10, 3, 3, 1, 1),
     ] {
-        for isa in Isa::supported() {
+        let schedules = [Schedule::KernelsFirst, Schedule::ByOutputGroups];
+        for (isa, schedule) in Isa::supported()
+            .into_iter()
+            .flat_map(|i| schedules.map(|s| (i, s)))
+        {
             for (variant, tol) in [
                 (Winograd::F2x2, TOLERANCE),
                 (Winograd::F4x4, F4X4_TOLERANCE),
             ] {
                 check_forward_within(&mut rng, geometry, tol, |grid, x, w, b| {
-                    forward_nchw(variant, isa, grid, x, Kernels::of(w, [grid.o, grid.c]), b)
+                    let w = Kernels::of(w, [grid.o, grid.c]);
+                    forward_nchw_with(schedule, variant, isa, grid, x, w, b)
                 });
                 // The turned kernels read in place, as training reads them.
                 check_input_gradient(&mut rng, geometry, (isa, tol), |grid, g, w| {
                     let turned = Kernels::transposed(w, [grid.o, grid.c]);
-                    forward_nchw(variant, isa, transposed_grid(&grid), g, turned, None)
+                    let grid = transposed_grid(&grid);
+                    forward_nchw_with(schedule, variant, isa, grid, g, turned, None)
                 });
             }
         }
     }
+    // Training transforms each group's kernels in its task where the transformed kernels are
+    // many for the tiles: TResNet-M's 512 channels on 7x7 maps at batch 8, not 64 channels on
+    // 14x14 maps at batch 1.
+    let schedule = |c, side: usize, n| {
+        let tiles = n * side.div_ceil(2).pow(2);
+        Schedule::for_conv(Winograd::F2x2, [c, c], tiles)
+    };
+    assert_eq!(schedule(512, 7, 8), Schedule::ByOutputGroups);
+    assert_eq!(schedule(512, 14, 8), Schedule::KernelsFirst);
+    assert_eq!(schedule(64, 14, 1), Schedule::KernelsFirst);
 }
 
 /// Winograd's F(2x2, 3x3) weight gradient against direct summation in f64, with the tile rows
