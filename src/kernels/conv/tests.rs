@@ -412,15 +412,16 @@ fn winograd_forward_and_input_gradient_match_direct_summation() {
         }
     }
     // Training transforms each group's kernels in its task where the transformed kernels are
-    // many for the tiles: TResNet-M's 512 channels on 7x7 maps at batch 8, not 64 channels on
-    // 14x14 maps at batch 1.
+    // many for the tiles: TResNet-M's 512 channels on 7x7 maps at batch 8 and on 14x14 maps at
+    // batch 1, not 256 channels on 14x14 maps at batch 1 or 512 on them at batch 8.
     let schedule = |c, side: usize, n| {
         let tiles = n * side.div_ceil(2).pow(2);
         Schedule::for_conv(Winograd::F2x2, [c, c], tiles)
     };
     assert_eq!(schedule(512, 7, 8), Schedule::ByOutputGroups);
+    assert_eq!(schedule(512, 14, 1), Schedule::ByOutputGroups);
+    assert_eq!(schedule(256, 14, 1), Schedule::KernelsFirst);
     assert_eq!(schedule(512, 14, 8), Schedule::KernelsFirst);
-    assert_eq!(schedule(64, 14, 1), Schedule::KernelsFirst);
 }
 
 /// Winograd's F(2x2, 3x3) weight gradient against direct summation in f64, with the tile rows
