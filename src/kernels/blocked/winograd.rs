@@ -483,29 +483,8 @@ pub(crate) fn applies(grid: &Grid) -> bool {
     grid.is_3x3_padded_by_1()
 }
 
-/// `conv2d(x, w) + bias` (stride 1) for an `[N, C, H, W]` slice and the kernels `w`, `[N, O, H,
-/// W]` out, by `winograd` with the products on the tiles of `isa`: the training's forward and
-/// input gradient (with [`Kernels::transposed`]), which transform the kernels and convert the
-/// maps around it at each call, as [`Schedule::for_conv`] says.
-///
-/// # Panics
-///
-/// If the geometry is not one that [`applies`], the CPU does not run `isa`, the kernels' channels
-/// or a slice's length do not follow from the grid.
-pub(crate) fn forward_nchw(
-    winograd: Winograd,
-    isa: Isa,
-    grid: Grid,
-    x: &[f32],
-    w: Kernels,
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
-    let tiles = winograd.tiles(grid.n, grid.h, grid.w);
-    let schedule = Schedule::for_conv(winograd, [grid.o, grid.c], tiles);
-    forward_nchw_with(schedule, winograd, isa, grid, x, w, bias)
-}
-
-/// How a call given its kernels untransformed ([`forward_nchw`]) transforms them.
+/// How a call given its kernels untransformed ([`forward_nchw`]) transforms them, the faster
+/// way [`Schedule::for_grid`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Schedule {
     /// All of them first ([`pack`]), then the bands of tiles ([`forward`]), each of which reads
@@ -534,11 +513,11 @@ const GROUPED_VALUES_PER_TILE: usize = 32 * 1024;
 const GROUP_BLOCKS: usize = 2;
 
 impl Schedule {
-    /// The faster for `winograd`'s convolution of `[O, C]` channels on `tiles` tiles over the
-    /// batch: [`ByOutputGroups`](Self::ByOutputGroups) from [`GROUPED_VALUES_PER_TILE`]
-    /// transformed kernel values per tile.
-    pub(crate) fn for_conv(winograd: Winograd, [o, c]: [usize; 2], tiles: usize) -> Self {
-        if winograd.elements() * o * c >= GROUPED_VALUES_PER_TILE * tiles {
+    /// The faster for `winograd`'s convolution on `grid`: [`ByOutputGroups`](Self::ByOutputGroups)
+    /// from [`GROUPED_VALUES_PER_TILE`] transformed kernel values per tile over the batch.
+    pub(crate) fn for_grid(winograd: Winograd, grid: &Grid) -> Self {
+        let tiles = winograd.tiles(grid.n, grid.h, grid.w);
+        if winograd.elements() * grid.o * grid.c >= GROUPED_VALUES_PER_TILE * tiles {
             Self::ByOutputGroups
         } else {
             Self::KernelsFirst
@@ -546,14 +525,18 @@ impl Schedule {
     }
 }
 
-/// [`forward_nchw`] with the kernels transformed as `schedule` says.
+/// `conv2d(x, w) + bias` (stride 1) for an `[N, C, H, W]` slice and the kernels `w`, `[N, O, H,
+/// W]` out, by `winograd` with the products on the tiles of `isa`: the training's forward and
+/// input gradient (with [`Kernels::transposed`]), which transform the kernels as `schedule` says
+/// and convert the maps around it at each call.
 ///
 /// # Panics
 ///
-/// As [`forward_nchw`].
-pub(crate) fn forward_nchw_with(
-    schedule: Schedule,
+/// If the geometry is not one that [`applies`], the CPU does not run `isa`, the kernels' channels
+/// or a slice's length do not follow from the grid.
+pub(crate) fn forward_nchw(
     winograd: Winograd,
+    schedule: Schedule,
     isa: Isa,
     grid: Grid,
     x: &[f32],

@@ -13,7 +13,7 @@ use burn::tensor::{DType, TensorData, TensorPrimitive};
 #[cfg(target_arch = "x86_64")]
 use super::direct::{Isa, LANES};
 #[cfg(target_arch = "x86_64")]
-use crate::kernels::blocked::winograd::{self, Winograd};
+use crate::kernels::blocked::winograd::{self, Schedule, Winograd};
 use crate::kernels::dispatch::{on_backend, Ad};
 use crate::kernels::host::host_slice;
 
@@ -167,7 +167,8 @@ impl Blocked {
             #[cfg(target_arch = "x86_64")]
             Self::Winograd(isa) => {
                 let w = winograd::Kernels::of(w, [grid.o, grid.c]);
-                winograd::forward_nchw(TRAINING_WINOGRAD, isa, grid, x, w, bias)
+                let schedule = Schedule::for_grid(TRAINING_WINOGRAD, &grid);
+                winograd::forward_nchw(TRAINING_WINOGRAD, schedule, isa, grid, x, w, bias)
             }
             #[cfg(target_arch = "x86_64")]
             Self::Direct => super::direct::forward(grid, x, w, bias),
@@ -186,7 +187,16 @@ impl Blocked {
             Some(match Self::for_grid(&turned_grid)? {
                 Self::Winograd(isa) => {
                     let w = winograd::Kernels::transposed(w, [grid.o, grid.c]);
-                    winograd::forward_nchw(TRAINING_WINOGRAD, isa, turned_grid, g, w, None)
+                    let schedule = Schedule::for_grid(TRAINING_WINOGRAD, &turned_grid);
+                    winograd::forward_nchw(
+                        TRAINING_WINOGRAD,
+                        schedule,
+                        isa,
+                        turned_grid,
+                        g,
+                        w,
+                        None,
+                    )
                 }
                 Self::Direct => {
                     let (_, turned) = super::direct::transposed(*grid, w);

@@ -374,11 +374,11 @@ fn conv1x1_matches_direct_summation() {
 /// schedule: the forward with and without bias, and the input gradient as the forward of the
 /// transposed convolution, against direct summation in f64. Sides that the tiles divide and do
 /// not (by 1 to 3), channels that are and are not multiples of 16 (an odd count of output
-/// blocks, one block, fewer than one), one image, a single row.
+/// blocks, a single block), one image, a single row.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn winograd_forward_and_input_gradient_match_direct_summation() {
-    use crate::kernels::blocked::winograd::{forward_nchw_with, Kernels, Schedule, Winograd};
+    use crate::kernels::blocked::winograd::{forward_nchw, Kernels, Schedule, Winograd};
     use crate::kernels::conv::direct::transposed_grid;
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
@@ -400,13 +400,13 @@ fn winograd_forward_and_input_gradient_match_direct_summation() {
             ] {
                 check_forward_within(&mut rng, geometry, tol, |grid, x, w, b| {
                     let w = Kernels::of(w, [grid.o, grid.c]);
-                    forward_nchw_with(schedule, variant, isa, grid, x, w, b)
+                    forward_nchw(variant, schedule, isa, grid, x, w, b)
                 });
                 // The turned kernels read in place, as training reads them.
                 check_input_gradient(&mut rng, geometry, (isa, tol), |grid, g, w| {
                     let turned = Kernels::transposed(w, [grid.o, grid.c]);
                     let grid = transposed_grid(&grid);
-                    forward_nchw_with(schedule, variant, isa, grid, g, turned, None)
+                    forward_nchw(variant, schedule, isa, grid, g, turned, None)
                 });
             }
         }
@@ -414,9 +414,20 @@ fn winograd_forward_and_input_gradient_match_direct_summation() {
     // Training transforms each group's kernels in its task where the transformed kernels are
     // many for the tiles: TResNet-M's 512 channels on 7x7 maps at batch 8 and on 14x14 maps at
     // batch 1, not 256 channels on 14x14 maps at batch 1 or 512 on them at batch 8.
-    let schedule = |c, side: usize, n| {
-        let tiles = n * side.div_ceil(2).pow(2);
-        Schedule::for_conv(Winograd::F2x2, [c, c], tiles)
+    let schedule = |c, side, n| {
+        let (h, w, o) = (side, side, c);
+        let grid = Grid {
+            n,
+            c,
+            o,
+            h,
+            w,
+            kh: 3,
+            kw: 3,
+            ph: 1,
+            pw: 1,
+        };
+        Schedule::for_grid(Winograd::F2x2, &grid)
     };
     assert_eq!(schedule(512, 7, 8), Schedule::ByOutputGroups);
     assert_eq!(schedule(512, 14, 1), Schedule::ByOutputGroups);
