@@ -483,8 +483,8 @@ pub(crate) fn applies(grid: &Grid) -> bool {
     grid.is_3x3_padded_by_1()
 }
 
-/// How a call given its kernels untransformed ([`forward_nchw`]) transforms them, the faster
-/// way [`Schedule::for_grid`].
+/// How [`forward_nchw`], given its kernels untransformed, transforms them; [`Schedule::for_grid`]
+/// picks the faster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Schedule {
     /// All of them first ([`pack`]), then the bands of tiles ([`forward`]), each of which reads
