@@ -505,7 +505,7 @@ pub(crate) enum Schedule {
 /// 0.73-0.98x on 16 tiles (7x7 maps, one image), 0.74-0.77x on 64, 0.75-0.88x on 49 (14x14,
 /// one image), 0.78-0.96x on 98, 0.81-1.12x on 128 (7x7, batch 8; 0.94-1.01x in the `conv`
 /// bench), 0.90-1.03x on 256; with 256 channels 0.83-0.89x on 16 tiles, 0.83-0.98x on 49 (but
-/// 1.07-1.08x in the `conv` bench), 1.00-1.04x on 98; with 128, 0.90-1.00x on 16 and
+/// 1.07-1.08x in the `conv` bench), 1.00-1.08x on 98; with 128, 0.90-1.00x on 16 and
 /// 1.05-1.15x on 32; with 64, 1.05-1.13x on 49.
 const GROUPED_VALUES_PER_TILE: usize = 32 * 1024;
 
