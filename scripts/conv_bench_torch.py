@@ -29,7 +29,7 @@ import sys
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from loss_bench_torch import median_seconds  # noqa: E402
+from loss_bench_torch import criterion_median, median_seconds  # noqa: E402
 
 SHAPES = pathlib.Path(__file__).resolve().parent.parent / "benches" / "conv_shapes"
 MODELS = ("tresnet_m", "tresnet_l", "tresnet_xl")
@@ -85,10 +85,7 @@ def torch_times(s):
 
 
 def criterion_seconds(root, group, s, bench):
-    path = root / group / f"{bench}" / name(s) / "new" / "estimates.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())["median"]["point_estimate"] * 1e-9
+    return criterion_median(root / group / bench / name(s))
 
 
 def main():

@@ -57,12 +57,23 @@ def torch_times(rows, cols):
     return median_seconds(fwd, budget), median_seconds(fwd_bwd, budget)
 
 
-def criterion_seconds(root, rows, cols, name):
-    """Criterion's median estimate of one bench, in seconds, or None."""
-    path = root / f"loss_{rows}x{cols}" / name / f"{rows}x{cols}" / "new" / "estimates.json"
+def criterion_estimates(bench_dir):
+    """The file of criterion's latest estimates of the bench whose results are in bench_dir."""
+    return bench_dir / "new" / "estimates.json"
+
+
+def criterion_median(bench_dir):
+    """Criterion's median estimate of the bench whose results are in bench_dir, in seconds, or
+    None where it has not run."""
+    path = criterion_estimates(bench_dir)
     if not path.exists():
         return None
     return json.loads(path.read_text())["median"]["point_estimate"] * 1e-9
+
+
+def criterion_seconds(root, rows, cols, name):
+    """Criterion's median estimate of one bench, in seconds, or None."""
+    return criterion_median(root / f"loss_{rows}x{cols}" / name / f"{rows}x{cols}")
 
 
 def fmt(s):

@@ -19,15 +19,18 @@ and 448x448 batch 2) and prints one Markdown table of both, with how long ago cr
 each result (an old one is from another run) and the host's steal time during PyTorch's runs.
 """
 import argparse
-import json
 import os
 import pathlib
 import re
 import statistics
+import sys
 import time
 
 import timm
 import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from loss_bench_torch import criterion_estimates, criterion_median  # noqa: E402
 
 LABELS = 1000
 # The bench ids of benches/model.rs: `inference_{size}_b{batch}`, `train_step_{size}_b{batch}`.
@@ -76,11 +79,11 @@ def train_step_seconds(model, batch, size, iters):
 
 def criterion_result(root, model, bench, size, batch):
     """(median seconds, seconds since criterion wrote it) of the Rust bench, or None."""
-    path = root / model / f"{bench}_{size}_b{batch}" / "new" / "estimates.json"
-    if not path.exists():
+    bench_dir = root / model / f"{bench}_{size}_b{batch}"
+    median = criterion_median(bench_dir)
+    if median is None:
         return None
-    median = json.loads(path.read_text())["median"]["point_estimate"] * 1e-9
-    return median, time.time() - path.stat().st_mtime
+    return median, time.time() - criterion_estimates(bench_dir).stat().st_mtime
 
 
 def configurations(root, model):
