@@ -294,18 +294,23 @@ fn pack_for<V: Variant>(
     // `[O/16][C/16][16 in][16 out]`, zero past the last channels. Each block of output
     // channels is transformed straight into its place in all `a²` sets, an input channel (16
     // kernels, a line of each set) at a time.
-    let len = packed.len() / V::XI;
-    let block = len / o.div_ceil(L);
-    let mut blocks: Vec<Vec<&mut [f32]>> = (0..o.div_ceil(L)).map(|_| Vec::new()).collect();
-    for set in packed.chunks_mut(len) {
-        for (dst, out) in set.chunks_mut(block).zip(&mut blocks) {
-            out.push(dst);
-        }
-    }
-    blocks
+    block_lines(packed, V::XI, o.div_ceil(L))
         .into_par_iter()
         .enumerate()
         .for_each(|(b, mut sets)| pack_block::<V>(isa, kernels, scale, b, &mut sets));
+}
+
+/// Each of `blocks` output blocks' line of each of the `sets` sets that `packed` holds one after
+/// the other, each set the blocks' lines one after the other: what [`pack_block`] fills.
+fn block_lines(packed: &mut [f32], sets: usize, blocks: usize) -> Vec<Vec<&mut [f32]>> {
+    let len = packed.len() / sets;
+    let mut lines: Vec<Vec<&mut [f32]>> = (0..blocks).map(|_| Vec::new()).collect();
+    for set in packed.chunks_mut(len) {
+        for (line, block) in set.chunks_mut(set.len() / blocks).zip(&mut lines) {
+            block.push(line);
+        }
+    }
+    lines
 }
 
 /// Output block `b`'s transformed kernels for `V` into its line of each of the `a²` `sets`
@@ -596,14 +601,9 @@ fn forward_by_groups<V: Variant>(
             let blocks = GROUP_BLOCKS.min(obn - first);
             // `[ξ][block][C/16][16 in][16 out]`: each `ξ`'s blocks are one packed 1x1 kernel.
             let mut u = Scratch::uninit(V::XI * blocks * set);
-            let mut sets: Vec<Vec<&mut [f32]>> = (0..blocks).map(|_| Vec::new()).collect();
-            for per_xi in u.chunks_mut(blocks * set) {
-                for (dst, block_sets) in per_xi.chunks_mut(set).zip(&mut sets) {
-                    block_sets.push(dst);
-                }
-            }
-            for (k, mut block_sets) in sets.into_iter().enumerate() {
-                pack_block::<V>(Some(isa), kernels, None, first + k, &mut block_sets);
+            let lines = block_lines(&mut u, V::XI, blocks);
+            for (k, mut sets) in lines.into_iter().enumerate() {
+                pack_block::<V>(Some(isa), kernels, None, first + k, &mut sets);
             }
             let len = blocks * band.len * L;
             for xi in 0..V::XI {
