@@ -80,12 +80,9 @@ type Geometry = (
     usize,
 );
 
-/// A grid from a geometry, and random inputs for it.
-fn case(
-    rng: &mut impl Rng,
-    (n, c, o, h, w, kh, kw, ph, pw): Geometry,
-) -> (Grid, impl FnMut(usize) -> Vec<f32> + '_) {
-    let grid = Grid {
+/// The grid of a geometry.
+fn grid_of((n, c, o, h, w, kh, kw, ph, pw): Geometry) -> Grid {
+    Grid {
         n,
         c,
         o,
@@ -95,7 +92,12 @@ fn case(
         kw,
         ph,
         pw,
-    };
+    }
+}
+
+/// A grid from a geometry, and random inputs for it.
+fn case(rng: &mut impl Rng, geometry: Geometry) -> (Grid, impl FnMut(usize) -> Vec<f32> + '_) {
+    let grid = grid_of(geometry);
     let random = move |len: usize| (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect();
     (grid, random)
 }
@@ -415,18 +417,7 @@ fn winograd_forward_and_input_gradient_match_direct_summation() {
     // many for the tiles: TResNet-M's 512 channels on 7x7 maps at batch 8 and on 14x14 maps at
     // batch 1, not 256 channels on 14x14 maps at batch 1 or 512 on them at batch 8.
     let schedule = |c, side, n| {
-        let (h, w, o) = (side, side, c);
-        let grid = Grid {
-            n,
-            c,
-            o,
-            h,
-            w,
-            kh: 3,
-            kw: 3,
-            ph: 1,
-            pw: 1,
-        };
+        let grid = grid_of((n, c, c, side, side, 3, 3, 1, 1));
         Schedule::for_grid(Winograd::F2x2, &grid)
     };
     assert_eq!(schedule(512, 7, 8), Schedule::ByOutputGroups);
