@@ -66,7 +66,7 @@ impl Winograd {
             Self::F2x2 => F2x2::M,
             Self::F4x4 => F4x4::M,
         };
-        n * h.div_ceil(m) * w.div_ceil(m)
+        n * Tiles::of(h, w, m).per_image()
     }
 
     /// Elements of a transformed tile: `a²`.
@@ -582,7 +582,7 @@ fn forward_by_groups<V: Variant>(
     epilogue: Epilogue,
 ) -> BlockedMap {
     let (o, obn) = (kernels.o, y_blocks(kernels.o));
-    let tiles = Tiles::of(x, V::M);
+    let tiles = Tiles::of(x.h, x.w, V::M);
     let band = Band {
         tiles,
         first: 0,
@@ -658,7 +658,7 @@ fn forward_by<V: Variant>(
     x: &BlockedMap,
     epilogue: Epilogue,
 ) -> BlockedMap {
-    let tiles = Tiles::of(x, V::M);
+    let tiles = Tiles::of(x.h, x.w, V::M);
     let count = x.n * tiles.per_image();
     let mut y = BlockedMap::uninit(x.n, o, x.h, x.w);
     assert!(
@@ -744,10 +744,11 @@ struct Tiles {
 }
 
 impl Tiles {
-    fn of(x: &BlockedMap, m: usize) -> Self {
+    /// The tiles of `m x m` outputs that cover an `h x w` map.
+    fn of(h: usize, w: usize, m: usize) -> Self {
         Tiles {
-            rows: x.h.div_ceil(m),
-            cols: x.w.div_ceil(m),
+            rows: h.div_ceil(m),
+            cols: w.div_ceil(m),
         }
     }
 
