@@ -111,6 +111,16 @@ fn forward(
 #[cfg(target_arch = "x86_64")]
 const WINOGRAD_POSITIONS: usize = 256;
 
+/// Input channels from which Winograd's convolution beats the direct kernel in training on
+/// maps of any size: there the products outweigh the kernel transform, which the tasks of
+/// [`Schedule::ByOutputGroups`] run on kernels in their cache. On an AMD EPYC with AVX-512
+/// (Zen 4), forward on `[N, C, H, W]` slices, conversions included, best of 15, Winograd took
+/// 0.56-0.87x the direct kernel's time with 128 to 1024 channels on 14x14 and 7x7 maps at
+/// batch 1 to 5 (1.00-1.08x on 128 channels at 7x7, one image), and 1.1-1.7x with 64 and 96
+/// channels on maps under 256 positions.
+#[cfg(target_arch = "x86_64")]
+const WINOGRAD_CHANNELS: usize = 128;
+
 /// Winograd's algorithm of training, which transforms the kernels at each call: F(2x2, 3x3).
 /// F(4x4, 3x3) transforms 2.25 times as many values; on AVX2 TResNet-M's layers on 56x56 and
 /// 28x28 maps at batch 8 ran 0.99-1.52x as fast with it (forward, and forward with both
@@ -123,7 +133,7 @@ const TRAINING_WINOGRAD: Winograd = Winograd::F2x2;
 /// A kernel of the blocked layout that computes a stride-1 convolution on `[N, C, H, W]`
 /// slices, converting them around it.
 #[derive(Debug, Clone, Copy)]
-enum Blocked {
+pub(super) enum Blocked {
     /// Winograd's [`TRAINING_WINOGRAD`], with the tiles of this instruction set.
     #[cfg(target_arch = "x86_64")]
     Winograd(Isa),
@@ -136,18 +146,20 @@ impl Blocked {
     /// The blocked kernel that runs this convolution faster than the GEMMs, if any: Winograd's
     /// for 3x3 kernels padded by 1 over at least 16 input channels (a whole block), with the
     /// tiles of the kernel path (AVX-512 or AVX2), unless the direct kernel applies
-    /// ([`super::direct::applies`], AVX-512 only: its AVX2 tiles lose to the GEMMs) and the map
-    /// has fewer than [`WINOGRAD_POSITIONS`] positions over the batch. At batch 8 Winograd ran
-    /// 1.35x faster than the GEMMs on the stem's 48 channels at 56x56, 1.6x on 64 channels at
-    /// 112x112 (TResNet-M at 448), 1.1-2.2x on 16 and 32 channels; with 8 or 3 channels,
-    /// 1.3-1.5x slower.
-    fn for_grid(grid: &Grid) -> Option<Self> {
+    /// ([`super::direct::applies`], AVX-512 only: its AVX2 tiles lose to the GEMMs) on a map of
+    /// fewer than [`WINOGRAD_POSITIONS`] positions over the batch with fewer than
+    /// [`WINOGRAD_CHANNELS`] input channels. At batch 8 Winograd ran 1.35x faster than the GEMMs
+    /// on the stem's 48 channels at 56x56, 1.6x on 64 channels at 112x112 (TResNet-M at 448),
+    /// 1.1-2.2x on 16 and 32 channels; with 8 or 3 channels, 1.3-1.5x slower.
+    pub(super) fn for_grid(grid: &Grid) -> Option<Self> {
         #[cfg(target_arch = "x86_64")]
         {
             let direct = super::direct::applies(grid);
             let winograd = winograd::applies(grid)
                 && grid.c >= LANES
-                && (!direct || grid.n * grid.h * grid.w >= WINOGRAD_POSITIONS);
+                && (!direct
+                    || grid.n * grid.h * grid.w >= WINOGRAD_POSITIONS
+                    || grid.c >= WINOGRAD_CHANNELS);
             match Isa::best() {
                 Some(isa) if winograd => Some(Self::Winograd(isa)),
                 _ if direct => Some(Self::Direct),

@@ -17,12 +17,12 @@
 //! over at least 16 channels run on the blocked channel layout instead, with the layout
 //! conversions, as Winograd's F(2x2, 3x3) (`kernels::blocked::winograd`); on AVX-512, the 3x3
 //! ones over at least 64 channels on maps up to 56x56 run there as a direct kernel (`direct`)
-//! where they are not Winograd's: not padded by 1, or on fewer than 256 positions over the
-//! batch. The weight gradient of 3x3 kernels padded by 1, on any CPU, is Winograd's too
-//! (`winograd_dw`) from 256 tiles over the batch: 16 GEMMs over the 2x2 tiles instead of 9 over
-//! the positions. TResNet's inference calls the same kernels on maps kept in that layout
-//! (`kernels::blocked`). Every other backend, and every other convolution, goes through Burn's
-//! own `conv2d` unchanged.
+//! where they are not Winograd's: not padded by 1, or under 128 input channels on fewer than
+//! 256 positions over the batch. The weight gradient of 3x3 kernels padded by 1, on any CPU, is
+//! Winograd's too (`winograd_dw`) from 256 tiles over the batch: 16 GEMMs over the 2x2 tiles
+//! instead of 9 over the positions. TResNet's inference calls the same kernels on maps kept in that
+//! layout (`kernels::blocked`). Every other backend, and every other convolution, goes through
+//! Burn's own `conv2d` unchanged.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::module;

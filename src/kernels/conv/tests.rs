@@ -4,6 +4,8 @@ use super::backward::gemm_backward;
 use super::conv1x1;
 #[cfg(target_arch = "x86_64")]
 use super::direct::{forward_on, transposed, Isa};
+#[cfg(target_arch = "x86_64")]
+use super::flex::Blocked;
 use super::gemm::gemm_forward;
 use super::geometry::Grid;
 
@@ -471,4 +473,50 @@ fn the_tiles_run_where_their_kernel_paths_do() {
     let paths = CpuPath::supported();
     assert_eq!(Isa::Avx512.runs(), paths.contains(&CpuPath::Avx512));
     assert_eq!(Isa::Avx2.runs(), paths.contains(&CpuPath::Avx2));
+}
+
+/// Training's 3x3 convolutions padded by 1: on AVX-512, Winograd's kernel from 256 positions over
+/// the batch or from 128 input channels, the direct kernel on smaller maps of fewer channels; on
+/// AVX2, Winograd's on every map (its direct tiles lose to the GEMMs); none without tiles.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn training_runs_winograd_on_small_maps_from_128_channels() {
+    let kernel = |c, side, n| Blocked::for_grid(&grid_of((n, c, c, side, side, 3, 3, 1, 1)));
+    let small = [
+        (128, 7, 1),
+        (512, 14, 1),
+        (512, 7, 4),
+        (64, 7, 1),
+        (96, 14, 1),
+    ];
+    match Isa::best() {
+        Some(Isa::Avx512) => {
+            for (c, side, n) in [(128, 7, 1), (512, 14, 1), (512, 7, 4), (64, 16, 1)] {
+                let chosen = kernel(c, side, n);
+                assert!(
+                    matches!(chosen, Some(Blocked::Winograd(Isa::Avx512))),
+                    "{c} channels, {n} of {side}x{side}: {chosen:?}"
+                );
+            }
+            for (c, side, n) in [(64, 7, 1), (96, 14, 1), (64, 7, 5)] {
+                let chosen = kernel(c, side, n);
+                assert!(
+                    matches!(chosen, Some(Blocked::Direct)),
+                    "{c} channels, {n} of {side}x{side}: {chosen:?}"
+                );
+            }
+        }
+        Some(isa) => {
+            for (c, side, n) in small {
+                let chosen = kernel(c, side, n);
+                assert!(
+                    matches!(chosen, Some(Blocked::Winograd(i)) if i == isa),
+                    "{c} channels, {n} of {side}x{side}: {chosen:?}"
+                );
+            }
+        }
+        None => assert!(small
+            .iter()
+            .all(|&(c, side, n)| kernel(c, side, n).is_none())),
+    }
 }
