@@ -97,6 +97,11 @@ fn grid_of((n, c, o, h, w, kh, kw, ph, pw): Geometry) -> Grid {
     }
 }
 
+/// The grid of a 3x3 convolution padded by 1 from `c` to `c` channels on `n` maps `side x side`.
+fn same_3x3(c: usize, side: usize, n: usize) -> Grid {
+    grid_of((n, c, c, side, side, 3, 3, 1, 1))
+}
+
 /// A grid from a geometry, and random inputs for it.
 fn case(rng: &mut impl Rng, geometry: Geometry) -> (Grid, impl FnMut(usize) -> Vec<f32> + '_) {
     let grid = grid_of(geometry);
@@ -418,10 +423,7 @@ fn winograd_forward_and_input_gradient_match_direct_summation() {
     // Training transforms each group's kernels in its task where the transformed kernels are
     // many for the tiles: TResNet-M's 512 channels on 7x7 maps at batch 8 and on 14x14 maps at
     // batch 1, not 256 channels on 14x14 maps at batch 1 or 512 on them at batch 8.
-    let schedule = |c, side, n| {
-        let grid = grid_of((n, c, c, side, side, 3, 3, 1, 1));
-        Schedule::for_grid(Winograd::F2x2, &grid)
-    };
+    let schedule = |c, side, n| Schedule::for_grid(Winograd::F2x2, &same_3x3(c, side, n));
     assert_eq!(schedule(512, 7, 8), Schedule::ByOutputGroups);
     assert_eq!(schedule(512, 14, 1), Schedule::ByOutputGroups);
     assert_eq!(schedule(256, 14, 1), Schedule::KernelsFirst);
@@ -481,7 +483,16 @@ fn the_tiles_run_where_their_kernel_paths_do() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn training_runs_winograd_on_small_maps_from_128_channels() {
-    let kernel = |c, side, n| Blocked::for_grid(&grid_of((n, c, c, side, side, 3, 3, 1, 1)));
+    // Each (channels, side, batch) of `cases` takes a kernel that `want` accepts.
+    let expect = |cases: &[(usize, usize, usize)], want: &dyn Fn(Option<Blocked>) -> bool| {
+        for &(c, side, n) in cases {
+            let chosen = Blocked::for_grid(&same_3x3(c, side, n));
+            assert!(
+                want(chosen),
+                "{c} channels, {n} of {side}x{side}: {chosen:?}"
+            );
+        }
+    };
     let small = [
         (128, 7, 1),
         (512, 14, 1),
@@ -491,32 +502,18 @@ fn training_runs_winograd_on_small_maps_from_128_channels() {
     ];
     match Isa::best() {
         Some(Isa::Avx512) => {
-            for (c, side, n) in [(128, 7, 1), (512, 14, 1), (512, 7, 4), (64, 16, 1)] {
-                let chosen = kernel(c, side, n);
-                assert!(
-                    matches!(chosen, Some(Blocked::Winograd(Isa::Avx512))),
-                    "{c} channels, {n} of {side}x{side}: {chosen:?}"
-                );
-            }
-            for (c, side, n) in [(64, 7, 1), (96, 14, 1), (64, 7, 5)] {
-                let chosen = kernel(c, side, n);
-                assert!(
-                    matches!(chosen, Some(Blocked::Direct)),
-                    "{c} channels, {n} of {side}x{side}: {chosen:?}"
-                );
-            }
+            expect(
+                &[(128, 7, 1), (512, 14, 1), (512, 7, 4), (64, 16, 1)],
+                &|k| matches!(k, Some(Blocked::Winograd(Isa::Avx512))),
+            );
+            expect(&[(64, 7, 1), (96, 14, 1), (64, 7, 5)], &|k| {
+                matches!(k, Some(Blocked::Direct))
+            });
         }
-        Some(isa) => {
-            for (c, side, n) in small {
-                let chosen = kernel(c, side, n);
-                assert!(
-                    matches!(chosen, Some(Blocked::Winograd(i)) if i == isa),
-                    "{c} channels, {n} of {side}x{side}: {chosen:?}"
-                );
-            }
-        }
-        None => assert!(small
-            .iter()
-            .all(|&(c, side, n)| kernel(c, side, n).is_none())),
+        Some(isa) => expect(
+            &small,
+            &|k| matches!(k, Some(Blocked::Winograd(i)) if i == isa),
+        ),
+        None => expect(&small, &|k| k.is_none()),
     }
 }
